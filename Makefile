@@ -1,0 +1,76 @@
+# memleak-bpf: make, make test, make demo, make bench
+CC      ?= gcc
+CLANG   ?= clang
+BPFTOOL ?= bpftool
+BUILD   := build
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror
+CPPFLAGS += -Iinclude -I$(BUILD) -D_GNU_SOURCE
+LDLIBS  := -lbpf -ldw -lelf -lz -lstdc++
+
+USER_SRC := $(wildcard user/*.c)
+USER_OBJ := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRC))
+LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
+UNIT_SRC := $(wildcard tests/unit/*.c)
+
+WORKLOADS := leaky_all leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs
+WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
+WL_CFLAGS := -O1 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
+
+.PHONY: all deps test demo bench clean format
+.SECONDARY:
+all: memleak-bpf
+
+deps:
+	@scripts/install-deps.sh
+
+# vmlinux.h comes from the running kernel's BTF; the committed copy stands in
+# where there is no BTF or no bpftool.
+vmlinux/vmlinux.h:
+	@if [ -r /sys/kernel/btf/vmlinux ] && command -v $(BPFTOOL) >/dev/null; then \
+		$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@; \
+	else cp vmlinux/vmlinux_x86_64.h $@; fi
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c include/memleak.h vmlinux/vmlinux.h
+	@mkdir -p $(@D)
+	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -Ivmlinux -Iinclude -Wall -Werror -c $< -o $@
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< name $*_bpf > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h) include/memleak.h $(BUILD)/memleak.skel.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c $< -o $@
+
+memleak-bpf: $(USER_OBJ)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) -Iuser $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
+
+$(BUILD)/workloads/%: tests/workloads/%.c
+	@mkdir -p $(@D)
+	$(CC) $(WL_CFLAGS) $< -lpthread -o $@
+
+$(BUILD)/workloads/%: tests/workloads/%.cpp
+	@mkdir -p $(@D)
+	g++ $(WL_CFLAGS) $< -o $@
+
+$(BUILD)/workloads/leaky_cxx_je: tests/workloads/leaky_cxx.cpp
+	@mkdir -p $(@D)
+	g++ $(WL_CFLAGS) $< -ljemalloc -o $@
+
+test: deps memleak-bpf $(BUILD)/unit_tests $(WORKLOAD_BIN)
+	@python3 tests/run.py
+
+demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky
+	./memleak-bpf -- $(BUILD)/workloads/demo_leaky
+
+bench: deps memleak-bpf $(BUILD)/workloads/bench_pairs
+	@scripts/bench.sh
+
+format:
+	clang-format -i bpf/*.c include/*.h user/*.c user/*.h tests/unit/*.c tests/workloads/*.c tests/workloads/*.cpp
+
+clean:
+	rm -rf $(BUILD) memleak-bpf vmlinux/vmlinux.h

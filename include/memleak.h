@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Types shared by the BPF programs and the userspace loader. */
+#ifndef MEMLEAK_H
+#define MEMLEAK_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define MAX_FRAMES     64
+#define MAX_ALLOCS     (1 << 20)
+#define MAX_STACKS     (1 << 15)
+#define MAX_STACK_KEYS (1 << 16)
+#define MAX_PROCS      (1 << 12)
+
+/* What an allocator call does with its result, for the return probe. */
+enum call_kind {
+	CALL_ALLOC = 1,	     /* returns a new block of `size` bytes */
+	CALL_REALLOC,	     /* moves `ptr` to the returned block of `size` bytes */
+	CALL_POSIX_MEMALIGN, /* stores the new block through the pointer `ptr` */
+};
+
+/* A live allocation, keyed by process and address. */
+struct alloc_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 addr;
+};
+
+struct alloc_info {
+	__u64 size;
+	__u64 time_ns;	/* bpf_ktime_get_ns() at allocation */
+	__u64 stack_id; /* key into the stacks map; 0: no stack recorded */
+};
+
+/* Allocation and free totals, per process and per (process, stack). */
+struct counts {
+	__u64 allocs;
+	__u64 frees;
+	__u64 alloc_bytes;
+	__u64 free_bytes;
+};
+
+struct stack_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 stack_id;
+};
+
+struct stack_frames {
+	__u64 ips[MAX_FRAMES];
+};
+
+/* What the BPF side had to turn away; all counts only grow. */
+struct drops {
+	__u64 events;	       /* no per-thread call state could be had */
+	__u64 allocs_map_full; /* allocations not tracked: allocs map full */
+	__u64 stacks;	       /* allocations tracked without their stack */
+	__u64 procs_map_full;  /* allocations not counted: procs map full */
+};
+
+#endif

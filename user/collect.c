@@ -1,0 +1,142 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "collect.h"
+#include "memleak.skel.h"
+#include "util.h"
+
+#define BATCH 4096
+
+static int by_key(const void *a, const void *b)
+{
+	const struct stack_stat *x = a, *y = b;
+
+	if (x->tgid != y->tgid)
+		return x->tgid < y->tgid ? -1 : 1;
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
+}
+
+static int by_outstanding(const void *a, const void *b)
+{
+	const struct stack_stat *x = a, *y = b;
+
+	if (x->tgid != y->tgid)
+		return x->tgid < y->tgid ? -1 : 1;
+	if (x->out_bytes != y->out_bytes)
+		return x->out_bytes > y->out_bytes ? -1 : 1;
+	return x->out_allocs > y->out_allocs ? -1 : x->out_allocs < y->out_allocs;
+}
+
+static void read_stack_counts(int fd, want_fn want, void *ctx, struct snapshot *s)
+{
+	struct stack_key key, next;
+	struct stack_key *prev = NULL;
+	size_t cap = 0;
+
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		struct stack_stat *st;
+
+		key = next;
+		prev = &key;
+		if (!want(key.tgid, ctx))
+			continue;
+		if (s->nstacks == cap) {
+			cap = cap ? cap * 2 : 256;
+			s->stacks = xrealloc(s->stacks, cap * sizeof(*s->stacks));
+		}
+		st = &s->stacks[s->nstacks];
+		memset(st, 0, sizeof(*st));
+		st->tgid = key.tgid;
+		st->stack_id = key.stack_id;
+		if (bpf_map_lookup_elem(fd, &key, &st->c) == 0)
+			s->nstacks++;
+	}
+}
+
+static void add_live(struct snapshot *s, const struct alloc_key *k, const struct alloc_info *a,
+		     __u64 cutoff_ns)
+{
+	struct stack_stat probe = {.tgid = k->tgid, .stack_id = a->stack_id};
+	struct stack_stat *st;
+
+	if (!a->stack_id || a->time_ns > cutoff_ns)
+		return;
+	st = bsearch(&probe, s->stacks, s->nstacks, sizeof(*st), by_key);
+	if (!st)
+		return;
+	st->out_bytes += a->size;
+	st->out_allocs++;
+	if (!st->oldest_ns || a->time_ns < st->oldest_ns)
+		st->oldest_ns = a->time_ns;
+}
+
+/* One pass over the live allocations, in batches. */
+static void read_live(int fd, want_fn want, void *ctx, __u64 cutoff_ns, struct snapshot *s)
+{
+	struct alloc_key *keys = xcalloc(BATCH, sizeof(*keys));
+	struct alloc_info *vals = xcalloc(BATCH, sizeof(*vals));
+	struct alloc_key out_batch;
+	void *in = NULL;
+	int err;
+
+	do {
+		__u32 n = BATCH;
+
+		err = bpf_map_lookup_batch(fd, in, &out_batch, keys, vals, &n, NULL);
+		if (err && errno != ENOENT)
+			break;
+		for (__u32 i = 0; i < n; i++)
+			if (want(keys[i].tgid, ctx))
+				add_live(s, &keys[i], &vals[i], cutoff_ns);
+		in = &out_batch;
+	} while (!err);
+	free(keys);
+	free(vals);
+}
+
+int snapshot_read(struct memleak_bpf *skel, want_fn want, void *ctx, __u64 older_than_ns,
+		  struct snapshot *s)
+{
+	__u64 now = monotonic_ns();
+	__u64 cutoff = older_than_ns < now ? now - older_than_ns : 0;
+
+	memset(s, 0, sizeof(*s));
+	s->drops = skel->bss->drops;
+	read_stack_counts(bpf_map__fd(skel->maps.stack_counts), want, ctx, s);
+	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_key);
+	read_live(bpf_map__fd(skel->maps.allocs), want, ctx, cutoff, s);
+	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_outstanding);
+	return 0;
+}
+
+void snapshot_free(struct snapshot *s)
+{
+	free(s->stacks);
+	memset(s, 0, sizeof(*s));
+}
+
+struct counts snapshot_proc(struct memleak_bpf *skel, __u32 tgid)
+{
+	struct counts c = {0};
+
+	bpf_map_lookup_elem(bpf_map__fd(skel->maps.procs), &tgid, &c);
+	return c;
+}
+
+int snapshot_frames(struct memleak_bpf *skel, __u64 stack_id, __u64 *ips)
+{
+	struct stack_frames f;
+	int n = 0;
+
+	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.stacks), &stack_id, &f))
+		return 0;
+	while (n < MAX_FRAMES && f.ips[n]) {
+		ips[n] = f.ips[n];
+		n++;
+	}
+	return n;
+}

@@ -1,0 +1,182 @@
+#include <glob.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "discover.h"
+#include "elf_file.h"
+#include "util.h"
+
+#define MAX_OBJECTS 512
+
+static const char *const default_dirs[] = {
+	"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
+	"/lib",			 "/usr/lib",		      "/usr/local/lib",
+};
+
+void objlist_add(struct objlist *l, const char *path)
+{
+	char real[PATH_MAX];
+
+	if (!realpath(path, real))
+		return;
+	for (int i = 0; i < l->n; i++)
+		if (strcmp(l->paths[i], real) == 0)
+			return;
+	l->paths = xrealloc(l->paths, (l->n + 1) * sizeof(char *));
+	l->paths[l->n++] = xstrdup(real);
+}
+
+void objlist_free(struct objlist *l)
+{
+	for (int i = 0; i < l->n; i++)
+		free(l->paths[i]);
+	free(l->paths);
+	l->paths = NULL;
+	l->n = 0;
+}
+
+/* Try each directory of a ':'-separated list; $ORIGIN stands for origin. */
+static bool find_in_dirs(const char *dirs, const char *origin, const char *name, char *out)
+{
+	char *copy, *save, *dir;
+	bool found = false;
+
+	if (!dirs)
+		return false;
+	copy = xstrdup(dirs);
+	for (dir = strtok_r(copy, ":", &save); dir && !found; dir = strtok_r(NULL, ":", &save)) {
+		if (strncmp(dir, "$ORIGIN", 7) == 0)
+			snprintf(out, PATH_MAX, "%s%s/%s", origin, dir + 7, name);
+		else
+			snprintf(out, PATH_MAX, "%s/%s", dir, name);
+		found = access(out, R_OK) == 0;
+	}
+	free(copy);
+	return found;
+}
+
+static bool find_in_ld_so_conf(const char *name, char *out)
+{
+	glob_t g;
+	bool found = false;
+
+	if (glob("/etc/ld.so.conf.d/*.conf", 0, NULL, &g))
+		return false;
+	for (size_t i = 0; i < g.gl_pathc && !found; i++) {
+		FILE *f = fopen(g.gl_pathv[i], "re");
+		char line[PATH_MAX];
+
+		while (f && !found && fgets(line, sizeof(line), f)) {
+			line[strcspn(line, " \t\r\n")] = '\0';
+			if (line[0] == '/')
+				found = find_in_dirs(line, "", name, out);
+		}
+		if (f)
+			fclose(f);
+	}
+	globfree(&g);
+	return found;
+}
+
+/* Where the dynamic linker would find a DT_NEEDED or LD_PRELOAD name. */
+static bool find_library(const char *name, const struct elf_deps *from, const char *origin,
+			 char *out)
+{
+	if (strchr(name, '/')) {
+		snprintf(out, PATH_MAX, "%s", name);
+		return access(out, R_OK) == 0;
+	}
+	if (from && find_in_dirs(from->runpath, origin, name, out))
+		return true;
+	if (find_in_dirs(getenv("LD_LIBRARY_PATH"), origin, name, out))
+		return true;
+	if (find_in_ld_so_conf(name, out))
+		return true;
+	for (size_t i = 0; i < ARRAY_SIZE(default_dirs); i++)
+		if (find_in_dirs(default_dirs[i], "", name, out))
+			return true;
+	return false;
+}
+
+static void add_preloads(struct objlist *out)
+{
+	const char *env = getenv("LD_PRELOAD");
+	char *copy, *save, *name;
+	char path[PATH_MAX];
+
+	if (!env)
+		return;
+	copy = xstrdup(env);
+	for (name = strtok_r(copy, " :", &save); name; name = strtok_r(NULL, " :", &save))
+		if (find_library(name, NULL, "", path))
+			objlist_add(out, path);
+	free(copy);
+}
+
+int discover_command(const char *exe, struct objlist *out)
+{
+	char path[PATH_MAX];
+
+	objlist_add(out, exe);
+	if (out->n == 0)
+		return -1;
+	add_preloads(out);
+	/* Breadth first, as the dynamic linker walks DT_NEEDED. */
+	for (int i = 0; i < out->n && out->n < MAX_OBJECTS; i++) {
+		struct elf_deps deps;
+		char origin[PATH_MAX];
+
+		if (elf_read_deps(out->paths[i], &deps))
+			continue;
+		snprintf(origin, sizeof(origin), "%s", out->paths[i]);
+		*strrchr(origin, '/') = '\0';
+		for (int k = 0; k < deps.nneeded; k++)
+			if (find_library(deps.needed[k], &deps, origin, path))
+				objlist_add(out, path);
+		elf_deps_free(&deps);
+	}
+	return 0;
+}
+
+int discover_pid(pid_t pid, struct objlist *out)
+{
+	char maps[64], line[PATH_MAX + 128], path[PATH_MAX + 32];
+	FILE *f;
+
+	snprintf(maps, sizeof(maps), "/proc/%d/maps", pid);
+	f = fopen(maps, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char perms[8];
+		char *file = strchr(line, '/');
+
+		if (sscanf(line, "%*s %7s", perms) != 1 || perms[2] != 'x' || !file)
+			continue;
+		file[strcspn(file, "\n")] = '\0';
+		if (strstr(file, " (deleted)"))
+			continue;
+		/* The process may live in another mount namespace. */
+		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, file);
+		objlist_add(out, path);
+	}
+	fclose(f);
+	return 0;
+}
+
+int discover_system(struct objlist *out)
+{
+	static const char *const libs[] = {
+		"libc.so.6",	       "libstdc++.so.6",     "libjemalloc.so.2", "libtcmalloc.so.4",
+		"libtcmalloc_minimal.so.4", "libmimalloc.so.2",
+	};
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < ARRAY_SIZE(libs); i++)
+		if (find_library(libs[i], NULL, "", path))
+			objlist_add(out, path);
+	return out->n ? 0 : -1;
+}

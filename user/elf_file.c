@@ -1,0 +1,164 @@
+#include <fcntl.h>
+#include <gelf.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "elf_file.h"
+#include "util.h"
+
+static Elf *elf_open(const char *path, int *fd)
+{
+	Elf *elf;
+
+	elf_version(EV_CURRENT);
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return NULL;
+	elf = elf_begin(*fd, ELF_C_READ_MMAP, NULL);
+	if (!elf || elf_kind(elf) != ELF_K_ELF) {
+		if (elf)
+			elf_end(elf);
+		close(*fd);
+		return NULL;
+	}
+	return elf;
+}
+
+static void elf_close(Elf *elf, int fd)
+{
+	elf_end(elf);
+	close(fd);
+}
+
+/* The file offset at which the loadable segment holding vaddr keeps it. */
+static uint64_t vaddr_to_offset(Elf *elf, uint64_t vaddr)
+{
+	size_t n;
+
+	if (elf_getphdrnum(elf, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		GElf_Phdr ph;
+
+		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
+			continue;
+		if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_memsz)
+			return vaddr - ph.p_vaddr + ph.p_offset;
+	}
+	return 0;
+}
+
+static void scan_symtab(Elf *elf, Elf_Scn *scn, const char *const *names, int n,
+			uint64_t *offsets)
+{
+	GElf_Shdr sh;
+	Elf_Data *data = elf_getdata(scn, NULL);
+
+	if (!data || !gelf_getshdr(scn, &sh) || !sh.sh_entsize)
+		return;
+	for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+		GElf_Sym sym;
+		const char *name;
+
+		if (!gelf_getsym(data, (int)i, &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC ||
+		    sym.st_shndx == SHN_UNDEF || !sym.st_value)
+			continue;
+		name = elf_strptr(elf, sh.sh_link, sym.st_name);
+		if (!name)
+			continue;
+		for (int k = 0; k < n; k++)
+			if (!offsets[k] && strcmp(name, names[k]) == 0)
+				offsets[k] = vaddr_to_offset(elf, sym.st_value);
+	}
+}
+
+int elf_func_offsets(const char *path, const char *const *names, int n, uint64_t *offsets)
+{
+	Elf_Scn *scn = NULL;
+	int fd, found = 0;
+	Elf *elf = elf_open(path, &fd);
+
+	memset(offsets, 0, sizeof(*offsets) * n);
+	if (!elf)
+		return -1;
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+
+		if (gelf_getshdr(scn, &sh) && (sh.sh_type == SHT_DYNSYM || sh.sh_type == SHT_SYMTAB))
+			scan_symtab(elf, scn, names, n, offsets);
+	}
+	elf_close(elf, fd);
+	for (int k = 0; k < n; k++)
+		found += offsets[k] != 0;
+	return found;
+}
+
+static void read_dynamic(Elf *elf, Elf_Scn *scn, struct elf_deps *deps)
+{
+	GElf_Shdr sh;
+	Elf_Data *data = elf_getdata(scn, NULL);
+	const char *rpath = NULL, *runpath = NULL;
+
+	if (!data || !gelf_getshdr(scn, &sh) || !sh.sh_entsize)
+		return;
+	for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+		GElf_Dyn dyn;
+		const char *s;
+
+		if (!gelf_getdyn(data, (int)i, &dyn))
+			break;
+		if (dyn.d_tag != DT_NEEDED && dyn.d_tag != DT_RPATH && dyn.d_tag != DT_RUNPATH)
+			continue;
+		s = elf_strptr(elf, sh.sh_link, dyn.d_un.d_val);
+		if (!s)
+			continue;
+		if (dyn.d_tag == DT_NEEDED) {
+			deps->needed = xrealloc(deps->needed, (deps->nneeded + 1) * sizeof(char *));
+			deps->needed[deps->nneeded++] = xstrdup(s);
+		} else if (dyn.d_tag == DT_RPATH) {
+			rpath = s;
+		} else {
+			runpath = s;
+		}
+	}
+	if (runpath || rpath)
+		deps->runpath = xstrdup(runpath ? runpath : rpath);
+}
+
+int elf_read_deps(const char *path, struct elf_deps *deps)
+{
+	Elf_Scn *scn = NULL;
+	size_t nph;
+	int fd;
+	Elf *elf = elf_open(path, &fd);
+
+	memset(deps, 0, sizeof(*deps));
+	if (!elf)
+		return -1;
+	if (elf_getphdrnum(elf, &nph) == 0) {
+		for (size_t i = 0; i < nph; i++) {
+			GElf_Phdr ph;
+
+			if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_INTERP)
+				deps->dynamic = true;
+		}
+	}
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+
+		if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_DYNAMIC)
+			read_dynamic(elf, scn, deps);
+	}
+	elf_close(elf, fd);
+	return 0;
+}
+
+void elf_deps_free(struct elf_deps *deps)
+{
+	for (int i = 0; i < deps->nneeded; i++)
+		free(deps->needed[i]);
+	free(deps->needed);
+	free(deps->runpath);
+	memset(deps, 0, sizeof(*deps));
+}

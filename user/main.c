@@ -1,0 +1,340 @@
+/* memleak-bpf: find memory leaks in running programs with eBPF. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include "discover.h"
+#include "launch.h"
+#include "memleak.h"
+#include "memleak.skel.h"
+#include "options.h"
+#include "preflight.h"
+#include "probes.h"
+#include "report.h"
+#include "targets.h"
+#include "util.h"
+
+enum exit_status {
+	EXIT_OK = 0,
+	EXIT_RUNTIME = 1,
+	EXIT_USAGE = 2,
+};
+
+struct tracer {
+	struct options opt;
+	struct memleak_bpf *skel;
+	struct probes probes;
+	struct target_set targets;
+	struct child child;
+	bool launched;
+	int sigfd;
+	long reports;
+	int exit_status;
+};
+
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	/* Our own messages say what failed; libbpf's detail is for debugging. */
+	if (level == LIBBPF_DEBUG || !getenv("MEMLEAK_BPF_DEBUG"))
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+static int load_bpf(struct tracer *tr, char *err, size_t errlen)
+{
+	struct memleak_bpf *skel = memleak_bpf__open();
+	int e;
+
+	if (!skel) {
+		snprintf(err, errlen, "cannot open the BPF object: %s", strerror(errno));
+		return -1;
+	}
+	skel->rodata->min_size = tr->opt.min_size;
+	skel->rodata->max_size = tr->opt.max_size;
+	skel->rodata->sample_rate = tr->opt.sample_rate;
+	skel->rodata->self_tgid = (__u32)getpid();
+	skel->rodata->page_size = (__u64)sysconf(_SC_PAGESIZE);
+	e = memleak_bpf__load(skel);
+	if (e) {
+		snprintf(err, errlen,
+			 "cannot load the BPF programs: %s (run with MEMLEAK_BPF_DEBUG=1 to see "
+			 "the verifier's log)",
+			 strerror(-e));
+		memleak_bpf__destroy(skel);
+		return -1;
+	}
+	tr->skel = skel;
+	return 0;
+}
+
+static int attach_objects(struct tracer *tr, struct objlist *objs, pid_t pid, const char *what,
+			  char *err, size_t errlen)
+{
+	int n;
+
+	for (int i = 0; i < tr->opt.nlibs; i++) {
+		if (access(tr->opt.libs[i], R_OK)) {
+			snprintf(err, errlen, "--lib %s: %s", tr->opt.libs[i], strerror(errno));
+			return -1;
+		}
+	}
+	if (tr->opt.nlibs) {
+		objlist_free(objs);
+		for (int i = 0; i < tr->opt.nlibs; i++)
+			objlist_add(objs, tr->opt.libs[i]);
+	}
+	n = probes_attach(tr->skel, objs, pid, &tr->probes, err, errlen);
+	if (n == 0)
+		snprintf(err, errlen,
+			 "no allocator functions found in %s (a stripped static binary?): "
+			 "name the allocator with --lib PATH",
+			 what);
+	return n > 0 ? 0 : -1;
+}
+
+static int start_command(struct tracer *tr, char *err, size_t errlen)
+{
+	struct objlist objs = {0};
+	struct target *t;
+	int r;
+
+	if (launch_fork(tr->opt.command, &tr->child, err, errlen))
+		return -1;
+	tr->launched = true;
+	r = discover_command(tr->child.path, &objs);
+	if (r == 0)
+		r = attach_objects(tr, &objs, tr->child.pid, tr->child.path, err, errlen);
+	objlist_free(&objs);
+	if (r == 0)
+		r = launch_release(&tr->child, err, errlen);
+	if (r) {
+		kill(tr->child.pid, SIGKILL);
+		tr->launched = false;
+		return -1;
+	}
+	t = targets_add(&tr->targets, tr->child.pid);
+	snprintf(t->comm, sizeof(t->comm), "%s", strrchr(tr->child.path, '/') + 1);
+	return 0;
+}
+
+static int start_pids(struct tracer *tr, char *err, size_t errlen)
+{
+	for (int i = 0; i < tr->opt.npids; i++) {
+		pid_t pid = tr->opt.pids[i];
+		struct objlist objs = {0};
+		char what[64];
+		int r;
+
+		if (kill(pid, 0) && errno == ESRCH) {
+			snprintf(err, errlen, "no process with PID %d", pid);
+			return -1;
+		}
+		if (discover_pid(pid, &objs)) {
+			snprintf(err, errlen, "cannot read the memory map of PID %d: %s", pid,
+				 strerror(errno));
+			return -1;
+		}
+		snprintf(what, sizeof(what), "PID %d", pid);
+		r = attach_objects(tr, &objs, pid, what, err, errlen);
+		objlist_free(&objs);
+		if (r)
+			return -1;
+		targets_add(&tr->targets, pid)->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	}
+	return 0;
+}
+
+static int start_system(struct tracer *tr, char *err, size_t errlen)
+{
+	struct objlist objs = {0};
+	int r;
+
+	tr->targets.every_process = true;
+	discover_system(&objs);
+	r = attach_objects(tr, &objs, -1, "the system's libraries", err, errlen);
+	objlist_free(&objs);
+	return r;
+}
+
+static int setup_signals(struct tracer *tr)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	tr->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	return tr->sigfd < 0 ? -1 : 0;
+}
+
+static void write_report(struct tracer *tr, bool final)
+{
+	struct report_options ro = {.top = tr->opt.top, .older_ns = tr->opt.older_ms * 1000000};
+	struct report r = {.seq = ++tr->reports, .final = final};
+
+	for (int i = 0; i < tr->targets.n; i++)
+		target_refresh(&tr->targets.t[i]);
+	targets_report(&tr->targets, tr->skel, &ro, &r);
+	if (tr->opt.json)
+		report_json(stdout, &r);
+	else
+		report_text(stdout, &r);
+	report_free(&r);
+}
+
+static bool all_exited(const struct target_set *ts)
+{
+	for (int i = 0; i < ts->n; i++)
+		if (ts->t[i].alive)
+			return false;
+	return ts->n > 0;
+}
+
+/* Returns true when tracing should stop. */
+static bool handle_signals(struct tracer *tr, int *interrupts)
+{
+	struct signalfd_siginfo si;
+	bool stop = false;
+
+	while (read(tr->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGCHLD)
+			continue;
+		/* A launched command is asked to end first, so its figures are complete. */
+		if (tr->launched && ++*interrupts == 1)
+			kill(tr->child.pid, (int)si.ssi_signo);
+		else
+			stop = true;
+	}
+	if (tr->launched && launch_poll(&tr->child, &tr->targets.t[0].sym, &tr->exit_status)) {
+		target_exited(&tr->targets.t[0]);
+		stop = true;
+	}
+	return stop;
+}
+
+static void watch_pidfds(struct tracer *tr, struct pollfd *fds, int nfds)
+{
+	for (int i = 1; i < nfds; i++) {
+		struct target *t;
+
+		if (!fds[i].revents)
+			continue;
+		for (int k = 0; k < tr->targets.n; k++) {
+			t = &tr->targets.t[k];
+			if (t->pidfd != fds[i].fd)
+				continue;
+			warnx_("pid %d (%s) exited; its last figures are in the next report", t->pid,
+			       t->comm);
+			target_exited(t);
+		}
+	}
+}
+
+static void run(struct tracer *tr)
+{
+	double next = monotonic_s() + tr->opt.interval_s;
+	int interrupts = 0;
+
+	for (;;) {
+		struct pollfd fds[MAX_PIDS + 1] = {{.fd = tr->sigfd, .events = POLLIN}};
+		double wait = next - monotonic_s();
+		int nfds = 1;
+
+		for (int i = 0; i < tr->targets.n; i++)
+			if (tr->targets.t[i].pidfd >= 0 && nfds < MAX_PIDS + 1)
+				fds[nfds++] = (struct pollfd){.fd = tr->targets.t[i].pidfd,
+							      .events = POLLIN};
+		if (poll(fds, nfds, wait > 0 ? (int)(wait * 1000) + 1 : 0) < 0 && errno != EINTR)
+			return;
+		if (handle_signals(tr, &interrupts))
+			return;
+		watch_pidfds(tr, fds, nfds);
+		if (!tr->targets.every_process && all_exited(&tr->targets))
+			return;
+		if (monotonic_s() < next)
+			continue;
+		next += tr->opt.interval_s;
+		if (tr->opt.count && tr->reports + 1 >= tr->opt.count)
+			return;
+		write_report(tr, false);
+	}
+}
+
+static int start(struct tracer *tr)
+{
+	char err[1024] = "";
+
+	if (check_privileges(err, sizeof(err)) || check_btf(err, sizeof(err)) ||
+	    ensure_tracefs(err, sizeof(err)) || load_bpf(tr, err, sizeof(err)) ||
+	    setup_signals(tr)) {
+		warnx_("%s", err[0] ? err : strerror(errno));
+		return -1;
+	}
+	tr->targets.start_time = monotonic_s();
+	if (tr->opt.command ? start_command(tr, err, sizeof(err))
+	    : tr->opt.npids ? start_pids(tr, err, sizeof(err))
+			    : start_system(tr, err, sizeof(err))) {
+		warnx_("%s", err);
+		return -1;
+	}
+	if (!tr->opt.json && !tr->opt.command)
+		fprintf(stderr, "memleak-bpf: tracing %d allocator functions; Ctrl-C to stop\n",
+			tr->probes.nfuncs);
+	return 0;
+}
+
+static int unavailable(const struct options *o)
+{
+	const char *name = o->kernel		 ? "-k/--kernel"
+			   : o->curve_path	 ? "--curve"
+			   : o->plot_path	 ? "--plot"
+			   : o->fail_on_leak ? "--fail-on-leak"
+					     : NULL;
+
+	if (!name)
+		return 0;
+	warnx_("%s is not available in this version yet", name);
+	return -1;
+}
+
+int main(int argc, char **argv)
+{
+	static struct tracer tr = {.sigfd = -1};
+	char err[512];
+	int status;
+
+	switch (options_parse(&tr.opt, argc, argv, err, sizeof(err))) {
+	case PARSE_EXIT:
+		return EXIT_OK;
+	case PARSE_USAGE:
+		warnx_("%s; see memleak-bpf --help", err);
+		return EXIT_USAGE;
+	case PARSE_OK:
+		break;
+	}
+	if (unavailable(&tr.opt))
+		return EXIT_USAGE;
+	libbpf_set_print(libbpf_log);
+	if (start(&tr)) {
+		status = EXIT_RUNTIME;
+	} else {
+		run(&tr);
+		write_report(&tr, true);
+		status = tr.launched ? tr.exit_status : EXIT_OK;
+	}
+	probes_detach(&tr.probes);
+	targets_free(&tr.targets);
+	memleak_bpf__destroy(tr.skel);
+	return status;
+}

@@ -1,0 +1,245 @@
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "options.h"
+#include "util.h"
+
+#define VERSION "0.1.0"
+
+enum long_only {
+	OPT_LIB = 256,
+	OPT_JSON,
+	OPT_CURVE,
+	OPT_PLOT,
+	OPT_FAIL_ON_LEAK,
+	OPT_VERSION,
+};
+
+static const struct option long_options[] = {
+	{"pid", required_argument, NULL, 'p'},
+	{"kernel", no_argument, NULL, 'k'},
+	{"top", required_argument, NULL, 'T'},
+	{"older", required_argument, NULL, 'o'},
+	{"min-size", required_argument, NULL, 'z'},
+	{"max-size", required_argument, NULL, 'Z'},
+	{"sample-rate", required_argument, NULL, 's'},
+	{"lib", required_argument, NULL, OPT_LIB},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"curve", required_argument, NULL, OPT_CURVE},
+	{"plot", required_argument, NULL, OPT_PLOT},
+	{"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, OPT_VERSION},
+	{0},
+};
+
+void options_usage(FILE *out)
+{
+	fputs("usage: memleak-bpf [OPTIONS] [INTERVAL [COUNT]]\n"
+	      "       memleak-bpf [OPTIONS] -- COMMAND [ARG...]\n"
+	      "\n"
+	      "Find memory leaks in running programs with eBPF.\n"
+	      "\n"
+	      "Targets (neither: every process on the machine):\n"
+	      "  -p, --pid PID[,PID...]  trace these running processes (all their threads)\n"
+	      "  -- COMMAND [ARG...]     start COMMAND and trace it from its first allocation\n"
+	      "\n"
+	      "Options:\n"
+	      "  INTERVAL                seconds between reports (default 5; fractions allowed)\n"
+	      "  COUNT                   number of reports, then exit\n"
+	      "  -k, --kernel            also trace kernel allocations\n"
+	      "  -T, --top N             call stacks per process in each report (default 10)\n"
+	      "  -o, --older MS          only count allocations older than MS milliseconds\n"
+	      "                          in the stack tables\n"
+	      "  -z, --min-size B        ignore allocations smaller than B bytes\n"
+	      "  -Z, --max-size B        ignore allocations larger than B bytes\n"
+	      "  -s, --sample-rate N     record call stacks for about 1 in N allocations;\n"
+	      "                          totals stay exact\n"
+	      "      --lib PATH          the allocator to trace (repeatable; default: the\n"
+	      "                          object that serves malloc in each target)\n"
+	      "      --json              reports as JSON lines on stdout\n"
+	      "      --curve FILE        write the memory curve as CSV\n"
+	      "      --plot FILE         write the memory curve as an SVG chart\n"
+	      "      --fail-on-leak      exit with status 3 when a leak was found\n"
+	      "  -h, --help              this help\n"
+	      "      --version           the version\n"
+	      "\n"
+	      "Exit status: 0 success, 1 runtime error, 2 usage error, 3 leak found with\n"
+	      "--fail-on-leak; with -- COMMAND, otherwise COMMAND's own status.\n",
+	      out);
+}
+
+static enum parse_result usage_error(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return PARSE_USAGE;
+}
+
+static bool parse_pids(struct options *o, const char *arg)
+{
+	char buf[1024];
+	char *save, *tok;
+
+	if (strlen(arg) >= sizeof(buf))
+		return false;
+	strcpy(buf, arg);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		uint64_t v;
+
+		if (!parse_u64(tok, &v) || v == 0 || v > 0x3fffffff || o->npids >= MAX_PIDS)
+			return false;
+		o->pids[o->npids++] = (pid_t)v;
+	}
+	return o->npids > 0;
+}
+
+static void set_defaults(struct options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->interval_s = 5;
+	o->top = 10;
+	o->max_size = UINT64_MAX;
+	o->sample_rate = 1;
+}
+
+/* Where `--` stands, or argc: what follows it is the command. */
+static int find_separator(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--") == 0)
+			return i;
+	return argc;
+}
+
+static enum parse_result parse_option(struct options *o, int c, const char *arg,
+				      const char *name, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	switch (c) {
+	case 'p':
+		if (!parse_pids(o, arg))
+			return usage_error(err, errlen,
+					   "invalid PID list '%s': expected PID[,PID...] of "
+					   "positive numbers (at most %d)",
+					   arg, MAX_PIDS);
+		return PARSE_OK;
+	case 'k':
+		o->kernel = true;
+		return PARSE_OK;
+	case 'T':
+		if (!parse_u64(arg, &v) || v == 0 || v > 10000)
+			return usage_error(err, errlen, "invalid --top '%s': expected 1 to 10000",
+					   arg);
+		o->top = (int)v;
+		return PARSE_OK;
+	case 'o':
+		if (!parse_u64(arg, &v) || v > UINT64_MAX / 1000000)
+			return usage_error(err, errlen,
+					   "invalid --older '%s': expected milliseconds", arg);
+		o->older_ms = v;
+		return PARSE_OK;
+	case 'z':
+	case 'Z':
+		if (!parse_u64(arg, &v))
+			return usage_error(err, errlen, "invalid %s '%s': expected a size in bytes",
+					   name, arg);
+		*(c == 'z' ? &o->min_size : &o->max_size) = v;
+		return PARSE_OK;
+	case 's':
+		if (!parse_u64(arg, &v) || v == 0 || v > 1000000)
+			return usage_error(err, errlen,
+					   "invalid --sample-rate '%s': expected 1 to 1000000", arg);
+		o->sample_rate = (unsigned)v;
+		return PARSE_OK;
+	case OPT_LIB:
+		if (o->nlibs >= MAX_LIBS)
+			return usage_error(err, errlen, "too many --lib (at most %d)", MAX_LIBS);
+		o->libs[o->nlibs++] = arg;
+		return PARSE_OK;
+	case OPT_JSON:
+		o->json = true;
+		return PARSE_OK;
+	case OPT_CURVE:
+		o->curve_path = arg;
+		return PARSE_OK;
+	case OPT_PLOT:
+		o->plot_path = arg;
+		return PARSE_OK;
+	case OPT_FAIL_ON_LEAK:
+		o->fail_on_leak = true;
+		return PARSE_OK;
+	case 'h':
+		options_usage(stdout);
+		return PARSE_EXIT;
+	case OPT_VERSION:
+		printf("memleak-bpf %s\n", VERSION);
+		return PARSE_EXIT;
+	}
+	return usage_error(err, errlen, "unknown option");
+}
+
+static enum parse_result parse_positionals(struct options *o, int n, char **args, char *err,
+					   size_t errlen)
+{
+	uint64_t count;
+
+	if (n > 2)
+		return usage_error(err, errlen, "unexpected argument '%s' (to run a command, put "
+						"it after --)", args[2]);
+	if (n >= 1 && !parse_positive_double(args[0], &o->interval_s))
+		return usage_error(err, errlen,
+				   "invalid INTERVAL '%s': expected seconds greater than 0", args[0]);
+	if (n == 2) {
+		if (!parse_u64(args[1], &count) || count == 0 || count > 1000000000)
+			return usage_error(err, errlen,
+					   "invalid COUNT '%s': expected a positive number", args[1]);
+		o->count = (long)count;
+	}
+	return PARSE_OK;
+}
+
+enum parse_result options_parse(struct options *o, int argc, char **argv, char *err, size_t errlen)
+{
+	int sep = find_separator(argc, argv);
+	enum parse_result r;
+	int c, index;
+
+	set_defaults(o);
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(sep, argv, ":p:kT:o:z:Z:s:h", long_options, &index)) != -1) {
+		const char *name = argv[optind - 1];
+
+		if (c == '?') {
+			if (optopt)
+				return usage_error(err, errlen, "unknown option '-%c'", optopt);
+			return usage_error(err, errlen, "unknown option '%s'", name);
+		}
+		if (c == ':')
+			return usage_error(err, errlen, "option '%s' needs a value", name);
+		r = parse_option(o, c, optarg, name, err, errlen);
+		if (r != PARSE_OK)
+			return r;
+	}
+	r = parse_positionals(o, sep - optind, argv + optind, err, errlen);
+	if (r != PARSE_OK)
+		return r;
+	if (sep < argc) {
+		if (sep + 1 >= argc)
+			return usage_error(err, errlen, "no COMMAND after --");
+		o->command = argv + sep + 1;
+	}
+	if (o->command && o->npids)
+		return usage_error(err, errlen, "-p and -- COMMAND cannot be combined: pick one target");
+	if (o->min_size > o->max_size)
+		return usage_error(err, errlen, "--min-size %llu is larger than --max-size %llu",
+				   (unsigned long long)o->min_size, (unsigned long long)o->max_size);
+	return PARSE_OK;
+}

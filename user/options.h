@@ -1,0 +1,43 @@
+/* Command-line options: parsing and validation only, no side effects. */
+#ifndef OPTIONS_H
+#define OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MAX_PIDS 64
+#define MAX_LIBS 16
+
+struct options {
+	pid_t pids[MAX_PIDS];
+	int npids;
+	char **command; /* argv of `-- COMMAND [ARG...]`, NULL-terminated; NULL if none */
+	double interval_s;
+	long count; /* reports before exiting; 0: until the target ends */
+	bool kernel;
+	int top;
+	uint64_t older_ms;
+	uint64_t min_size;
+	uint64_t max_size;
+	unsigned sample_rate;
+	const char *libs[MAX_LIBS];
+	int nlibs;
+	bool json;
+	const char *curve_path;
+	const char *plot_path;
+	bool fail_on_leak;
+};
+
+enum parse_result {
+	PARSE_OK,
+	PARSE_EXIT,  /* --help or --version was printed */
+	PARSE_USAGE, /* usage error; the message is in err */
+};
+
+enum parse_result options_parse(struct options *o, int argc, char **argv, char *err, size_t errlen);
+void options_usage(FILE *out);
+
+#endif

@@ -1,0 +1,54 @@
+/* One report: what the text and JSON renderers print. */
+#ifndef REPORT_H
+#define REPORT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "collect.h"
+#include "symbolize.h"
+
+struct stack_report {
+	struct stack_stat st;
+	double growth_bps; /* outstanding bytes per second since the previous report */
+	double oldest_age_s;
+	int nframes;
+	struct frame *frames; /* innermost first */
+};
+
+struct proc_report {
+	int pid;
+	char comm[17];
+	bool alive;
+	struct counts heap;
+	unsigned long long rss_bytes;
+	double growth_bps;
+	int nstacks;
+	struct stack_report *stacks;
+};
+
+struct report {
+	long seq;
+	double elapsed_s;
+	bool final;
+	time_t wall;
+	struct drops drops;
+	int nprocs;
+	struct proc_report *procs; /* largest growth first */
+};
+
+static inline long long outstanding_bytes(const struct counts *c)
+{
+	return (long long)(c->alloc_bytes - c->free_bytes);
+}
+
+static inline long long outstanding_allocs(const struct counts *c)
+{
+	return (long long)(c->allocs - c->frees);
+}
+
+void report_text(FILE *out, const struct report *r);
+void report_json(FILE *out, const struct report *r);
+
+#endif

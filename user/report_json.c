@@ -1,0 +1,105 @@
+#include <string.h>
+
+#include "report.h"
+
+static void json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+static void json_string_or_null(FILE *out, const char *s)
+{
+	if (s[0])
+		json_string(out, s);
+	else
+		fputs("null", out);
+}
+
+static void print_frame(FILE *out, const struct frame *f)
+{
+	fprintf(out, "{\"addr\":\"0x%llx\",\"symbol\":", (unsigned long long)f->addr);
+	json_string_or_null(out, f->symbol);
+	fprintf(out, ",\"offset\":%llu,\"module\":", (unsigned long long)f->offset);
+	json_string_or_null(out, f->module);
+	fputs(",\"file\":", out);
+	json_string_or_null(out, f->file);
+	if (f->file[0])
+		fprintf(out, ",\"line\":%d}", f->line);
+	else
+		fputs(",\"line\":null}", out);
+}
+
+static void print_stack(FILE *out, const struct stack_report *s)
+{
+	const struct stack_stat *st = &s->st;
+
+	fprintf(out,
+		"{\"outstanding_bytes\":%llu,\"outstanding_allocs\":%llu,\"allocs\":%llu,"
+		"\"alloc_bytes\":%llu,\"growth_bytes_per_s\":%.1f,\"oldest_age_s\":%.3f,"
+		"\"frames\":[",
+		(unsigned long long)st->out_bytes, (unsigned long long)st->out_allocs,
+		(unsigned long long)st->c.allocs, (unsigned long long)st->c.alloc_bytes,
+		s->growth_bps, s->oldest_age_s);
+	for (int i = 0; i < s->nframes; i++) {
+		if (i)
+			fputc(',', out);
+		print_frame(out, &s->frames[i]);
+	}
+	fputs("]}", out);
+}
+
+static void print_proc(FILE *out, const struct proc_report *p)
+{
+	const struct counts *c = &p->heap;
+
+	fprintf(out, "{\"pid\":%d,\"comm\":", p->pid);
+	json_string(out, p->comm);
+	fprintf(out,
+		",\"alive\":%s,\"heap\":{\"outstanding_bytes\":%lld,\"outstanding_allocs\":%lld,"
+		"\"allocs\":%llu,\"frees\":%llu,\"alloc_bytes\":%llu,\"free_bytes\":%llu},"
+		"\"growth_bytes_per_s\":%.1f,\"rss_bytes\":%llu,\"stacks\":[",
+		p->alive ? "true" : "false", outstanding_bytes(c), outstanding_allocs(c),
+		(unsigned long long)c->allocs, (unsigned long long)c->frees,
+		(unsigned long long)c->alloc_bytes, (unsigned long long)c->free_bytes,
+		p->growth_bps, p->rss_bytes);
+	for (int i = 0; i < p->nstacks; i++) {
+		if (i)
+			fputc(',', out);
+		print_stack(out, &p->stacks[i]);
+	}
+	fputs("]}", out);
+}
+
+void report_json(FILE *out, const struct report *r)
+{
+	char stamp[32];
+	struct tm tm;
+
+	gmtime_r(&r->wall, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	fprintf(out,
+		"{\"type\":\"report\",\"seq\":%ld,\"time\":\"%s\",\"elapsed_s\":%.3f,"
+		"\"final\":%s,\"dropped\":{\"events\":%llu,\"allocs_map_full\":%llu,"
+		"\"stacks\":%llu,\"procs_map_full\":%llu},\"processes\":[",
+		r->seq, stamp, r->elapsed_s, r->final ? "true" : "false",
+		(unsigned long long)r->drops.events, (unsigned long long)r->drops.allocs_map_full,
+		(unsigned long long)r->drops.stacks, (unsigned long long)r->drops.procs_map_full);
+	for (int i = 0; i < r->nprocs; i++) {
+		if (i)
+			fputc(',', out);
+		print_proc(out, &r->procs[i]);
+	}
+	fputs("]}\n", out);
+	fflush(out);
+}

@@ -1,0 +1,73 @@
+#include <string.h>
+
+#include "report.h"
+#include "util.h"
+
+static const char *basename_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
+static void print_frame(FILE *out, const struct frame *f)
+{
+	if (f->symbol[0])
+		fprintf(out, "        %s+0x%llx", f->symbol, (unsigned long long)f->offset);
+	else
+		fprintf(out, "        0x%llx", (unsigned long long)f->addr);
+	if (f->file[0])
+		fprintf(out, "  %s:%d", basename_of(f->file), f->line);
+	fprintf(out, "  (%s)\n", f->module[0] ? f->module : "?");
+}
+
+static void print_stack(FILE *out, const struct stack_report *s)
+{
+	char n[32], bytes[32], rate[32];
+
+	fprintf(out, "    %s B in %s allocs", group_digits(s->st.out_bytes, bytes, sizeof(bytes)),
+		group_digits(s->st.out_allocs, n, sizeof(n)));
+	fprintf(out, "  %s%s/s  oldest %.1f s\n", s->growth_bps >= 0 ? "+" : "",
+		human_bytes(s->growth_bps, rate, sizeof(rate)), s->oldest_age_s);
+	for (int i = 0; i < s->nframes; i++)
+		print_frame(out, &s->frames[i]);
+}
+
+static void print_proc(FILE *out, const char *stamp, const struct proc_report *p)
+{
+	char heap[32], n[32], rate[32], rss[32], allocs[32], frees[32];
+
+	fprintf(out, "[%s] pid %d (%s) heap %s in %s allocs, %s%s/s, rss %s%s", stamp, p->pid,
+		p->comm, human_bytes((double)outstanding_bytes(&p->heap), heap, sizeof(heap)),
+		group_digits(outstanding_allocs(&p->heap), n, sizeof(n)),
+		p->growth_bps >= 0 ? "+" : "", human_bytes(p->growth_bps, rate, sizeof(rate)),
+		human_bytes((double)p->rss_bytes, rss, sizeof(rss)), p->alive ? "" : "  exited");
+	fprintf(out, "  (%s allocs, %s frees in all)\n",
+		group_digits(p->heap.allocs, allocs, sizeof(allocs)),
+		group_digits(p->heap.frees, frees, sizeof(frees)));
+	for (int i = 0; i < p->nstacks; i++)
+		print_stack(out, &p->stacks[i]);
+}
+
+void report_text(FILE *out, const struct report *r)
+{
+	const struct drops *d = &r->drops;
+	char stamp[16];
+	struct tm tm;
+
+	localtime_r(&r->wall, &tm);
+	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+	if (r->final)
+		fprintf(out, "[%s] final report after %.1f s\n", stamp, r->elapsed_s);
+	if (d->events || d->allocs_map_full || d->stacks || d->procs_map_full)
+		fprintf(out,
+			"[%s] dropped: %llu events, %llu allocations (allocs map full), "
+			"%llu stacks, %llu allocations (process map full)\n",
+			stamp, (unsigned long long)d->events, (unsigned long long)d->allocs_map_full,
+			(unsigned long long)d->stacks, (unsigned long long)d->procs_map_full);
+	if (r->nprocs == 0)
+		fprintf(out, "[%s] no traced allocations yet\n", stamp);
+	for (int i = 0; i < r->nprocs; i++)
+		print_proc(out, stamp, &r->procs[i]);
+	fflush(out);
+}
