@@ -13,9 +13,9 @@ USER_OBJ := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRC))
 LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
-WORKLOADS := leaky_all leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs
+WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
-WL_CFLAGS := -O1 -g -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
+WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 
 .PHONY: all deps test demo bench clean format
 .SECONDARY:
@@ -46,7 +46,7 @@ memleak-bpf: $(USER_OBJ)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ)
-	$(CC) $(CPPFLAGS) -Iuser $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) -Iuser -Itests/unit $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
 
 $(BUILD)/workloads/%: tests/workloads/%.c
 	@mkdir -p $(@D)
@@ -55,6 +55,10 @@ $(BUILD)/workloads/%: tests/workloads/%.c
 $(BUILD)/workloads/%: tests/workloads/%.cpp
 	@mkdir -p $(@D)
 	g++ $(WL_CFLAGS) $< -o $@
+
+$(BUILD)/workloads/leaky_all_vg: tests/workloads/leaky_all.c
+	@mkdir -p $(@D)
+	$(CC) $(WL_CFLAGS) -DNO_PVALLOC $< -o $@
 
 $(BUILD)/workloads/leaky_cxx_je: tests/workloads/leaky_cxx.cpp
 	@mkdir -p $(@D)

@@ -116,10 +116,37 @@ static void add_preloads(struct objlist *out)
 	free(copy);
 }
 
-int discover_command(const char *exe, struct objlist *out)
+/* The program execve would run for file: itself, or a script's interpreter. */
+static int program_of(const char *file, char *out)
 {
-	char path[PATH_MAX];
+	char head[PATH_MAX + 2] = "";
+	FILE *f = fopen(file, "re");
+	size_t n;
 
+	if (!f)
+		return -1;
+	n = fread(head, 1, sizeof(head) - 1, f);
+	fclose(f);
+	head[n] = '\0';
+	if (n >= 4 && memcmp(head, "\177ELF", 4) == 0) {
+		snprintf(out, PATH_MAX, "%s", file);
+		return 0;
+	}
+	if (n < 2 || head[0] != '#' || head[1] != '!')
+		return -1;
+	head[strcspn(head, "\n")] = '\0';
+	n = strspn(head + 2, " \t") + 2;
+	head[n + strcspn(head + n, " \t")] = '\0';
+	snprintf(out, PATH_MAX, "%s", head + n);
+	return access(out, X_OK);
+}
+
+int discover_command(const char *file, struct objlist *out)
+{
+	char path[PATH_MAX], exe[PATH_MAX];
+
+	if (program_of(file, exe))
+		return -1;
 	objlist_add(out, exe);
 	if (out->n == 0)
 		return -1;

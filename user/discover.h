@@ -9,9 +9,10 @@ struct objlist {
 	int n;
 };
 
-/* The executable and every object the dynamic linker will load for it,
- * LD_PRELOAD (from our environment, which the command inherits) first. */
-int discover_command(const char *exe, struct objlist *out);
+/* The executable (a script's interpreter) and every object the dynamic
+ * linker will load for it, LD_PRELOAD (from our environment, which the
+ * command inherits) first. Fails if file is neither ELF nor a #! script. */
+int discover_command(const char *file, struct objlist *out);
 /* Every executable file mapping of a running process. */
 int discover_pid(pid_t pid, struct objlist *out);
 /* The system's allocators, for tracing every process. */

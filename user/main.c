@@ -111,7 +111,10 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 		return -1;
 	tr->launched = true;
 	r = discover_command(tr->child.path, &objs);
-	if (r == 0)
+	if (r)
+		snprintf(err, errlen, "cannot execute '%.900s': not an ELF executable or a #! script",
+			 tr->child.path);
+	else
 		r = attach_objects(tr, &objs, tr->child.pid, tr->child.path, err, errlen);
 	objlist_free(&objs);
 	if (r == 0)
@@ -288,7 +291,7 @@ static int start(struct tracer *tr)
 		warnx_("%s", err);
 		return -1;
 	}
-	if (!tr->opt.json && !tr->opt.command)
+	if (!tr->opt.command)
 		fprintf(stderr, "memleak-bpf: tracing %d allocator functions; Ctrl-C to stop\n",
 			tr->probes.nfuncs);
 	return 0;

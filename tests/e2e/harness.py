@@ -1,0 +1,67 @@
+"""Running memleak-bpf and its workloads, and reading what it reports."""
+import json
+import os
+import re
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOL = os.path.join(ROOT, "memleak-bpf")
+WORKLOADS = os.path.join(ROOT, "build", "workloads")
+
+
+def workload(name):
+    return os.path.join(WORKLOADS, name)
+
+
+def run_tool(args, env=None, timeout=120, input=None):
+    """Run memleak-bpf; returns (exit status, stdout, stderr)."""
+    full_env = dict(os.environ, **(env or {}))
+    p = subprocess.run([TOOL] + args, capture_output=True, text=True, timeout=timeout,
+                       env=full_env, input=input)
+    return p.returncode, p.stdout, p.stderr
+
+
+def reports(stdout):
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def final_process(stdout, pid=None):
+    """The final report's process (the only one, or the one with pid)."""
+    last = reports(stdout)[-1]
+    assert last["final"], "the last report is not marked final"
+    procs = last["processes"]
+    if pid is not None:
+        procs = [p for p in procs if p["pid"] == pid]
+    assert len(procs) == 1, "expected one process, got %d" % len(procs)
+    return procs[0]
+
+
+def leaks_by_function(proc):
+    """{allocating function: [bytes, blocks]}, summed over its stacks."""
+    out = {}
+    for s in proc["stacks"]:
+        fn = s["frames"][0]["symbol"] if s["frames"] else None
+        acc = out.setdefault(fn, [0, 0])
+        acc[0] += s["outstanding_bytes"]
+        acc[1] += s["outstanding_allocs"]
+    return out
+
+
+def valgrind_in_use(argv, env=None):
+    """valgrind's "in use at exit" (bytes, blocks), with nothing freed for it at exit."""
+    p = subprocess.run(["valgrind", "--run-libc-freeres=no", "--run-cxx-freeres=no"] + argv,
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, **(env or {})))
+    m = re.search(r"in use at exit: ([\d,]+) bytes in ([\d,]+) blocks", p.stderr)
+    assert m, "no valgrind summary:\n" + p.stderr[-2000:]
+    return int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def check_eq(got, want, what):
+    if got != want:
+        raise AssertionError("%s: got %r, want %r" % (what, got, want))

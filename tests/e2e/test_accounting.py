@@ -1,0 +1,158 @@
+"""Exact heap accounting on workloads whose leaks are known."""
+import subprocess
+import time
+
+from harness import (TOOL, check, check_eq, final_process, leaks_by_function, reports, run_tool,
+                     valgrind_in_use, workload)
+
+# tests/workloads/leaky_all.c: function -> [bytes, blocks]
+ALL_LEAKS = {
+    "leak_malloc": [300, 3], "leak_calloc": [448, 4], "leak_realloc": [1300, 6],
+    "leak_reallocarray": [480, 2], "leak_posix_memalign": [768, 3],
+    "leak_aligned_alloc": [1024, 2], "leak_memalign": [768, 2], "leak_valloc": [1000, 1],
+    "leak_pvalloc": [4096, 1],
+}
+CXX_LEAKS = {"leak_new()": [144, 3], "leak_new_array()": [200, 2],
+             "Pool<double>::grow()": [256, 4]}
+CXX_EH_POOL = 72704  # libstdc++'s emergency exception pool, never freed
+
+
+def trace_json(argv, extra=(), env=None):
+    status, out, err = run_tool(["--json", "-T", "50"] + list(extra) + ["--"] + argv, env=env)
+    check_eq(status, 0, "exit status (stderr: %s)" % err.strip())
+    return final_process(out)
+
+
+def check_leaks(proc, want):
+    got = leaks_by_function(proc)
+    for fn, figures in want.items():
+        check_eq(got.get(fn), figures, "leak in %s (bytes, blocks)" % fn)
+
+
+def test_every_allocation_function_exact():
+    proc = trace_json([workload("leaky_all")])
+    check_eq(proc["heap"]["outstanding_bytes"], 10184, "outstanding bytes")
+    check_eq(proc["heap"]["outstanding_allocs"], 24, "outstanding allocs")
+    check_eq(proc["heap"]["allocs"] - proc["heap"]["frees"], 24, "allocs - frees")
+    check_leaks(proc, ALL_LEAKS)
+    frame = proc["stacks"][0]["frames"][0]
+    check(frame["file"].endswith("leaky_all.c") and frame["line"], "no file:line: %r" % frame)
+    check(frame["module"].endswith("/leaky_all"), "module: %r" % frame["module"])
+
+
+def test_c_equals_valgrind_in_use_at_exit():
+    argv = [workload("leaky_all_vg")]
+    proc = trace_json(argv)
+    heap = proc["heap"]
+    check_eq((heap["outstanding_bytes"], heap["outstanding_allocs"]), valgrind_in_use(argv),
+             "(bytes, blocks) against valgrind")
+    check_eq((heap["outstanding_bytes"], heap["outstanding_allocs"]), (6088, 23), "figures")
+
+
+def test_cxx_glibc_exact_and_equals_valgrind():
+    argv = [workload("leaky_cxx")]
+    proc = trace_json(argv)
+    check_leaks(proc, CXX_LEAKS)
+    heap = proc["heap"]
+    check_eq((heap["outstanding_bytes"], heap["outstanding_allocs"]),
+             (600 + CXX_EH_POOL, 10), "figures")
+    check_eq((heap["outstanding_bytes"], heap["outstanding_allocs"]), valgrind_in_use(argv),
+             "(bytes, blocks) against valgrind")
+
+
+def test_cxx_linked_with_jemalloc():
+    proc = trace_json([workload("leaky_cxx_je")])
+    check_leaks(proc, CXX_LEAKS)
+    check_eq(proc["heap"]["outstanding_bytes"], 600 + CXX_EH_POOL, "outstanding bytes")
+    check_eq(proc["heap"]["outstanding_allocs"], 10, "outstanding allocs")
+
+
+def test_cxx_jemalloc_preloaded():
+    env = {"LD_PRELOAD": "libjemalloc.so.2"}
+    proc = trace_json([workload("leaky_cxx")], env=env)
+    check_leaks(proc, CXX_LEAKS)
+    check_eq(proc["heap"]["outstanding_bytes"], 600 + CXX_EH_POOL, "outstanding bytes")
+
+
+def test_c_jemalloc_preloaded():
+    # jemalloc has no pvalloc: glibc's would hand it blocks it cannot free.
+    # Debian's jemalloc links libstdc++, whose emergency pool it then serves.
+    env = {"LD_PRELOAD": "libjemalloc.so.2"}
+    proc = trace_json([workload("leaky_all_vg")], env=env)
+    check_leaks(proc, dict(ALL_LEAKS, leak_pvalloc=None))
+    check_eq(proc["heap"]["outstanding_bytes"], 6088 + CXX_EH_POOL, "outstanding bytes")
+    check_eq(proc["heap"]["outstanding_allocs"], 23 + 1, "outstanding allocs")
+
+
+def test_alloc_in_one_thread_free_in_another():
+    argv = [workload("threads")]
+    proc = trace_json(argv)
+    check_eq(leaks_by_function(proc).get("produce"), [960, 20], "leak in produce")
+    heap = proc["heap"]
+    check_eq((heap["outstanding_bytes"], heap["outstanding_allocs"]), valgrind_in_use(argv),
+             "(bytes, blocks) against valgrind")
+
+
+def test_sample_rate_keeps_totals_exact():
+    proc = trace_json([workload("leaky_all")], extra=["-s", "1000"])
+    check_eq(proc["heap"]["outstanding_bytes"], 10184, "outstanding bytes")
+    check_eq(proc["heap"]["outstanding_allocs"], 24, "outstanding allocs")
+    sampled = sum(s["allocs"] for s in proc["stacks"])
+    check(sampled < proc["heap"]["allocs"] / 100, "stacks were not sampled: %d" % sampled)
+
+
+def test_size_filters():
+    proc = trace_json([workload("leaky_all")], extra=["-z", "200", "-Z", "1000"])
+    check_eq(proc["heap"]["outstanding_bytes"], 5340, "outstanding bytes in [200, 1000]")
+    check_eq(proc["heap"]["outstanding_allocs"], 16, "outstanding allocs in [200, 1000]")
+
+
+def test_older_filters_stack_tables_only():
+    proc = trace_json([workload("leaky_all")], extra=["-o", "600000"])
+    check_eq(proc["stacks"], [], "stacks older than 10 minutes")
+    check_eq(proc["heap"]["outstanding_bytes"], 10184, "outstanding bytes")
+
+
+def test_top_limits_stacks():
+    status, out, _ = run_tool(["--json", "-T", "2", "--", workload("leaky_all")])
+    check_eq(len(final_process(out)["stacks"]), 2, "stacks with -T 2")
+
+
+def test_exit_status_passes_through():
+    status, out, _ = run_tool(["--json", "--", "sh", "-c", "exit 7"])
+    check_eq(status, 7, "exit status")
+    check(reports(out)[-1]["final"], "no final report")
+
+
+def test_text_report_names_the_leak():
+    status, out, err = run_tool(["--", workload("leaky_all")])
+    check_eq(status, 0, "exit status: " + err)
+    check("final report" in out, "no final report line:\n" + out)
+    check("heap 9.9 KiB in 24 allocs" in out, "no headline:\n" + out)
+    check("4,096 B in 1 allocs" in out and "leak_pvalloc+0x" in out, "no stack:\n" + out)
+
+
+def test_attach_to_running_process():
+    target = subprocess.Popen([workload("attach_target")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        check_eq(target.stdout.readline(), "ready\n", "target start")
+        tool = subprocess.Popen([TOOL, "--json", "-p", str(target.pid), "0.5"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        check("tracing" in tool.stderr.readline(), "tool did not attach")
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        check_eq(target.stdout.readline(), "done\n", "target workload")
+        time.sleep(0.7)  # at least one periodic report while it lives
+        target.stdin.close()
+        target.wait(timeout=10)
+        out, err = tool.communicate(timeout=20)
+    finally:
+        target.kill()
+    check_eq(tool.returncode, 0, "exit status: " + err)
+    check("exited" in err, "no note of the exit: " + err)
+    check(len(reports(out)) >= 2, "no periodic report")
+    proc = final_process(out, target.pid)
+    check_eq(proc["alive"], False, "alive")
+    check_eq(leaks_by_function(proc).get("leak_after_attach"), [3584, 7], "leak")
+    check_eq(proc["heap"]["outstanding_bytes"], 3584, "outstanding bytes")

@@ -1,0 +1,109 @@
+"""Every bad input of the spec: one clear line on stderr and the spec's exit status."""
+import os
+import subprocess
+import tempfile
+
+from harness import TOOL, check, check_eq, final_process, reports, run_tool
+
+
+def one_line_error(args, status, words, env=None):
+    got, out, err = run_tool(args, env=env)
+    check_eq(got, status, "exit status of %r (stderr: %s)" % (args, err.strip()))
+    lines = err.strip().splitlines()
+    check_eq(len(lines), 1, "stderr lines of %r: %r" % (args, lines))
+    check(lines[0].startswith("memleak-bpf: "), "unprefixed message: " + lines[0])
+    for w in words:
+        check(w in lines[0], "%r not in %r" % (w, lines[0]))
+    return out
+
+
+def test_unknown_option():
+    one_line_error(["--bogus"], 2, ["unknown option '--bogus'", "--help"])
+
+
+def test_option_without_value():
+    one_line_error(["-p"], 2, ["'-p' needs a value"])
+
+
+def test_bad_numbers():
+    one_line_error(["-p", "12x"], 2, ["invalid PID list '12x'"])
+    one_line_error(["-T", "0"], 2, ["invalid --top"])
+    one_line_error(["0"], 2, ["invalid INTERVAL '0'"])
+    one_line_error(["1", "-3"], 2, ["unknown option '-3'"])
+    one_line_error(["1", "x"], 2, ["invalid COUNT 'x'"])
+    one_line_error(["-z", "10", "-Z", "5"], 2, ["--min-size 10 is larger than --max-size 5"])
+
+
+def test_pid_and_command_together():
+    one_line_error(["-p", "1", "--", "true"], 2, ["cannot be combined"])
+
+
+def test_empty_command():
+    one_line_error(["--"], 2, ["no COMMAND after --"])
+
+
+def test_pid_that_does_not_exist():
+    one_line_error(["-p", "999999"], 1, ["no process with PID 999999"])
+
+
+def test_command_not_found():
+    one_line_error(["--", "no-such-command-xyz"], 1, ["cannot execute 'no-such-command-xyz'"])
+
+
+def test_command_not_executable():
+    with tempfile.TemporaryDirectory() as d:
+        text = os.path.join(d, "text")
+        with open(text, "w") as f:
+            f.write("just text\n")
+        os.chmod(text, 0o644)
+        one_line_error(["--", text], 1, ["cannot execute '%s': Permission denied" % text])
+        os.chmod(text, 0o755)
+        one_line_error(["--", text], 1, ["not an ELF executable or a #! script"])
+
+
+def test_script_is_traced_through_its_interpreter():
+    with tempfile.TemporaryDirectory() as d:
+        script = os.path.join(d, "script")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\nexit 5\n")
+        os.chmod(script, 0o755)
+        status, out, err = run_tool(["--json", "--", script])
+        check_eq(status, 5, "exit status: " + err)
+        check(final_process(out)["heap"]["allocs"] > 0, "no allocation of /bin/sh traced")
+
+
+def test_lib_that_does_not_exist():
+    one_line_error(["--lib", "/no/such.so", "--", "true"], 1, ["--lib /no/such.so"])
+
+
+def test_kernel_without_btf():
+    one_line_error(["--", "true"], 1, ["no BTF", "CONFIG_DEBUG_INFO_BTF"],
+                   env={"MEMLEAK_BPF_BTF": "/nonexistent/vmlinux"})
+
+
+def test_not_root():
+    cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+           "--inh-caps=-all", "--bounding-set=-all",
+           TOOL, "--", "true"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    check_eq(p.returncode, 1, "exit status: " + p.stderr)
+    check("needs root or the CAP_BPF and CAP_PERFMON" in p.stderr, p.stderr)
+    check_eq(len(p.stderr.strip().splitlines()), 1, "stderr lines")
+
+
+def test_tracefs_unmounted_is_mounted():
+    subprocess.run(["umount", "/sys/kernel/tracing"], capture_output=True)
+    status, out, err = run_tool(["--json", "--", "true"])
+    check_eq(status, 0, "exit status: " + err)
+    mounts = open("/proc/mounts").read()
+    check(" /sys/kernel/tracing tracefs " in mounts, "tracefs was not mounted")
+
+
+def test_options_of_later_versions_are_refused():
+    one_line_error(["-k", "--", "true"], 2, ["-k/--kernel is not available"])
+
+
+def test_final_report_after_error_in_command():
+    status, out, err = run_tool(["--json", "--", "sh", "-c", "kill -TERM $$"])
+    check_eq(status, 128 + 15, "exit status of a command killed by SIGTERM")
+    check(reports(out)[-1]["final"], "no final report")

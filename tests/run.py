@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Runs every test, unit and end-to-end, and ends with 'N passed, N failed'."""
+import importlib
+import os
+import subprocess
+import sys
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+E2E_MODULES = ["test_accounting", "test_errors"]
+
+
+def run_unit():
+    p = subprocess.run([os.path.join(ROOT, "build", "unit_tests")], capture_output=True,
+                       text=True)
+    passed = failed = 0
+    for line in p.stdout.splitlines():
+        print("unit: " + line)
+        passed += line.startswith("PASS ")
+        failed += line.startswith("FAIL ")
+    if p.returncode != 0 and failed == 0:
+        print("unit: FAIL unit_tests exited with %d\n%s" % (p.returncode, p.stderr))
+        failed += 1
+    return passed, failed
+
+
+def e2e_skip_reason():
+    if os.geteuid() != 0:
+        return "not root"
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "kernel without BTF"
+    return None
+
+
+def run_e2e(only):
+    sys.path.insert(0, os.path.join(HERE, "e2e"))
+    passed = failed = skipped = 0
+    reason = e2e_skip_reason()
+    for name in E2E_MODULES:
+        mod = importlib.import_module(name)
+        for fn in sorted(k for k in vars(mod) if k.startswith("test_")):
+            label = "%s.%s" % (name, fn)
+            if only and not any(o in label for o in only):
+                continue
+            if reason:
+                print("e2e: SKIP %s (%s)" % (label, reason))
+                skipped += 1
+                continue
+            try:
+                getattr(mod, fn)()
+                print("e2e: PASS " + label)
+                passed += 1
+            except Exception as e:  # a failed check or a crash: both fail the test
+                print("e2e: FAIL %s: %s" % (label, e))
+                if not isinstance(e, AssertionError):
+                    traceback.print_exc()
+                failed += 1
+    return passed, failed, skipped
+
+
+def main():
+    only = sys.argv[1:]
+    up, uf = run_unit() if not only else (0, 0)
+    ep, ef, es = run_e2e(only)
+    if es and os.environ.get("CI") == "true":
+        print("CI=true: %d skipped end-to-end tests count as failed" % es)
+        ef, es = ef + es, 0
+    passed, failed = up + ep, uf + ef
+    line = "%d passed, %d failed" % (passed, failed)
+    print(line + (", %d skipped" % es if es else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+/* Unit tests: no BPF. Parsing, formatting, ELF reading, discovery, symbolization. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "discover.h"
+#include "elf_file.h"
+#include "options.h"
+#include "symbolize.h"
+#include "unit.h"
+#include "util.h"
+
+int unit_failed;
+
+static enum parse_result parse(struct options *o, char *line, char *err)
+{
+	char *argv[32] = {"memleak-bpf"};
+	int argc = 1;
+
+	for (char *tok = strtok(line, " "); tok && argc < 31; tok = strtok(NULL, " "))
+		argv[argc++] = tok;
+	static char *keep[32];
+	memcpy(keep, argv, sizeof(argv)); /* the command points into argv */
+	return options_parse(o, argc, keep, err, 256);
+}
+
+static void test_options_defaults(void)
+{
+	struct options o;
+	char err[256], line[] = "";
+
+	CHECK(parse(&o, line, err) == PARSE_OK);
+	CHECK(o.interval_s == 5 && o.count == 0 && o.top == 10 && o.sample_rate == 1);
+	CHECK(o.npids == 0 && !o.command && o.max_size == UINT64_MAX);
+}
+
+static void test_options_all(void)
+{
+	struct options o;
+	char err[256];
+	char line[] = "-p 12,34 -T 3 -o 250 -z 8 -Z 4096 -s 10 --lib /a.so --lib /b.so --json 0.5 7";
+
+	CHECK(parse(&o, line, err) == PARSE_OK);
+	CHECK(o.npids == 2 && o.pids[0] == 12 && o.pids[1] == 34);
+	CHECK(o.top == 3 && o.older_ms == 250 && o.min_size == 8 && o.max_size == 4096);
+	CHECK(o.sample_rate == 10 && o.nlibs == 2 && strcmp(o.libs[1], "/b.so") == 0);
+	CHECK(o.json && o.interval_s == 0.5 && o.count == 7);
+}
+
+static void test_options_command(void)
+{
+	struct options o;
+	char err[256], line[] = "-T 2 -- ./prog -T x --json";
+
+	CHECK(parse(&o, line, err) == PARSE_OK);
+	CHECK(o.top == 2 && !o.json);
+	CHECK(o.command && strcmp(o.command[0], "./prog") == 0);
+	CHECK(strcmp(o.command[1], "-T") == 0 && strcmp(o.command[3], "--json") == 0);
+	CHECK(o.command[4] == NULL);
+}
+
+static void test_options_errors(void)
+{
+	static const char *const bad[] = {
+		"-p 0",	     "-p 1,,x", "-p -1", "-T 0",  "-T x",	    "-s 0",	   "-z -1",
+		"1 2 3",     "0",	"-1",	 "1 0",	   "--nope",	    "-q",	   "-p",
+		"-p 1 -- x", "--",	"nan",	 "-z 9 -Z 8", "--lib",	    "--top=abc",
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct options o;
+		char err[256] = "", line[128];
+
+		snprintf(line, sizeof(line), "%s", bad[i]);
+		if (parse(&o, line, err) != PARSE_USAGE || !err[0]) {
+			printf("  accepted bad input '%s'\n", bad[i]);
+			unit_failed = 1;
+		}
+	}
+}
+
+static void test_human_bytes(void)
+{
+	char buf[32];
+
+	CHECK(strcmp(human_bytes(512, buf, sizeof(buf)), "512 B") == 0);
+	CHECK(strcmp(human_bytes(1536, buf, sizeof(buf)), "1.5 KiB") == 0);
+	CHECK(strcmp(human_bytes(12.4 * 1024 * 1024, buf, sizeof(buf)), "12.4 MiB") == 0);
+	CHECK(strcmp(human_bytes(-2048, buf, sizeof(buf)), "-2.0 KiB") == 0);
+}
+
+static void test_group_digits(void)
+{
+	char buf[32];
+
+	CHECK(strcmp(group_digits(0, buf, sizeof(buf)), "0") == 0);
+	CHECK(strcmp(group_digits(999, buf, sizeof(buf)), "999") == 0);
+	CHECK(strcmp(group_digits(10233, buf, sizeof(buf)), "10,233") == 0);
+	CHECK(strcmp(group_digits(1234567890, buf, sizeof(buf)), "1,234,567,890") == 0);
+}
+
+static void test_elf_offsets_in_libc(void)
+{
+	const char *names[] = {"malloc", "free", "no_such_function_xyz"};
+	uint64_t off[3];
+	struct objlist l = {0};
+
+	CHECK(discover_system(&l) == 0);
+	CHECK(l.n >= 1 && strstr(l.paths[0], "libc.so.6"));
+	CHECK(elf_func_offsets(l.paths[0], names, 3, off) == 2);
+	CHECK(off[0] && off[1] && off[0] != off[1] && off[2] == 0);
+	CHECK(elf_func_offsets("/nonexistent", names, 3, off) == -1);
+	objlist_free(&l);
+}
+
+static void test_discover_command(void)
+{
+	struct objlist l = {0};
+	char self[4096];
+	bool libc = false;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	CHECK(n > 0);
+	self[n > 0 ? n : 0] = '\0';
+	CHECK(discover_command(self, &l) == 0);
+	CHECK(l.n >= 3 && strcmp(l.paths[0], self) == 0);
+	for (int i = 0; i < l.n; i++)
+		libc |= strstr(l.paths[i], "/libc.so.6") != NULL;
+	CHECK(libc);
+	objlist_free(&l);
+}
+
+__attribute__((noinline)) uint64_t return_address_here(void)
+{
+	return (uint64_t)__builtin_return_address(0);
+}
+
+static void test_symbolizer_on_self(void)
+{
+	struct symbolizer s;
+	struct frame f;
+	uint64_t ret = return_address_here(); /* an address inside this function */
+
+	symbolizer_init(&s, getpid());
+	CHECK(symbolizer_refresh(&s));
+	symbolizer_lookup(&s, ret, &f);
+	CHECK(strcmp(f.symbol, "test_symbolizer_on_self") == 0);
+	CHECK(f.offset > 0 && strstr(f.module, "unit_tests"));
+	CHECK(strstr(f.file, "test_main.c") && f.line > 0);
+	symbolizer_lookup(&s, 16, &f); /* no module there */
+	CHECK(f.symbol[0] == '\0' && f.module[0] == '\0');
+	symbolizer_free(&s);
+}
+
+#define TEST(fn) {#fn, fn}
+
+int main(void)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} tests[] = {
+		TEST(test_options_defaults), TEST(test_options_all),
+		TEST(test_options_command),  TEST(test_options_errors),
+		TEST(test_human_bytes),	     TEST(test_group_digits),
+		TEST(test_elf_offsets_in_libc), TEST(test_discover_command),
+		TEST(test_symbolizer_on_self),
+	};
+	int failed = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(tests); i++) {
+		unit_failed = 0;
+		tests[i].fn();
+		printf("%s %s\n", unit_failed ? "FAIL" : "PASS", tests[i].name);
+		failed += unit_failed;
+	}
+	return failed ? 1 : 0;
+}
