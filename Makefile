@@ -68,7 +68,7 @@ test: deps memleak-bpf $(BUILD)/unit_tests $(WORKLOAD_BIN)
 	@python3 tests/run.py
 
 demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky
-	./memleak-bpf -- $(BUILD)/workloads/demo_leaky
+	./memleak-bpf 1 -- $(BUILD)/workloads/demo_leaky
 
 bench: deps memleak-bpf $(BUILD)/workloads/bench_pairs
 	@scripts/bench.sh

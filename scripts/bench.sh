@@ -11,7 +11,7 @@ libc=$(ldd "$bench" | awk '/libc.so.6/ {print $3}')
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 untraced() { "$bench" "$pairs"; }
-memleak() { ./memleak-bpf -- "$bench" "$pairs" | head -1; }
+memleak() { ./memleak-bpf 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"; }
 bpftrace_min() {
 	"$bench" 1 >/dev/null # warm the page cache
 	local out

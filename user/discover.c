@@ -12,8 +12,13 @@
 #define MAX_OBJECTS 512
 
 static const char *const default_dirs[] = {
-	"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64",
-	"/lib",			 "/usr/lib",		      "/usr/local/lib",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+    "/usr/local/lib",
 };
 
 void objlist_add(struct objlist *l, const char *path)
@@ -197,8 +202,8 @@ int discover_pid(pid_t pid, struct objlist *out)
 int discover_system(struct objlist *out)
 {
 	static const char *const libs[] = {
-		"libc.so.6",	       "libstdc++.so.6",     "libjemalloc.so.2", "libtcmalloc.so.4",
-		"libtcmalloc_minimal.so.4", "libmimalloc.so.2",
+	    "libc.so.6",	"libstdc++.so.6",	    "libjemalloc.so.2",
+	    "libtcmalloc.so.4", "libtcmalloc_minimal.so.4", "libmimalloc.so.2",
 	};
 	char path[PATH_MAX];
 

@@ -49,8 +49,7 @@ static uint64_t vaddr_to_offset(Elf *elf, uint64_t vaddr)
 	return 0;
 }
 
-static void scan_symtab(Elf *elf, Elf_Scn *scn, const char *const *names, int n,
-			uint64_t *offsets)
+static void scan_symtab(Elf *elf, Elf_Scn *scn, const char *const *names, int n, uint64_t *offsets)
 {
 	GElf_Shdr sh;
 	Elf_Data *data = elf_getdata(scn, NULL);
@@ -85,7 +84,8 @@ int elf_func_offsets(const char *path, const char *const *names, int n, uint64_t
 	while ((scn = elf_nextscn(elf, scn))) {
 		GElf_Shdr sh;
 
-		if (gelf_getshdr(scn, &sh) && (sh.sh_type == SHT_DYNSYM || sh.sh_type == SHT_SYMTAB))
+		if (gelf_getshdr(scn, &sh) &&
+		    (sh.sh_type == SHT_DYNSYM || sh.sh_type == SHT_SYMTAB))
 			scan_symtab(elf, scn, names, n, offsets);
 	}
 	elf_close(elf, fd);

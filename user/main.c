@@ -112,7 +112,8 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 	tr->launched = true;
 	r = discover_command(tr->child.path, &objs);
 	if (r)
-		snprintf(err, errlen, "cannot execute '%.900s': not an ELF executable or a #! script",
+		snprintf(err, errlen,
+			 "cannot execute '%.900s': not an ELF executable or a #! script",
 			 tr->child.path);
 	else
 		r = attach_objects(tr, &objs, tr->child.pid, tr->child.path, err, errlen);
@@ -237,8 +238,8 @@ static void watch_pidfds(struct tracer *tr, struct pollfd *fds, int nfds)
 			t = &tr->targets.t[k];
 			if (t->pidfd != fds[i].fd)
 				continue;
-			warnx_("pid %d (%s) exited; its last figures are in the next report", t->pid,
-			       t->comm);
+			warnx_("pid %d (%s) exited; its last figures are in the next report",
+			       t->pid, t->comm);
 			target_exited(t);
 		}
 	}
@@ -256,8 +257,8 @@ static void run(struct tracer *tr)
 
 		for (int i = 0; i < tr->targets.n; i++)
 			if (tr->targets.t[i].pidfd >= 0 && nfds < MAX_PIDS + 1)
-				fds[nfds++] = (struct pollfd){.fd = tr->targets.t[i].pidfd,
-							      .events = POLLIN};
+				fds[nfds++] =
+				    (struct pollfd){.fd = tr->targets.t[i].pidfd, .events = POLLIN};
 		if (poll(fds, nfds, wait > 0 ? (int)(wait * 1000) + 1 : 0) < 0 && errno != EINTR)
 			return;
 		if (handle_signals(tr, &interrupts))
@@ -299,9 +300,9 @@ static int start(struct tracer *tr)
 
 static int unavailable(const struct options *o)
 {
-	const char *name = o->kernel		 ? "-k/--kernel"
-			   : o->curve_path	 ? "--curve"
-			   : o->plot_path	 ? "--plot"
+	const char *name = o->kernel	     ? "-k/--kernel"
+			   : o->curve_path   ? "--curve"
+			   : o->plot_path    ? "--plot"
 			   : o->fail_on_leak ? "--fail-on-leak"
 					     : NULL;
 

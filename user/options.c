@@ -18,21 +18,21 @@ enum long_only {
 };
 
 static const struct option long_options[] = {
-	{"pid", required_argument, NULL, 'p'},
-	{"kernel", no_argument, NULL, 'k'},
-	{"top", required_argument, NULL, 'T'},
-	{"older", required_argument, NULL, 'o'},
-	{"min-size", required_argument, NULL, 'z'},
-	{"max-size", required_argument, NULL, 'Z'},
-	{"sample-rate", required_argument, NULL, 's'},
-	{"lib", required_argument, NULL, OPT_LIB},
-	{"json", no_argument, NULL, OPT_JSON},
-	{"curve", required_argument, NULL, OPT_CURVE},
-	{"plot", required_argument, NULL, OPT_PLOT},
-	{"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
-	{"help", no_argument, NULL, 'h'},
-	{"version", no_argument, NULL, OPT_VERSION},
-	{0},
+    {"pid", required_argument, NULL, 'p'},
+    {"kernel", no_argument, NULL, 'k'},
+    {"top", required_argument, NULL, 'T'},
+    {"older", required_argument, NULL, 'o'},
+    {"min-size", required_argument, NULL, 'z'},
+    {"max-size", required_argument, NULL, 'Z'},
+    {"sample-rate", required_argument, NULL, 's'},
+    {"lib", required_argument, NULL, OPT_LIB},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"curve", required_argument, NULL, OPT_CURVE},
+    {"plot", required_argument, NULL, OPT_PLOT},
+    {"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {0},
 };
 
 void options_usage(FILE *out)
@@ -117,8 +117,8 @@ static int find_separator(int argc, char **argv)
 	return argc;
 }
 
-static enum parse_result parse_option(struct options *o, int c, const char *arg,
-				      const char *name, char *err, size_t errlen)
+static enum parse_result parse_option(struct options *o, int c, const char *arg, const char *name,
+				      char *err, size_t errlen)
 {
 	uint64_t v;
 
@@ -154,8 +154,8 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 		return PARSE_OK;
 	case 's':
 		if (!parse_u64(arg, &v) || v == 0 || v > 1000000)
-			return usage_error(err, errlen,
-					   "invalid --sample-rate '%s': expected 1 to 1000000", arg);
+			return usage_error(
+			    err, errlen, "invalid --sample-rate '%s': expected 1 to 1000000", arg);
 		o->sample_rate = (unsigned)v;
 		return PARSE_OK;
 	case OPT_LIB:
@@ -191,15 +191,17 @@ static enum parse_result parse_positionals(struct options *o, int n, char **args
 	uint64_t count;
 
 	if (n > 2)
-		return usage_error(err, errlen, "unexpected argument '%s' (to run a command, put "
-						"it after --)", args[2]);
-	if (n >= 1 && !parse_positive_double(args[0], &o->interval_s))
 		return usage_error(err, errlen,
-				   "invalid INTERVAL '%s': expected seconds greater than 0", args[0]);
+				   "unexpected argument '%s' (to run a command, put "
+				   "it after --)",
+				   args[2]);
+	if (n >= 1 && !parse_positive_double(args[0], &o->interval_s))
+		return usage_error(
+		    err, errlen, "invalid INTERVAL '%s': expected seconds greater than 0", args[0]);
 	if (n == 2) {
 		if (!parse_u64(args[1], &count) || count == 0 || count > 1000000000)
-			return usage_error(err, errlen,
-					   "invalid COUNT '%s': expected a positive number", args[1]);
+			return usage_error(
+			    err, errlen, "invalid COUNT '%s': expected a positive number", args[1]);
 		o->count = (long)count;
 	}
 	return PARSE_OK;
@@ -237,9 +239,11 @@ enum parse_result options_parse(struct options *o, int argc, char **argv, char *
 		o->command = argv + sep + 1;
 	}
 	if (o->command && o->npids)
-		return usage_error(err, errlen, "-p and -- COMMAND cannot be combined: pick one target");
+		return usage_error(err, errlen,
+				   "-p and -- COMMAND cannot be combined: pick one target");
 	if (o->min_size > o->max_size)
 		return usage_error(err, errlen, "--min-size %llu is larger than --max-size %llu",
-				   (unsigned long long)o->min_size, (unsigned long long)o->max_size);
+				   (unsigned long long)o->min_size,
+				   (unsigned long long)o->max_size);
 	return PARSE_OK;
 }

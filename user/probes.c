@@ -27,38 +27,38 @@ static const struct alloc_fn {
 	const char *name;
 	enum entry entry;
 } alloc_fns[] = {
-	{"malloc", E_MALLOC},
-	{"calloc", E_CALLOC},
-	{"realloc", E_REALLOC},
-	{"reallocarray", E_REALLOCARRAY},
-	{"posix_memalign", E_POSIX_MEMALIGN},
-	{"aligned_alloc", E_MEMALIGN},
-	{"memalign", E_MEMALIGN},
-	{"valloc", E_MALLOC},
-	{"pvalloc", E_PVALLOC},
-	{"free", E_FREE},
-	/* C++ operator new and new[]: plain, nothrow, aligned, aligned nothrow. */
-	{"_Znwm", E_MALLOC},
-	{"_Znam", E_MALLOC},
-	{"_ZnwmRKSt9nothrow_t", E_MALLOC},
-	{"_ZnamRKSt9nothrow_t", E_MALLOC},
-	{"_ZnwmSt11align_val_t", E_MALLOC},
-	{"_ZnamSt11align_val_t", E_MALLOC},
-	{"_ZnwmSt11align_val_tRKSt9nothrow_t", E_MALLOC},
-	{"_ZnamSt11align_val_tRKSt9nothrow_t", E_MALLOC},
-	/* operator delete and delete[]: plain, sized, aligned, nothrow. */
-	{"_ZdlPv", E_FREE},
-	{"_ZdaPv", E_FREE},
-	{"_ZdlPvm", E_FREE},
-	{"_ZdaPvm", E_FREE},
-	{"_ZdlPvSt11align_val_t", E_FREE},
-	{"_ZdaPvSt11align_val_t", E_FREE},
-	{"_ZdlPvmSt11align_val_t", E_FREE},
-	{"_ZdaPvmSt11align_val_t", E_FREE},
-	{"_ZdlPvRKSt9nothrow_t", E_FREE},
-	{"_ZdaPvRKSt9nothrow_t", E_FREE},
-	{"_ZdlPvSt11align_val_tRKSt9nothrow_t", E_FREE},
-	{"_ZdaPvSt11align_val_tRKSt9nothrow_t", E_FREE},
+    {"malloc", E_MALLOC},
+    {"calloc", E_CALLOC},
+    {"realloc", E_REALLOC},
+    {"reallocarray", E_REALLOCARRAY},
+    {"posix_memalign", E_POSIX_MEMALIGN},
+    {"aligned_alloc", E_MEMALIGN},
+    {"memalign", E_MEMALIGN},
+    {"valloc", E_MALLOC},
+    {"pvalloc", E_PVALLOC},
+    {"free", E_FREE},
+    /* C++ operator new and new[]: plain, nothrow, aligned, aligned nothrow. */
+    {"_Znwm", E_MALLOC},
+    {"_Znam", E_MALLOC},
+    {"_ZnwmRKSt9nothrow_t", E_MALLOC},
+    {"_ZnamRKSt9nothrow_t", E_MALLOC},
+    {"_ZnwmSt11align_val_t", E_MALLOC},
+    {"_ZnamSt11align_val_t", E_MALLOC},
+    {"_ZnwmSt11align_val_tRKSt9nothrow_t", E_MALLOC},
+    {"_ZnamSt11align_val_tRKSt9nothrow_t", E_MALLOC},
+    /* operator delete and delete[]: plain, sized, aligned, nothrow. */
+    {"_ZdlPv", E_FREE},
+    {"_ZdaPv", E_FREE},
+    {"_ZdlPvm", E_FREE},
+    {"_ZdaPvm", E_FREE},
+    {"_ZdlPvSt11align_val_t", E_FREE},
+    {"_ZdaPvSt11align_val_t", E_FREE},
+    {"_ZdlPvmSt11align_val_t", E_FREE},
+    {"_ZdaPvmSt11align_val_t", E_FREE},
+    {"_ZdlPvRKSt9nothrow_t", E_FREE},
+    {"_ZdaPvRKSt9nothrow_t", E_FREE},
+    {"_ZdlPvSt11align_val_tRKSt9nothrow_t", E_FREE},
+    {"_ZdaPvSt11align_val_tRKSt9nothrow_t", E_FREE},
 };
 
 #define NFUNCS ARRAY_SIZE(alloc_fns)
@@ -138,8 +138,8 @@ static int attach_object(struct memleak_bpf *skel, const char *path, const uint6
 	return 0;
 }
 
-int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pid,
-		  struct probes *p, char *err, size_t errlen)
+int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pid, struct probes *p,
+		  char *err, size_t errlen)
 {
 	uint64_t offsets[NFUNCS];
 	int objects = 0;

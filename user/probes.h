@@ -21,8 +21,8 @@ struct probes {
  * (-1: every process). Returns how many objects had allocator functions,
  * or -1 with the reason in err.
  */
-int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pid,
-		  struct probes *p, char *err, size_t errlen);
+int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pid, struct probes *p,
+		  char *err, size_t errlen);
 void probes_detach(struct probes *p);
 
 #endif

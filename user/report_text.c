@@ -63,8 +63,9 @@ void report_text(FILE *out, const struct report *r)
 		fprintf(out,
 			"[%s] dropped: %llu events, %llu allocations (allocs map full), "
 			"%llu stacks, %llu allocations (process map full)\n",
-			stamp, (unsigned long long)d->events, (unsigned long long)d->allocs_map_full,
-			(unsigned long long)d->stacks, (unsigned long long)d->procs_map_full);
+			stamp, (unsigned long long)d->events,
+			(unsigned long long)d->allocs_map_full, (unsigned long long)d->stacks,
+			(unsigned long long)d->procs_map_full);
 	if (r->nprocs == 0)
 		fprintf(out, "[%s] no traced allocations yet\n", stamp);
 	for (int i = 0; i < r->nprocs; i++)

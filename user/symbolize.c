@@ -12,8 +12,8 @@
 char *__cxa_demangle(const char *mangled, char *buf, size_t *len, int *status);
 
 static const Dwfl_Callbacks callbacks = {
-	.find_elf = dwfl_linux_proc_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
+    .find_elf = dwfl_linux_proc_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
 };
 
 void symbolizer_init(struct symbolizer *s, pid_t pid)
@@ -87,9 +87,8 @@ static Dwfl *dwfl_of(struct symbolizer *s)
 static void set_symbol(struct frame *f, const char *name)
 {
 	int status = -1;
-	char *demangled = name[0] == '_' && name[1] == 'Z'
-				  ? __cxa_demangle(name, NULL, NULL, &status)
-				  : NULL;
+	char *demangled =
+	    name[0] == '_' && name[1] == 'Z' ? __cxa_demangle(name, NULL, NULL, &status) : NULL;
 
 	snprintf(f->symbol, sizeof(f->symbol), "%s", status == 0 ? demangled : name);
 	free(demangled);

@@ -8,7 +8,7 @@
 
 struct frame {
 	uint64_t addr;
-	uint64_t offset; /* from the symbol's start */
+	uint64_t offset;  /* from the symbol's start */
 	char symbol[256]; /* empty: no symbol table covers addr */
 	char module[256];
 	char file[256]; /* empty: no debug info */

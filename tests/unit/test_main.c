@@ -12,16 +12,17 @@
 
 int unit_failed;
 
+/* Split line at spaces into argv; the command, if any, points into it. */
 static enum parse_result parse(struct options *o, char *line, char *err)
 {
-	char *argv[32] = {"memleak-bpf"};
-	int argc = 1;
+	static char *argv[32];
+	int argc = 0;
 
+	argv[argc++] = "memleak-bpf";
 	for (char *tok = strtok(line, " "); tok && argc < 31; tok = strtok(NULL, " "))
 		argv[argc++] = tok;
-	static char *keep[32];
-	memcpy(keep, argv, sizeof(argv)); /* the command points into argv */
-	return options_parse(o, argc, keep, err, 256);
+	argv[argc] = NULL;
+	return options_parse(o, argc, argv, err, 256);
 }
 
 static void test_options_defaults(void)
@@ -38,7 +39,8 @@ static void test_options_all(void)
 {
 	struct options o;
 	char err[256];
-	char line[] = "-p 12,34 -T 3 -o 250 -z 8 -Z 4096 -s 10 --lib /a.so --lib /b.so --json 0.5 7";
+	char line[] =
+	    "-p 12,34 -T 3 -o 250 -z 8 -Z 4096 -s 10 --lib /a.so --lib /b.so --json 0.5 7";
 
 	CHECK(parse(&o, line, err) == PARSE_OK);
 	CHECK(o.npids == 2 && o.pids[0] == 12 && o.pids[1] == 34);
@@ -62,9 +64,9 @@ static void test_options_command(void)
 static void test_options_errors(void)
 {
 	static const char *const bad[] = {
-		"-p 0",	     "-p 1,,x", "-p -1", "-T 0",  "-T x",	    "-s 0",	   "-z -1",
-		"1 2 3",     "0",	"-1",	 "1 0",	   "--nope",	    "-q",	   "-p",
-		"-p 1 -- x", "--",	"nan",	 "-z 9 -Z 8", "--lib",	    "--top=abc",
+	    "-p 0",	 "-p 1,,x", "-p -1", "-T 0",	  "-T x",   "-s 0",	 "-z -1",
+	    "1 2 3",	 "0",	    "-1",    "1 0",	  "--nope", "-q",	 "-p",
+	    "-p 1 -- x", "--",	    "nan",   "-z 9 -Z 8", "--lib",  "--top=abc",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -152,7 +154,10 @@ static void test_symbolizer_on_self(void)
 	symbolizer_free(&s);
 }
 
-#define TEST(fn) {#fn, fn}
+#define TEST(fn)                                                                                   \
+	{                                                                                          \
+#fn, fn                                                                            \
+	}
 
 int main(void)
 {
@@ -160,11 +165,11 @@ int main(void)
 		const char *name;
 		void (*fn)(void);
 	} tests[] = {
-		TEST(test_options_defaults), TEST(test_options_all),
-		TEST(test_options_command),  TEST(test_options_errors),
-		TEST(test_human_bytes),	     TEST(test_group_digits),
-		TEST(test_elf_offsets_in_libc), TEST(test_discover_command),
-		TEST(test_symbolizer_on_self),
+	    TEST(test_options_defaults),    TEST(test_options_all),
+	    TEST(test_options_command),	    TEST(test_options_errors),
+	    TEST(test_human_bytes),	    TEST(test_group_digits),
+	    TEST(test_elf_offsets_in_libc), TEST(test_discover_command),
+	    TEST(test_symbolizer_on_self),
 	};
 	int failed = 0;
 

@@ -87,8 +87,8 @@ static void churn(void)
 		void *p = malloc(16 + i % 512), *q, *r;
 
 		free(calloc(1 + i % 8, 32));
-		q = realloc(p, 1024 + i % 64);	      /* moves or grows */
-		r = realloc(q, SIZE_MAX / 2);	      /* fails: q stays */
+		q = realloc(p, 1024 + i % 64); /* moves or grows */
+		r = realloc(q, SIZE_MAX / 2);  /* fails: q stays */
 		if (!r)
 			r = q;
 		free(realloc(r, 8));
