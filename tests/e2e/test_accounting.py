@@ -1,4 +1,5 @@
 """Exact heap accounting on workloads whose leaks are known."""
+import signal
 import subprocess
 import time
 
@@ -156,3 +157,60 @@ def test_attach_to_running_process():
     check_eq(proc["alive"], False, "alive")
     check_eq(leaks_by_function(proc).get("leak_after_attach"), [3584, 7], "leak")
     check_eq(proc["heap"]["outstanding_bytes"], 3584, "outstanding bytes")
+
+
+def start_attach_target():
+    target = subprocess.Popen([workload("attach_target")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    check_eq(target.stdout.readline(), "ready\n", "target start")
+    return target
+
+
+def test_interval_and_count():
+    target = start_attach_target()
+    try:
+        status, out, err = run_tool(["--json", "-p", str(target.pid), "0.2", "3"])
+    finally:
+        target.kill()
+        target.wait()
+    check_eq(status, 0, "exit status: " + err)
+    rs = reports(out)
+    check_eq([r["final"] for r in rs], [False, False, True], "reports with COUNT 3")
+    check_eq([r["seq"] for r in rs], [1, 2, 3], "seq")
+    check(0.5 < rs[-1]["elapsed_s"] < 2.0, "elapsed %.3f for 3 x 0.2 s" % rs[-1]["elapsed_s"])
+
+
+def test_sigint_and_sigterm_write_a_final_report():
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        target = start_attach_target()
+        try:
+            tool = subprocess.Popen([TOOL, "--json", "-p", str(target.pid)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            check("tracing" in tool.stderr.readline(), "tool did not attach")
+            tool.send_signal(sig)
+            out, err = tool.communicate(timeout=20)
+        finally:
+            target.kill()
+            target.wait()
+        check_eq(tool.returncode, 0, "exit status after %s: %s" % (sig.name, err))
+        rs = reports(out)
+        check_eq(len(rs), 1, "reports")
+        check(rs[0]["final"], "not final")
+
+
+def test_full_allocs_map_is_counted_in_dropped():
+    n = (1 << 20) + 5000  # the allocs map holds 1 << 20
+    status, out, err = run_tool(["--json", "--", workload("flood"), str(n)], timeout=600)
+    check_eq(status, 0, "exit status: " + err)
+    last = reports(out)[-1]
+    proc = final_process(out)
+    dropped = last["dropped"]["allocs_map_full"]
+    check(dropped >= 5000, "dropped %d" % dropped)
+    check_eq(proc["heap"]["outstanding_allocs"] + dropped, n + baseline_allocs(),
+             "tracked + dropped allocations")
+
+
+def baseline_allocs():
+    """Blocks flood leaves behind with no flood at all (the loader's, libc's)."""
+    status, out, err = run_tool(["--json", "--", workload("flood"), "0"])
+    return final_process(out)["heap"]["outstanding_allocs"]
