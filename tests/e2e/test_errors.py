@@ -50,12 +50,17 @@ def test_command_not_found():
     one_line_error(["--", "no-such-command-xyz"], 1, ["cannot execute 'no-such-command-xyz'"])
 
 
+def write_file(directory, name, text, mode):
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
 def test_command_not_executable():
     with tempfile.TemporaryDirectory() as d:
-        text = os.path.join(d, "text")
-        with open(text, "w") as f:
-            f.write("just text\n")
-        os.chmod(text, 0o644)
+        text = write_file(d, "text", "just text\n", 0o644)
         one_line_error(["--", text], 1, ["cannot execute '%s': Permission denied" % text])
         os.chmod(text, 0o755)
         one_line_error(["--", text], 1, ["not an ELF executable or a #! script"])
@@ -63,10 +68,7 @@ def test_command_not_executable():
 
 def test_script_is_traced_through_its_interpreter():
     with tempfile.TemporaryDirectory() as d:
-        script = os.path.join(d, "script")
-        with open(script, "w") as f:
-            f.write("#!/bin/sh\nexit 5\n")
-        os.chmod(script, 0o755)
+        script = write_file(d, "script", "#!/bin/sh\nexit 5\n", 0o755)
         status, out, err = run_tool(["--json", "--", script])
         check_eq(status, 5, "exit status: " + err)
         check(final_process(out)["heap"]["allocs"] > 0, "no allocation of /bin/sh traced")
