@@ -6,7 +6,7 @@ BUILD   := build
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror
 CPPFLAGS += -Iinclude -I$(BUILD) -D_GNU_SOURCE
-LDLIBS  := -lbpf -ldw -lelf -lz -lstdc++
+LDLIBS  := -lbpf -ldw -lelf -lz -lstdc++ -lm
 
 USER_SRC := $(wildcard user/*.c)
 USER_OBJ := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRC))

@@ -12,6 +12,9 @@
 
 int unit_failed;
 
+void test_verdict_synthetic(void);
+void test_verdict_warmup_and_band(void);
+
 /* Split line at spaces into argv; the command, if any, points into it. */
 static enum parse_result parse(struct options *o, char *line, char *err)
 {
@@ -169,7 +172,8 @@ int main(void)
 	    TEST(test_options_command),	    TEST(test_options_errors),
 	    TEST(test_human_bytes),	    TEST(test_group_digits),
 	    TEST(test_elf_offsets_in_libc), TEST(test_discover_command),
-	    TEST(test_symbolizer_on_self),
+	    TEST(test_symbolizer_on_self),  TEST(test_verdict_warmup_and_band),
+	    TEST(test_verdict_synthetic),
 	};
 	int failed = 0;
 

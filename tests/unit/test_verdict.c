@@ -1,0 +1,175 @@
+/*
+ * The verdict on synthetic curves with known answers. Each curve is sampled
+ * every 0.5 s and judged as it grows, every 5 s, as the tracer would: the
+ * table gives the final verdict and when a leak was first called.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "unit.h"
+#include "util.h"
+#include "verdict.h"
+
+#define MIB  (1024.0 * 1024.0)
+#define KIB  1024.0
+#define BASE (20 * MIB)
+
+static unsigned long long rng = 88172645463325252ull;
+
+static double uniform(void) /* [-1, 1) */
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (double)(rng >> 11) / (double)(1ull << 52) - 1;
+}
+
+static double sawtooth(double t, double period, double height)
+{
+	return height * fmod(t, period) / period;
+}
+
+static double steady_noise(double t)
+{
+	(void)t;
+	return BASE + 256 * KIB * uniform();
+}
+
+static double gc_sawtooth(double t)
+{
+	return BASE + sawtooth(t, 1.5, 8 * MIB);
+}
+
+static double load_release_bursts(double t)
+{
+	return steady_noise(t) + (fmod(t, 10) < 3 ? 30 * MIB : 0);
+}
+
+static double cache_plateau(double t)
+{
+	return steady_noise(t) + 30 * MIB * fmin(t / 40, 1);
+}
+
+static double step_settles(double t)
+{
+	return steady_noise(t) + (t > 30 ? 15 * MIB : 0);
+}
+
+static double slow_leak(double t) /* 1% of its 2 MiB band a minute */
+{
+	return BASE + 1 * MIB * uniform() + 2 * MIB * 0.01 * t / 60;
+}
+
+static double fast_leak(double t)
+{
+	return steady_noise(t) + 1 * MIB * t;
+}
+
+static double late_leak(double t)
+{
+	return steady_noise(t) + (t > 60 ? 200 * KIB * (t - 60) : 0);
+}
+
+static double leak_under_sawtooth(double t)
+{
+	return gc_sawtooth(t) + 100 * KIB * t;
+}
+
+static double leak_that_stops(double t)
+{
+	return steady_noise(t) + 500 * KIB * fmin(t, 40);
+}
+
+static double saturating(double t)
+{
+	return steady_noise(t) + 40 * MIB * (1 - exp(-t / 25));
+}
+
+static double staircase(double t)
+{
+	return steady_noise(t) + 2 * MIB * floor(t / 10);
+}
+
+static const struct curve_case {
+	const char *name;
+	double (*curve)(double t);
+	double duration_s;
+	bool leak; /* the known answer */
+} cases[] = {
+    {"steady noise", steady_noise, 120, false},
+    {"sawtooth (GC-like)", gc_sawtooth, 120, false},
+    {"load-and-release bursts", load_release_bursts, 120, false},
+    {"cache filling to a plateau", cache_plateau, 120, false},
+    {"step that settles", step_settles, 120, false},
+    {"leak that stops", leak_that_stops, 120, false},
+    {"saturating growth", saturating, 120, false},
+    {"slow leak (1%/min of band)", slow_leak, 1800, true},
+    {"fast leak", fast_leak, 60, true},
+    {"leak starting late", late_leak, 120, true},
+    {"leak under a large sawtooth", leak_under_sawtooth, 120, true},
+    {"staircase leak", staircase, 120, true},
+};
+
+static void judge_case(const struct curve_case *c, struct verdict *v, double *detected_at)
+{
+	size_t n = (size_t)(c->duration_s / 0.5) + 1;
+	double *t = xcalloc(n, sizeof(double)), *y = xcalloc(n, sizeof(double));
+
+	*detected_at = -1;
+	for (size_t i = 0; i < n; i++) {
+		t[i] = i * 0.5;
+		y[i] = c->curve(t[i]);
+		if (i % 10 == 0 || i == n - 1) {
+			judge_curve(t, y, i + 1, v);
+			if (v->state == VERDICT_LEAK && *detected_at < 0)
+				*detected_at = t[i];
+		}
+	}
+	free(t);
+	free(y);
+}
+
+void test_verdict_synthetic(void)
+{
+	int fp = 0, fn = 0;
+
+	printf("  %-30s %-9s %-8s %s\n", "case", "expected", "got", "leak first called at");
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		const struct curve_case *c = &cases[i];
+		struct verdict v;
+		double at;
+
+		judge_case(c, &v, &at);
+		fp += !c->leak && v.state == VERDICT_LEAK;
+		fn += c->leak && v.state != VERDICT_LEAK;
+		printf("  %-30s %-9s %-8s ", c->name, c->leak ? "leak" : "not leak",
+		       verdict_name(v.state));
+		if (at >= 0)
+			printf("%.0f s\n", at);
+		else
+			printf("-\n");
+	}
+	printf("  false positives %d, false negatives %d\n", fp, fn);
+	CHECK(fp == 0);
+	CHECK(fn == 0);
+}
+
+void test_verdict_warmup_and_band(void)
+{
+	double t[40], y[40];
+	struct verdict v;
+
+	for (int i = 0; i < 40; i++) {
+		t[i] = i * 0.25;
+		y[i] = BASE;
+	}
+	judge_curve(t, y, 40, &v); /* 9.75 s: still warming up */
+	CHECK(v.state == VERDICT_WARMUP);
+	for (int i = 0; i < 40; i++)
+		t[i] = i * 0.5;
+	judge_curve(t, y, 40, &v);
+	CHECK(v.state == VERDICT_STEADY && v.left_band_at_s < 0);
+	CHECK(v.band_low == BASE && v.band_high > BASE && v.band_high <= BASE + 16384);
+}

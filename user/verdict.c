@@ -1,0 +1,198 @@
+/*
+ * The verdict reads a curve as an engineer reads a memory chart.
+ *
+ * 1. The floor: the curve is cut into windows (2 s, or a 24th of the run if
+ *    longer) and each window keeps its minimum. A sawtooth or a burst that
+ *    returns within a window does not move its minimum.
+ * 2. The trend: over the recent half of the floors, the Theil-Sen slope (the
+ *    median of pairwise slopes) and a Mann-Kendall test, its variance inflated
+ *    for lag-1 autocorrelation. Growth must be significant (z > 2.33, p < 1%)
+ *    and larger than a margin: a tenth of the curve's typical in-window swing,
+ *    at least 16 KiB.
+ * 3. The band: the floors of the first third, plus the margin. The curve left
+ *    it at the first window after which every floor stays above it.
+ *
+ * steady: no significant recent growth (a step or a cache that has settled;
+ * the band is then the recent floors'). leak: significant growth, out of the
+ * band for good, and not slowing. growing: significant growth that is still
+ * inside the band or slowing down (a curve that may yet settle).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+#include "verdict.h"
+
+#define MIN_WINDOW_S  2.0
+#define WINDOWS	      24
+#define MIN_RECENT    6
+#define Z_SIGNIFICANT 2.33
+#define MIN_MARGIN    16384.0
+
+struct floors {
+	double *t;    /* window start */
+	double *low;  /* minimum in the window */
+	double *high; /* maximum in the window */
+	size_t n;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void make_floors(const double *t, const double *y, size_t n, struct floors *f)
+{
+	double span = t[n - 1] - t[0];
+	double w = span / WINDOWS > MIN_WINDOW_S ? span / WINDOWS : MIN_WINDOW_S;
+	size_t cap = (size_t)(span / w) + 2;
+
+	f->t = xcalloc(cap, sizeof(double));
+	f->low = xcalloc(cap, sizeof(double));
+	f->high = xcalloc(cap, sizeof(double));
+	f->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = (size_t)((t[i] - t[0]) / w);
+
+		if (k >= cap)
+			k = cap - 1;
+		if (k >= f->n) {
+			f->n = k + 1;
+			f->t[k] = t[0] + k * w;
+			f->low[k] = f->high[k] = y[i];
+		}
+		f->low[k] = fmin(f->low[k], y[i]);
+		f->high[k] = fmax(f->high[k], y[i]);
+	}
+	/* A last window with only a few samples is not a fair minimum. */
+	if (f->n > 1 && t[n - 1] - f->t[f->n - 1] < w / 2)
+		f->n--;
+}
+
+static void free_floors(struct floors *f)
+{
+	free(f->t);
+	free(f->low);
+	free(f->high);
+}
+
+static double theil_sen(const double *t, const double *y, size_t n)
+{
+	double *s = xcalloc(n * n / 2 + 1, sizeof(double)), m;
+	size_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			if (t[j] > t[i])
+				s[k++] = (y[j] - y[i]) / (t[j] - t[i]);
+	m = k ? median(s, k) : 0;
+	free(s);
+	return m;
+}
+
+/* Mann-Kendall z for an upward trend, corrected for lag-1 autocorrelation. */
+static double mann_kendall_z(const double *t, const double *y, size_t n, double slope)
+{
+	double s = 0, var = n * (n - 1.0) * (2.0 * n + 5) / 18, mean = 0, c0 = 0, c1 = 0, r;
+
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			s += (y[j] > y[i]) - (y[j] < y[i]);
+	for (size_t i = 0; i < n; i++)
+		mean += (y[i] - slope * t[i]) / n;
+	for (size_t i = 0; i < n; i++) {
+		double d = y[i] - slope * t[i] - mean;
+
+		c0 += d * d;
+		if (i + 1 < n)
+			c1 += d * (y[i + 1] - slope * t[i + 1] - mean);
+	}
+	r = c0 > 0 ? c1 / c0 : 0;
+	r = fmin(fmax(r, 0), 0.9);
+	var *= (1 + r) / (1 - r);
+	return s > 0 ? (s - 1) / sqrt(var) : 0;
+}
+
+static double swing_margin(const struct floors *f)
+{
+	double *swing = xcalloc(f->n, sizeof(double)), m;
+
+	for (size_t i = 0; i < f->n; i++)
+		swing[i] = f->high[i] - f->low[i];
+	m = median(swing, f->n) / 10;
+	free(swing);
+	return m > MIN_MARGIN ? m : MIN_MARGIN;
+}
+
+static void set_band(struct verdict *v, const double *low, size_t n, double margin)
+{
+	v->band_low = low[0];
+	v->band_high = low[0];
+	for (size_t i = 1; i < n; i++) {
+		v->band_low = fmin(v->band_low, low[i]);
+		v->band_high = fmax(v->band_high, low[i]);
+	}
+	v->band_high += margin;
+}
+
+/* When the floors left the band for good; < 0 if they have not. */
+static double left_band_at(const struct floors *f, double high)
+{
+	size_t i = f->n;
+
+	while (i > 0 && f->low[i - 1] > high)
+		i--;
+	return i < f->n ? f->t[i] : -1;
+}
+
+void judge_curve(const double *t, const double *y, size_t n, struct verdict *v)
+{
+	struct floors f;
+	size_t recent, from, q;
+	double margin, z, late, early;
+
+	memset(v, 0, sizeof(*v));
+	v->left_band_at_s = -1;
+	if (n < 2 || t[n - 1] - t[0] < VERDICT_WARMUP_S)
+		return;
+	make_floors(t, y, n, &f);
+	recent = f.n / 2 > MIN_RECENT ? f.n / 2 : MIN_RECENT;
+	if (f.n < recent + 2) {
+		free_floors(&f);
+		return;
+	}
+	from = f.n - recent;
+	margin = swing_margin(&f);
+	v->growth_bps = theil_sen(f.t + from, f.low + from, recent);
+	z = mann_kendall_z(f.t + from, f.low + from, recent, v->growth_bps);
+
+	if (z < Z_SIGNIFICANT || v->growth_bps * (f.t[f.n - 1] - f.t[from]) < margin) {
+		v->state = VERDICT_STEADY;
+		set_band(v, f.low + from, recent, margin);
+		free_floors(&f);
+		return;
+	}
+	set_band(v, f.low, f.n / 3 > 1 ? f.n / 3 : 1, margin);
+	v->left_band_at_s = left_band_at(&f, v->band_high);
+	q = recent / 2;
+	early = theil_sen(f.t + from, f.low + from, q);
+	late = theil_sen(f.t + from + q, f.low + from + q, recent - q);
+	v->state = v->left_band_at_s >= 0 && late >= early / 2 ? VERDICT_LEAK : VERDICT_GROWING;
+	free_floors(&f);
+}
+
+const char *verdict_name(enum verdict_state s)
+{
+	static const char *const names[] = {"warmup", "steady", "growing", "leak"};
+
+	return names[s];
+}
