@@ -13,7 +13,7 @@ USER_OBJ := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRC))
 LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
-WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood
+WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
 WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 

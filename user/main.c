@@ -20,6 +20,7 @@
 #include "preflight.h"
 #include "probes.h"
 #include "report.h"
+#include "report_csv.h"
 #include "targets.h"
 #include "util.h"
 
@@ -27,6 +28,7 @@ enum exit_status {
 	EXIT_OK = 0,
 	EXIT_RUNTIME = 1,
 	EXIT_USAGE = 2,
+	EXIT_LEAK = 3,
 };
 
 struct tracer {
@@ -37,6 +39,7 @@ struct tracer {
 	struct child child;
 	bool launched;
 	int sigfd;
+	FILE *curve_csv;
 	long reports;
 	int exit_status;
 };
@@ -245,14 +248,22 @@ static void watch_pidfds(struct tracer *tr, struct pollfd *fds, int nfds)
 	}
 }
 
+static void sample(struct tracer *tr)
+{
+	targets_sample(&tr->targets, tr->skel);
+	if (tr->curve_csv)
+		csv_rows(tr->curve_csv, &tr->targets);
+}
+
 static void run(struct tracer *tr)
 {
-	double next = monotonic_s() + tr->opt.interval_s;
+	double period = tr->opt.interval_s / 4 < 0.5 ? tr->opt.interval_s / 4 : 0.5;
+	double next = monotonic_s() + tr->opt.interval_s, next_sample = monotonic_s() + period;
 	int interrupts = 0;
 
 	for (;;) {
 		struct pollfd fds[MAX_PIDS + 1] = {{.fd = tr->sigfd, .events = POLLIN}};
-		double wait = next - monotonic_s();
+		double wait = (next < next_sample ? next : next_sample) - monotonic_s();
 		int nfds = 1;
 
 		for (int i = 0; i < tr->targets.n; i++)
@@ -266,6 +277,10 @@ static void run(struct tracer *tr)
 		watch_pidfds(tr, fds, nfds);
 		if (!tr->targets.every_process && all_exited(&tr->targets))
 			return;
+		if (monotonic_s() >= next_sample) {
+			sample(tr);
+			next_sample += period;
+		}
 		if (monotonic_s() < next)
 			continue;
 		next += tr->opt.interval_s;
@@ -279,6 +294,11 @@ static int start(struct tracer *tr)
 {
 	char err[1024] = "";
 
+	if (tr->opt.curve_path &&
+	    !(tr->curve_csv = csv_open(tr->opt.curve_path, err, sizeof(err)))) {
+		warnx_("%s", err);
+		return -1;
+	}
 	if (check_privileges(err, sizeof(err)) || check_btf(err, sizeof(err)) ||
 	    ensure_tracefs(err, sizeof(err)) || load_bpf(tr, err, sizeof(err)) ||
 	    setup_signals(tr)) {
@@ -300,11 +320,7 @@ static int start(struct tracer *tr)
 
 static int unavailable(const struct options *o)
 {
-	const char *name = o->kernel	     ? "-k/--kernel"
-			   : o->curve_path   ? "--curve"
-			   : o->plot_path    ? "--plot"
-			   : o->fail_on_leak ? "--fail-on-leak"
-					     : NULL;
+	const char *name = o->kernel ? "-k/--kernel" : o->plot_path ? "--plot" : NULL;
 
 	if (!name)
 		return 0;
@@ -334,9 +350,14 @@ int main(int argc, char **argv)
 		status = EXIT_RUNTIME;
 	} else {
 		run(&tr);
+		sample(&tr);
 		write_report(&tr, true);
 		status = tr.launched ? tr.exit_status : EXIT_OK;
+		if (tr.opt.fail_on_leak && targets_any_leak(&tr.targets))
+			status = EXIT_LEAK;
 	}
+	if (tr.curve_csv)
+		fclose(tr.curve_csv);
 	probes_detach(&tr.probes);
 	targets_free(&tr.targets);
 	memleak_bpf__destroy(tr.skel);

@@ -8,10 +8,12 @@
 
 #include "collect.h"
 #include "symbolize.h"
+#include "verdict.h"
 
 struct stack_report {
 	struct stack_stat st;
-	double growth_bps; /* outstanding bytes per second since the previous report */
+	double growth_bps; /* outstanding bytes per second: the floor's trend */
+	bool suspect;	   /* its own floor keeps rising */
 	double oldest_age_s;
 	int nframes;
 	struct frame *frames; /* innermost first */
@@ -24,8 +26,9 @@ struct proc_report {
 	struct counts heap;
 	unsigned long long rss_bytes;
 	double growth_bps;
+	struct verdict verdict;
 	int nstacks;
-	struct stack_report *stacks;
+	struct stack_report *stacks; /* suspects first, by growth; then by outstanding bytes */
 };
 
 struct report {

@@ -47,16 +47,28 @@ static void print_stack(FILE *out, const struct stack_report *s)
 	fprintf(out,
 		"{\"outstanding_bytes\":%llu,\"outstanding_allocs\":%llu,\"allocs\":%llu,"
 		"\"alloc_bytes\":%llu,\"growth_bytes_per_s\":%.1f,\"oldest_age_s\":%.3f,"
-		"\"frames\":[",
+		"\"suspect\":%s,\"frames\":[",
 		(unsigned long long)st->out_bytes, (unsigned long long)st->out_allocs,
 		(unsigned long long)st->c.allocs, (unsigned long long)st->c.alloc_bytes,
-		s->growth_bps, s->oldest_age_s);
+		s->growth_bps, s->oldest_age_s, s->suspect ? "true" : "false");
 	for (int i = 0; i < s->nframes; i++) {
 		if (i)
 			fputc(',', out);
 		print_frame(out, &s->frames[i]);
 	}
 	fputs("]}", out);
+}
+
+static void print_verdict(FILE *out, const struct verdict *v)
+{
+	fprintf(out,
+		"\"verdict\":{\"state\":\"%s\",\"growth_bytes_per_s\":%.1f,"
+		"\"band_low_bytes\":%.0f,\"band_high_bytes\":%.0f,\"left_band_at_s\":",
+		verdict_name(v->state), v->growth_bps, v->band_low, v->band_high);
+	if (v->left_band_at_s >= 0)
+		fprintf(out, "%.1f},", v->left_band_at_s);
+	else
+		fputs("null},", out);
 }
 
 static void print_proc(FILE *out, const struct proc_report *p)
@@ -68,11 +80,13 @@ static void print_proc(FILE *out, const struct proc_report *p)
 	fprintf(out,
 		",\"alive\":%s,\"heap\":{\"outstanding_bytes\":%lld,\"outstanding_allocs\":%lld,"
 		"\"allocs\":%llu,\"frees\":%llu,\"alloc_bytes\":%llu,\"free_bytes\":%llu},"
-		"\"growth_bytes_per_s\":%.1f,\"rss_bytes\":%llu,\"stacks\":[",
+		"\"growth_bytes_per_s\":%.1f,\"rss_bytes\":%llu,",
 		p->alive ? "true" : "false", outstanding_bytes(c), outstanding_allocs(c),
 		(unsigned long long)c->allocs, (unsigned long long)c->frees,
 		(unsigned long long)c->alloc_bytes, (unsigned long long)c->free_bytes,
 		p->growth_bps, p->rss_bytes);
+	print_verdict(out, &p->verdict);
+	fputs("\"stacks\":[", out);
 	for (int i = 0; i < p->nstacks; i++) {
 		if (i)
 			fputc(',', out);

@@ -27,10 +27,35 @@ static void print_stack(FILE *out, const struct stack_report *s)
 
 	fprintf(out, "    %s B in %s allocs", group_digits(s->st.out_bytes, bytes, sizeof(bytes)),
 		group_digits(s->st.out_allocs, n, sizeof(n)));
-	fprintf(out, "  %s%s/s  oldest %.1f s\n", s->growth_bps >= 0 ? "+" : "",
-		human_bytes(s->growth_bps, rate, sizeof(rate)), s->oldest_age_s);
+	fprintf(out, "  %s%s/s  oldest %.1f s%s\n", s->growth_bps >= 0 ? "+" : "",
+		human_bytes(s->growth_bps, rate, sizeof(rate)), s->oldest_age_s,
+		s->suspect ? "  suspect" : "");
 	for (int i = 0; i < s->nframes; i++)
 		print_frame(out, &s->frames[i]);
+}
+
+static void print_verdict(FILE *out, const struct verdict *v)
+{
+	char low[32], high[32];
+	int at = (int)v->left_band_at_s;
+
+	switch (v->state) {
+	case VERDICT_WARMUP:
+		fputs("  warmup", out);
+		return;
+	case VERDICT_LEAK:
+		fprintf(out, "  LEAK since %02d:%02d:%02d", at / 3600, at / 60 % 60, at % 60);
+		break;
+	case VERDICT_GROWING:
+		fputs("  growing", out);
+		break;
+	case VERDICT_STEADY:
+		fputs("  steady", out);
+		break;
+	}
+	fprintf(out, " (%s band %s-%s)", v->state == VERDICT_STEADY ? "band" : "steady",
+		human_bytes(v->band_low, low, sizeof(low)),
+		human_bytes(v->band_high, high, sizeof(high)));
 }
 
 static void print_proc(FILE *out, const char *stamp, const struct proc_report *p)
@@ -42,6 +67,7 @@ static void print_proc(FILE *out, const char *stamp, const struct proc_report *p
 		group_digits(outstanding_allocs(&p->heap), n, sizeof(n)),
 		p->growth_bps >= 0 ? "+" : "", human_bytes(p->growth_bps, rate, sizeof(rate)),
 		human_bytes((double)p->rss_bytes, rss, sizeof(rss)), p->alive ? "" : "  exited");
+	print_verdict(out, &p->verdict);
 	fprintf(out, "  (%s allocs, %s frees in all)\n",
 		group_digits(p->heap.allocs, allocs, sizeof(allocs)),
 		group_digits(p->heap.frees, frees, sizeof(frees)));

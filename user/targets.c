@@ -11,6 +11,9 @@
 #include "targets.h"
 #include "util.h"
 
+#define STACK_CURVE_POINTS 256
+#define HEAP_CURVE_POINTS  4096
+
 struct target *targets_find(struct target_set *ts, pid_t pid)
 {
 	for (int i = 0; i < ts->n; i++)
@@ -34,6 +37,7 @@ struct target *targets_add(struct target_set *ts, pid_t pid)
 	t->prev_time = ts->start_time;
 	snprintf(t->comm, sizeof(t->comm), "?");
 	symbolizer_init(&t->sym, pid);
+	curve_init(&t->heap, HEAP_CURVE_POINTS);
 	target_refresh(t);
 	return t;
 }
@@ -102,44 +106,78 @@ static void add_allocating(struct target_set *ts, struct memleak_bpf *skel)
 	}
 }
 
-static __u64 prev_out(const struct target *t, __u64 stack_id)
+static struct stack_history *history_of(struct target *t, __u64 stack_id)
 {
-	for (size_t i = 0; i < t->nprev; i++)
-		if (t->prev[i].stack_id == stack_id)
-			return t->prev[i].out_bytes;
+	struct stack_history *h;
+
+	for (size_t i = 0; i < t->nstacks; i++)
+		if (t->stacks[i].stack_id == stack_id)
+			return &t->stacks[i];
+	t->stacks = xrealloc(t->stacks, (t->nstacks + 1) * sizeof(*t->stacks));
+	h = &t->stacks[t->nstacks++];
+	memset(h, 0, sizeof(*h));
+	h->stack_id = stack_id;
+	curve_init(&h->curve, STACK_CURVE_POINTS);
+	return h;
+}
+
+/* Growth: the floor's trend once judged, the last interval's change before. */
+static double growth_of(const struct verdict *v, double now_value, double prev_value, double dt)
+{
+	if (v->state != VERDICT_WARMUP)
+		return v->growth_bps;
+	return (now_value - prev_value) / dt;
+}
+
+/* Add each stack's outstanding bytes to its curve and judge it. */
+static void judge_stacks(struct target *t, const struct stack_stat *first, size_t n, double at,
+			 double dt, struct stack_report *all)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct stack_history *h = history_of(t, first[i].stack_id);
+		double prev = h->curve.n ? h->curve.p[h->curve.n - 1].last : 0;
+
+		curve_add(&h->curve, at, (double)first[i].out_bytes);
+		curve_judge(&h->curve, &h->verdict);
+		all[i].st = first[i];
+		all[i].growth_bps = growth_of(&h->verdict, (double)first[i].out_bytes, prev, dt);
+		all[i].suspect =
+		    h->verdict.state == VERDICT_LEAK || h->verdict.state == VERDICT_GROWING;
+	}
+}
+
+static int by_suspicion(const void *a, const void *b)
+{
+	const struct stack_report *x = a, *y = b;
+
+	if (x->suspect != y->suspect)
+		return x->suspect ? -1 : 1;
+	if (x->suspect && x->growth_bps != y->growth_bps)
+		return x->growth_bps > y->growth_bps ? -1 : 1;
+	if (x->st.out_bytes != y->st.out_bytes)
+		return x->st.out_bytes > y->st.out_bytes ? -1 : 1;
 	return 0;
 }
 
-static void build_stack(struct target *t, struct memleak_bpf *skel, const struct stack_stat *st,
-			double dt, double now, struct stack_report *s)
+static void add_frames(struct target *t, struct memleak_bpf *skel, double now,
+		       struct stack_report *s)
 {
 	__u64 ips[MAX_FRAMES];
 
-	s->st = *st;
-	s->growth_bps = ((double)st->out_bytes - (double)prev_out(t, st->stack_id)) / dt;
-	s->oldest_age_s = st->oldest_ns ? now - st->oldest_ns / 1e9 : 0;
-	s->nframes = snapshot_frames(skel, st->stack_id, ips);
+	s->oldest_age_s = s->st.oldest_ns ? now - s->st.oldest_ns / 1e9 : 0;
+	s->nframes = snapshot_frames(skel, s->st.stack_id, ips);
 	s->frames = xcalloc(s->nframes, sizeof(*s->frames));
 	for (int i = 0; i < s->nframes; i++)
 		symbolizer_lookup(&t->sym, ips[i], &s->frames[i]);
 }
 
-/* Remember each stack's outstanding bytes, for the next report's growth. */
-static void remember_stacks(struct target *t, const struct stack_stat *first, size_t n)
-{
-	t->prev = xrealloc(t->prev, (n ? n : 1) * sizeof(*t->prev));
-	t->nprev = n;
-	for (size_t i = 0; i < n; i++) {
-		t->prev[i].stack_id = first[i].stack_id;
-		t->prev[i].out_bytes = first[i].out_bytes;
-	}
-}
-
 static void build_proc(struct target *t, struct memleak_bpf *skel, const struct snapshot *snap,
-		       const struct report_options *ro, double now, struct proc_report *p)
+		       const struct report_options *ro, double start, double now,
+		       struct proc_report *p)
 {
 	const struct stack_stat *first = NULL;
 	double dt = now - t->prev_time > 1e-3 ? now - t->prev_time : 1e-3;
+	struct stack_report *all;
 	size_t n = 0;
 
 	memset(p, 0, sizeof(*p));
@@ -148,7 +186,9 @@ static void build_proc(struct target *t, struct memleak_bpf *skel, const struct 
 	p->alive = t->alive;
 	p->rss_bytes = t->rss_bytes;
 	p->heap = snapshot_proc(skel, (__u32)t->pid);
-	p->growth_bps = (double)(outstanding_bytes(&p->heap) - t->prev_out) / dt;
+	p->verdict = t->verdict;
+	p->growth_bps =
+	    growth_of(&t->verdict, (double)outstanding_bytes(&p->heap), (double)t->prev_out, dt);
 
 	for (size_t i = 0; i < snap->nstacks; i++) {
 		if (snap->stacks[i].tgid != (__u32)t->pid)
@@ -157,12 +197,44 @@ static void build_proc(struct target *t, struct memleak_bpf *skel, const struct 
 			first = &snap->stacks[i];
 		n++;
 	}
+	all = xcalloc(n, sizeof(*all));
+	judge_stacks(t, first, n, now - start, dt, all);
+	qsort(all, n, sizeof(*all), by_suspicion);
 	p->stacks = xcalloc(ro->top, sizeof(*p->stacks));
-	for (size_t i = 0; i < n && p->nstacks < ro->top && first[i].out_allocs; i++)
-		build_stack(t, skel, &first[i], dt, now, &p->stacks[p->nstacks++]);
-	remember_stacks(t, first, n);
+	for (size_t i = 0; i < n && p->nstacks < ro->top && all[i].st.out_allocs; i++) {
+		p->stacks[p->nstacks] = all[i];
+		add_frames(t, skel, now, &p->stacks[p->nstacks++]);
+	}
+	free(all);
 	t->prev_out = outstanding_bytes(&p->heap);
 	t->prev_time = now;
+}
+
+void targets_sample(struct target_set *ts, struct memleak_bpf *skel)
+{
+	double now = monotonic_s();
+
+	if (ts->every_process)
+		add_allocating(ts, skel);
+	for (int i = 0; i < ts->n; i++) {
+		struct target *t = &ts->t[i];
+		struct counts c;
+
+		if (!t->alive)
+			continue;
+		read_rss(t);
+		c = snapshot_proc(skel, (__u32)t->pid);
+		curve_add(&t->heap, now - ts->start_time, (double)outstanding_bytes(&c));
+		curve_judge(&t->heap, &t->verdict);
+	}
+}
+
+bool targets_any_leak(const struct target_set *ts)
+{
+	for (int i = 0; i < ts->n; i++)
+		if (ts->t[i].verdict.state == VERDICT_LEAK)
+			return true;
+	return false;
 }
 
 static int want_target(__u32 tgid, void *ctx)
@@ -201,7 +273,7 @@ void targets_report(struct target_set *ts, struct memleak_bpf *skel,
 
 		if (t->gone)
 			continue;
-		build_proc(t, skel, &snap, ro, now, &r->procs[r->nprocs++]);
+		build_proc(t, skel, &snap, ro, ts->start_time, now, &r->procs[r->nprocs++]);
 		t->gone = !t->alive && !r->final;
 	}
 	qsort(r->procs, r->nprocs, sizeof(*r->procs), by_growth);
@@ -224,7 +296,10 @@ void targets_free(struct target_set *ts)
 {
 	for (int i = 0; i < ts->n; i++) {
 		symbolizer_free(&ts->t[i].sym);
-		free(ts->t[i].prev);
+		for (size_t k = 0; k < ts->t[i].nstacks; k++)
+			curve_free(&ts->t[i].stacks[k].curve);
+		free(ts->t[i].stacks);
+		curve_free(&ts->t[i].heap);
 		if (ts->t[i].pidfd >= 0)
 			close(ts->t[i].pidfd);
 	}

@@ -5,14 +5,17 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "curve.h"
 #include "report.h"
 #include "symbolize.h"
 
 struct memleak_bpf;
 
-struct prev_stack {
+/* One stack's outstanding bytes at each report, and their verdict. */
+struct stack_history {
 	__u64 stack_id;
-	__u64 out_bytes;
+	struct curve curve;
+	struct verdict verdict;
 };
 
 struct target {
@@ -23,10 +26,12 @@ struct target {
 	int pidfd; /* -1 if not watched through one */
 	unsigned long long rss_bytes;
 	struct symbolizer sym;
-	double prev_time; /* of the previous report, for growth rates */
+	struct curve heap; /* outstanding heap bytes, sampled */
+	struct verdict verdict;
+	double prev_time; /* of the previous report, for growth while warming up */
 	long long prev_out;
-	struct prev_stack *prev;
-	size_t nprev;
+	struct stack_history *stacks;
+	size_t nstacks;
 };
 
 struct target_set {
@@ -46,6 +51,10 @@ struct report_options {
 	int top;
 	__u64 older_ns;
 };
+
+/* Add a point to every live target's curve and judge it again. */
+void targets_sample(struct target_set *ts, struct memleak_bpf *skel);
+bool targets_any_leak(const struct target_set *ts);
 
 void targets_report(struct target_set *ts, struct memleak_bpf *skel,
 		    const struct report_options *ro, struct report *r);

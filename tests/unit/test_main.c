@@ -14,6 +14,7 @@ int unit_failed;
 
 void test_verdict_synthetic(void);
 void test_verdict_warmup_and_band(void);
+void test_curve_bounded_keeps_extremes(void);
 
 /* Split line at spaces into argv; the command, if any, points into it. */
 static enum parse_result parse(struct options *o, char *line, char *err)
@@ -173,7 +174,7 @@ int main(void)
 	    TEST(test_human_bytes),	    TEST(test_group_digits),
 	    TEST(test_elf_offsets_in_libc), TEST(test_discover_command),
 	    TEST(test_symbolizer_on_self),  TEST(test_verdict_warmup_and_band),
-	    TEST(test_verdict_synthetic),
+	    TEST(test_verdict_synthetic),   TEST(test_curve_bounded_keeps_extremes),
 	};
 	int failed = 0;
 

@@ -10,6 +10,7 @@
 
 #include "unit.h"
 #include "util.h"
+#include "curve.h"
 #include "verdict.h"
 
 #define MIB  (1024.0 * 1024.0)
@@ -172,4 +173,25 @@ void test_verdict_warmup_and_band(void)
 	judge_curve(t, y, 40, &v);
 	CHECK(v.state == VERDICT_STEADY && v.left_band_at_s < 0);
 	CHECK(v.band_low == BASE && v.band_high > BASE && v.band_high <= BASE + 16384);
+}
+
+void test_curve_bounded_keeps_extremes(void)
+{
+	struct curve c;
+	struct verdict v;
+
+	curve_init(&c, 64);
+	for (int i = 0; i < 100000; i++) /* a week at 6 s, say */
+		curve_add(&c, i * 0.5, i == 777 ? 1.0 : i == 50000 ? 9e9 : BASE);
+	CHECK(c.n <= 64 && c.n >= 32);
+	CHECK(c.p[0].t == 0);
+	double lo = 1e18, hi = 0;
+	for (size_t i = 0; i < c.n; i++) {
+		lo = fmin(lo, c.p[i].low);
+		hi = fmax(hi, c.p[i].high);
+	}
+	CHECK(lo == 1.0 && hi == 9e9);
+	curve_judge(&c, &v);
+	CHECK(v.state == VERDICT_STEADY);
+	curve_free(&c);
 }

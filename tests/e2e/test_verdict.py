@@ -1,0 +1,62 @@
+"""The verdict on a real server-like process: a churning cache and released bursts
+are steady; a 0.5 MiB/s drip from 15 s is a leak, and drip() heads the suspects."""
+import csv
+import os
+import tempfile
+
+from harness import check, check_eq, reports, run_tool, workload
+
+SERVER = workload("server_like")
+
+
+def trace_server(args):
+    with tempfile.TemporaryDirectory() as d:
+        curve = os.path.join(d, "curve.csv")
+        status, out, err = run_tool(["--json", "--fail-on-leak", "--curve", curve, "1", "--",
+                                     SERVER] + args, timeout=120)
+        with open(curve) as f:
+            rows = list(csv.DictReader(f))
+    return status, reports(out), rows, err
+
+
+def check_curve_rows(rows, pid):
+    check(len(rows) > 40, "only %d curve rows" % len(rows))
+    check_eq(list(rows[0].keys()),
+             ["time_s", "pid", "comm", "heap_bytes", "rss_bytes", "kernel_bytes",
+              "band_low_bytes", "band_high_bytes", "state"], "CSV columns")
+    check(all(int(r["pid"]) == pid and int(r["heap_bytes"]) >= 0 for r in rows), "CSV rows")
+    times = [float(r["time_s"]) for r in rows]
+    check(times == sorted(times), "CSV times not increasing")
+
+
+def suspects(proc):
+    return [s["frames"][0]["symbol"] for s in proc["stacks"] if s["suspect"]]
+
+
+def test_server_steady_is_never_a_leak():
+    status, rs, rows, err = trace_server(["40"])
+    check_eq(status, 0, "exit status with --fail-on-leak: " + err)
+    procs = [r["processes"][0] for r in rs]
+    check_eq([p["verdict"]["state"] for p in procs if p["verdict"]["state"] == "leak"], [],
+             "leak verdicts")
+    check_eq(procs[-1]["verdict"]["state"], "steady", "final verdict")
+    check_eq([s for p in procs for s in suspects(p)], [], "suspect stacks")
+    check_curve_rows(rows, procs[0]["pid"])
+
+
+def test_server_drip_is_a_leak_within_15_s():
+    status, rs, rows, err = trace_server(["40", "15"])
+    check_eq(status, 3, "exit status with --fail-on-leak: " + err)
+    first = next((r for r in rs if r["processes"][0]["verdict"]["state"] == "leak"), None)
+    check(first is not None, "never called a leak")
+    check(first["elapsed_s"] <= 30, "called a leak at %.1f s" % first["elapsed_s"])
+    final = rs[-1]["processes"][0]
+    check_eq(final["verdict"]["state"], "leak", "final verdict")
+    left = final["verdict"]["left_band_at_s"]
+    check(left is not None and 13 <= left <= 21, "left the band at %r" % left)
+    check(final["verdict"]["band_high_bytes"] < 4 * 1024 * 1024, "band %r" % final["verdict"])
+    check_eq(suspects(final)[:1], ["drip"], "head suspect")
+    for r in rs:
+        s = suspects(r["processes"][0])
+        check("cache_put" not in s and "load_and_release" not in s, "suspects %r" % s)
+    check_curve_rows(rows, final["pid"])

@@ -1,0 +1,53 @@
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "curve.h"
+#include "util.h"
+
+void curve_init(struct curve *c, size_t cap)
+{
+	c->p = xcalloc(cap, sizeof(*c->p));
+	c->n = 0;
+	c->cap = cap;
+}
+
+/* Halve the resolution: a week of samples keeps the shape in the same memory. */
+static void decimate(struct curve *c)
+{
+	for (size_t i = 0; i < c->n / 2; i++) {
+		struct curve_point a = c->p[2 * i], b = c->p[2 * i + 1];
+
+		c->p[i] = (struct curve_point){.t = a.t,
+					       .low = fmin(a.low, b.low),
+					       .high = fmax(a.high, b.high),
+					       .last = b.last};
+	}
+	c->n /= 2;
+}
+
+void curve_add(struct curve *c, double t, double value)
+{
+	if (c->n == c->cap)
+		decimate(c);
+	c->p[c->n++] = (struct curve_point){.t = t, .low = value, .high = value, .last = value};
+}
+
+void curve_judge(const struct curve *c, struct verdict *v)
+{
+	double *t = xcalloc(c->n, sizeof(double)), *y = xcalloc(c->n, sizeof(double));
+
+	for (size_t i = 0; i < c->n; i++) {
+		t[i] = c->p[i].t;
+		y[i] = c->p[i].low;
+	}
+	judge_curve(t, y, c->n, v);
+	free(t);
+	free(y);
+}
+
+void curve_free(struct curve *c)
+{
+	free(c->p);
+	memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,35 @@
+#include <errno.h>
+#include <string.h>
+
+#include "report_csv.h"
+
+FILE *csv_open(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f) {
+		snprintf(err, errlen, "cannot write --curve %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	fputs("time_s,pid,comm,heap_bytes,rss_bytes,kernel_bytes,band_low_bytes,"
+	      "band_high_bytes,state\n",
+	      f);
+	return f;
+}
+
+/* The newest point of every live target; kernel_bytes stays empty without -k. */
+void csv_rows(FILE *out, const struct target_set *ts)
+{
+	for (int i = 0; i < ts->n; i++) {
+		const struct target *t = &ts->t[i];
+		const struct curve_point *p;
+
+		if (!t->alive || !t->heap.n)
+			continue;
+		p = &t->heap.p[t->heap.n - 1];
+		fprintf(out, "%.3f,%d,%s,%.0f,%llu,,%.0f,%.0f,%s\n", p->t, t->pid, t->comm, p->last,
+			t->rss_bytes, t->verdict.band_low, t->verdict.band_high,
+			verdict_name(t->verdict.state));
+	}
+	fflush(out);
+}
