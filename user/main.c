@@ -21,6 +21,7 @@
 #include "probes.h"
 #include "report.h"
 #include "report_csv.h"
+#include "report_svg.h"
 #include "targets.h"
 #include "util.h"
 
@@ -198,6 +199,8 @@ static void write_report(struct tracer *tr, bool final)
 	else
 		report_text(stdout, &r);
 	report_free(&r);
+	if (tr->opt.plot_path && svg_write(tr->opt.plot_path, &tr->targets))
+		warnx_("cannot write --plot %s: %s", tr->opt.plot_path, strerror(errno));
 }
 
 static bool all_exited(const struct target_set *ts)
@@ -299,6 +302,10 @@ static int start(struct tracer *tr)
 		warnx_("%s", err);
 		return -1;
 	}
+	if (tr->opt.plot_path && svg_check(tr->opt.plot_path, err, sizeof(err))) {
+		warnx_("%s", err);
+		return -1;
+	}
 	if (check_privileges(err, sizeof(err)) || check_btf(err, sizeof(err)) ||
 	    ensure_tracefs(err, sizeof(err)) || load_bpf(tr, err, sizeof(err)) ||
 	    setup_signals(tr)) {
@@ -320,11 +327,9 @@ static int start(struct tracer *tr)
 
 static int unavailable(const struct options *o)
 {
-	const char *name = o->kernel ? "-k/--kernel" : o->plot_path ? "--plot" : NULL;
-
-	if (!name)
+	if (!o->kernel)
 		return 0;
-	warnx_("%s is not available in this version yet", name);
+	warnx_("-k/--kernel is not available in this version yet");
 	return -1;
 }
 

@@ -49,7 +49,7 @@ void options_usage(FILE *out)
 	      "Options:\n"
 	      "  INTERVAL                seconds between reports (default 5; fractions allowed)\n"
 	      "  COUNT                   number of reports, then exit\n"
-	      "  -k, --kernel            also trace kernel allocations\n"
+	      "  -k, --kernel            also trace kernel allocations (not built yet)\n"
 	      "  -T, --top N             call stacks per process in each report (default 10)\n"
 	      "  -o, --older MS          only count allocations older than MS milliseconds\n"
 	      "                          in the stack tables\n"

@@ -3,6 +3,7 @@ are steady; a 0.5 MiB/s drip from 15 s is a leak, and drip() heads the suspects.
 import csv
 import os
 import tempfile
+import xml.dom.minidom
 
 from harness import check, check_eq, reports, run_tool, workload
 
@@ -11,12 +12,25 @@ SERVER = workload("server_like")
 
 def trace_server(args):
     with tempfile.TemporaryDirectory() as d:
-        curve = os.path.join(d, "curve.csv")
-        status, out, err = run_tool(["--json", "--fail-on-leak", "--curve", curve, "1", "--",
-                                     SERVER] + args, timeout=120)
+        curve, plot = os.path.join(d, "curve.csv"), os.path.join(d, "plot.svg")
+        status, out, err = run_tool(["--json", "--fail-on-leak", "--curve", curve, "--plot",
+                                     plot, "1", "--", SERVER] + args, timeout=120)
         with open(curve) as f:
             rows = list(csv.DictReader(f))
-    return status, reports(out), rows, err
+        svg = xml.dom.minidom.parse(plot)
+    return status, reports(out), rows, svg, err
+
+
+def classes(svg, tag):
+    return [e.getAttribute("class") for e in svg.getElementsByTagName(tag)]
+
+
+def check_plot(svg, left_band):
+    check("curve" in classes(svg, "polyline"), "no curve in the SVG")
+    check("band" in classes(svg, "rect"), "no band in the SVG")
+    check_eq("left-band" in classes(svg, "line"), left_band, "left-band marker in the SVG")
+    texts = " ".join(t.firstChild.data for t in svg.getElementsByTagName("text"))
+    check(" s" in texts and "MiB" in texts, "axes without units: " + texts[:200])
 
 
 def check_curve_rows(rows, pid):
@@ -34,7 +48,7 @@ def suspects(proc):
 
 
 def test_server_steady_is_never_a_leak():
-    status, rs, rows, err = trace_server(["40"])
+    status, rs, rows, svg, err = trace_server(["40"])
     check_eq(status, 0, "exit status with --fail-on-leak: " + err)
     procs = [r["processes"][0] for r in rs]
     check_eq([p["verdict"]["state"] for p in procs if p["verdict"]["state"] == "leak"], [],
@@ -42,10 +56,11 @@ def test_server_steady_is_never_a_leak():
     check_eq(procs[-1]["verdict"]["state"], "steady", "final verdict")
     check_eq([s for p in procs for s in suspects(p)], [], "suspect stacks")
     check_curve_rows(rows, procs[0]["pid"])
+    check_plot(svg, left_band=False)
 
 
 def test_server_drip_is_a_leak_within_15_s():
-    status, rs, rows, err = trace_server(["40", "15"])
+    status, rs, rows, svg, err = trace_server(["40", "15"])
     check_eq(status, 3, "exit status with --fail-on-leak: " + err)
     first = next((r for r in rs if r["processes"][0]["verdict"]["state"] == "leak"), None)
     check(first is not None, "never called a leak")
@@ -60,3 +75,4 @@ def test_server_drip_is_a_leak_within_15_s():
         s = suspects(r["processes"][0])
         check("cache_put" not in s and "load_and_release" not in s, "suspects %r" % s)
     check_curve_rows(rows, final["pid"])
+    check_plot(svg, left_band=True)

@@ -1,0 +1,177 @@
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report_svg.h"
+#include "util.h"
+
+#define WIDTH	   900
+#define PANEL_H	   260
+#define LEFT	   80
+#define RIGHT	   20
+#define TOP	   30
+#define BOTTOM	   40
+#define MAX_PANELS 4
+
+struct scale {
+	double t0, t1, y0, y1;
+	int top;
+};
+
+static double sx(const struct scale *s, double t)
+{
+	return LEFT + (t - s->t0) / (s->t1 - s->t0) * (WIDTH - LEFT - RIGHT);
+}
+
+static double sy(const struct scale *s, double y)
+{
+	return s->top + TOP + (1 - (y - s->y0) / (s->y1 - s->y0)) * (PANEL_H - TOP - BOTTOM);
+}
+
+/* A round step giving about five ticks over span. */
+static double tick_step(double span)
+{
+	double step = pow(10, floor(log10(span / 5)));
+
+	if (span / step > 10)
+		step *= 2;
+	if (span / step > 10)
+		step *= 2.5;
+	return step;
+}
+
+/* Byte ticks fall on round KiB, MiB or GiB. */
+static double byte_step(double span)
+{
+	double unit = 1;
+
+	while (span / unit >= 1024 * 5)
+		unit *= 1024;
+	return tick_step(span / unit) * unit;
+}
+
+static void axes(FILE *f, const struct scale *s)
+{
+	double step = tick_step(s->t1 - s->t0), ystep = byte_step(s->y1 - s->y0);
+	double bottom = s->top + PANEL_H - BOTTOM;
+	char label[32];
+
+	fprintf(f, "<line x1='%d' y1='%.1f' x2='%d' y2='%.1f' stroke='black'/>\n", LEFT, bottom,
+		WIDTH - RIGHT, bottom);
+	fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%.1f' stroke='black'/>\n", LEFT, s->top + TOP,
+		LEFT, bottom);
+	for (double t = ceil(s->t0 / step) * step; t <= s->t1; t += step)
+		fprintf(f,
+			"<text x='%.1f' y='%.1f' font-size='11' text-anchor='middle'>%g s</text>\n",
+			sx(s, t), bottom + 16, t);
+	for (double y = ceil(s->y0 / ystep) * ystep; y <= s->y1; y += ystep)
+		fprintf(f,
+			"<text x='%d' y='%.1f' font-size='11' text-anchor='end'>%s</text>\n"
+			"<line x1='%d' y1='%.1f' x2='%d' y2='%.1f' stroke='#ddd'/>\n",
+			LEFT - 6, sy(s, y) + 4, human_bytes(y, label, sizeof(label)), LEFT,
+			sy(s, y), WIDTH - RIGHT, sy(s, y));
+	fprintf(f, "<text x='%d' y='%.1f' font-size='11' text-anchor='middle'>time</text>\n",
+		(LEFT + WIDTH) / 2, bottom + 32);
+}
+
+static void panel(FILE *f, const struct target *t, int top)
+{
+	const struct curve *c = &t->heap;
+	const struct verdict *v = &t->verdict;
+	struct scale s = {.t0 = 0, .t1 = c->p[c->n - 1].t, .y0 = 0, .y1 = 1, .top = top};
+	char rate[32];
+
+	for (size_t i = 0; i < c->n; i++)
+		s.y1 = fmax(s.y1, c->p[i].high);
+	if (v->state != VERDICT_WARMUP)
+		s.y1 = fmax(s.y1, v->band_high);
+	s.y1 *= 1.1;
+	if (s.t1 <= 0)
+		s.t1 = 1;
+	fprintf(
+	    f,
+	    "<text x='%d' y='%d' font-size='14' font-weight='bold'>pid %d (%s): %s, %s/s</text>\n",
+	    LEFT, top + 18, t->pid, t->comm, verdict_name(v->state),
+	    human_bytes(v->growth_bps, rate, sizeof(rate)));
+	if (v->state != VERDICT_WARMUP)
+		fprintf(
+		    f,
+		    "<rect class='band' x='%d' y='%.1f' width='%d' height='%.1f' fill='#2e7d32' "
+		    "fill-opacity='0.25'><title>steady band</title></rect>\n",
+		    LEFT, sy(&s, v->band_high), WIDTH - LEFT - RIGHT,
+		    fmax(sy(&s, v->band_low) - sy(&s, v->band_high), 1));
+	axes(f, &s);
+	fputs("<polyline class='envelope' fill='none' stroke='#90caf9' points='", f);
+	for (size_t i = 0; i < c->n; i++)
+		fprintf(f, "%.1f,%.1f ", sx(&s, c->p[i].t), sy(&s, c->p[i].high));
+	fputs(
+	    "'/>\n<polyline class='curve' fill='none' stroke='#1565c0' stroke-width='1.5' points='",
+	    f);
+	for (size_t i = 0; i < c->n; i++)
+		fprintf(f, "%.1f,%.1f ", sx(&s, c->p[i].t), sy(&s, c->p[i].last));
+	fputs("'/>\n", f);
+	if (v->left_band_at_s >= 0)
+		fprintf(
+		    f,
+		    "<line class='left-band' x1='%.1f' y1='%d' x2='%.1f' y2='%d' stroke='#c62828' "
+		    "stroke-dasharray='5,3'/>\n<text x='%.1f' y='%d' font-size='11' "
+		    "fill='#c62828'>left the band at %.1f s</text>\n",
+		    sx(&s, v->left_band_at_s), top + TOP, sx(&s, v->left_band_at_s),
+		    top + PANEL_H - BOTTOM, sx(&s, v->left_band_at_s) + 4, top + TOP + 12,
+		    v->left_band_at_s);
+}
+
+static int by_heap(const void *a, const void *b)
+{
+	const struct target *x = *(const struct target *const *)a;
+	const struct target *y = *(const struct target *const *)b;
+	double hx = x->heap.n ? x->heap.p[x->heap.n - 1].last : 0;
+	double hy = y->heap.n ? y->heap.p[y->heap.n - 1].last : 0;
+
+	return hx < hy ? 1 : hx > hy ? -1 : 0;
+}
+
+int svg_write(const char *path, const struct target_set *ts)
+{
+	const struct target **shown = xcalloc(ts->n, sizeof(*shown));
+	char tmp[4096];
+	int n = 0;
+	FILE *f;
+
+	for (int i = 0; i < ts->n; i++)
+		if (ts->t[i].heap.n)
+			shown[n++] = &ts->t[i];
+	qsort(shown, n, sizeof(*shown), by_heap);
+	n = n < MAX_PANELS ? n : MAX_PANELS;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "we");
+	if (!f) {
+		free(shown);
+		return -1;
+	}
+	fprintf(f,
+		"<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
+		"font-family='sans-serif'>\n<rect width='100%%' height='100%%' fill='white'/>\n",
+		WIDTH, (n ? n : 1) * PANEL_H);
+	for (int i = 0; i < n; i++)
+		panel(f, shown[i], i * PANEL_H);
+	fputs("</svg>\n", f);
+	free(shown);
+	if (fclose(f) || rename(tmp, path))
+		return -1;
+	return 0;
+}
+
+int svg_check(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f) {
+		snprintf(err, errlen, "cannot write --plot %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fclose(f);
+	return 0;
+}
