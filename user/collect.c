@@ -127,6 +127,61 @@ struct counts snapshot_proc(struct memleak_bpf *skel, __u32 tgid)
 	return c;
 }
 
+/* Keys are collected first: deleting during the walk could restart it. */
+static void forget_stack_counts(int fd, __u32 tgid)
+{
+	struct stack_key key, next, *prev = NULL, *mine = NULL;
+	size_t nmine = 0;
+
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (key.tgid != tgid)
+			continue;
+		mine = xrealloc(mine, (nmine + 1) * sizeof(*mine));
+		mine[nmine++] = key;
+	}
+	for (size_t i = 0; i < nmine; i++)
+		bpf_map_delete_elem(fd, &mine[i]);
+	free(mine);
+}
+
+static void forget_allocs(int fd, __u32 tgid)
+{
+	struct alloc_key *keys = xcalloc(BATCH, sizeof(*keys)), *mine = NULL, out_batch;
+	struct alloc_info *vals = xcalloc(BATCH, sizeof(*vals));
+	size_t nmine = 0;
+	void *in = NULL;
+	int err;
+
+	do {
+		__u32 n = BATCH;
+
+		err = bpf_map_lookup_batch(fd, in, &out_batch, keys, vals, &n, NULL);
+		if (err && errno != ENOENT)
+			break;
+		for (__u32 i = 0; i < n; i++) {
+			if (keys[i].tgid != tgid)
+				continue;
+			mine = xrealloc(mine, (nmine + 1) * sizeof(*mine));
+			mine[nmine++] = keys[i];
+		}
+		in = &out_batch;
+	} while (!err);
+	for (size_t i = 0; i < nmine; i++)
+		bpf_map_delete_elem(fd, &mine[i]);
+	free(mine);
+	free(keys);
+	free(vals);
+}
+
+void snapshot_forget(struct memleak_bpf *skel, __u32 tgid)
+{
+	bpf_map_delete_elem(bpf_map__fd(skel->maps.procs), &tgid);
+	forget_stack_counts(bpf_map__fd(skel->maps.stack_counts), tgid);
+	forget_allocs(bpf_map__fd(skel->maps.allocs), tgid);
+}
+
 int snapshot_frames(struct memleak_bpf *skel, __u64 stack_id, __u64 *ips)
 {
 	struct stack_frames f;

@@ -33,6 +33,9 @@ int snapshot_read(struct memleak_bpf *skel, want_fn want, void *ctx, __u64 older
 void snapshot_free(struct snapshot *s);
 /* The totals of one process; zeros if it made no traced allocation. */
 struct counts snapshot_proc(struct memleak_bpf *skel, __u32 tgid);
+/* Delete every map entry of a process that has exited: its totals, its
+ * stacks' totals and its live allocations. The stacks map is shared. */
+void snapshot_forget(struct memleak_bpf *skel, __u32 tgid);
 /* The frames of a stack, innermost first; returns their number. */
 int snapshot_frames(struct memleak_bpf *skel, __u64 stack_id, __u64 *ips);
 

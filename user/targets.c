@@ -237,6 +237,33 @@ bool targets_any_leak(const struct target_set *ts)
 	return false;
 }
 
+static void target_free(struct target *t)
+{
+	symbolizer_free(&t->sym);
+	for (size_t k = 0; k < t->nstacks; k++)
+		curve_free(&t->stacks[k].curve);
+	free(t->stacks);
+	curve_free(&t->heap);
+	if (t->pidfd >= 0)
+		close(t->pidfd);
+}
+
+/* A process that has exited and had its last report leaves nothing behind. */
+static void forget_gone(struct target_set *ts, struct memleak_bpf *skel)
+{
+	int kept = 0;
+
+	for (int i = 0; i < ts->n; i++) {
+		if (!ts->t[i].gone) {
+			ts->t[kept++] = ts->t[i];
+			continue;
+		}
+		snapshot_forget(skel, (__u32)ts->t[i].pid);
+		target_free(&ts->t[i]);
+	}
+	ts->n = kept;
+}
+
 static int want_target(__u32 tgid, void *ctx)
 {
 	struct target_set *ts = ctx;
@@ -278,6 +305,7 @@ void targets_report(struct target_set *ts, struct memleak_bpf *skel,
 	}
 	qsort(r->procs, r->nprocs, sizeof(*r->procs), by_growth);
 	snapshot_free(&snap);
+	forget_gone(ts, skel);
 }
 
 void report_free(struct report *r)
@@ -294,15 +322,8 @@ void report_free(struct report *r)
 
 void targets_free(struct target_set *ts)
 {
-	for (int i = 0; i < ts->n; i++) {
-		symbolizer_free(&ts->t[i].sym);
-		for (size_t k = 0; k < ts->t[i].nstacks; k++)
-			curve_free(&ts->t[i].stacks[k].curve);
-		free(ts->t[i].stacks);
-		curve_free(&ts->t[i].heap);
-		if (ts->t[i].pidfd >= 0)
-			close(ts->t[i].pidfd);
-	}
+	for (int i = 0; i < ts->n; i++)
+		target_free(&ts->t[i]);
 	free(ts->t);
 	memset(ts, 0, sizeof(*ts));
 }
