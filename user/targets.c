@@ -106,7 +106,9 @@ static void add_allocating(struct target_set *ts, struct memleak_bpf *skel)
 	}
 }
 
-static struct stack_history *history_of(struct target *t, __u64 stack_id)
+/* A stack seen for the first time held nothing before: its curve starts
+ * with that, so a new stack is judged on the whole run, not from now on. */
+static struct stack_history *history_of(struct target *t, __u64 stack_id, double since)
 {
 	struct stack_history *h;
 
@@ -118,6 +120,9 @@ static struct stack_history *history_of(struct target *t, __u64 stack_id)
 	memset(h, 0, sizeof(*h));
 	h->stack_id = stack_id;
 	curve_init(&h->curve, STACK_CURVE_POINTS);
+	curve_add(&h->curve, 0, 0);
+	if (since > 0)
+		curve_add(&h->curve, since, 0);
 	return h;
 }
 
@@ -134,7 +139,7 @@ static void judge_stacks(struct target *t, const struct stack_stat *first, size_
 			 double dt, struct stack_report *all)
 {
 	for (size_t i = 0; i < n; i++) {
-		struct stack_history *h = history_of(t, first[i].stack_id);
+		struct stack_history *h = history_of(t, first[i].stack_id, at - dt);
 		double prev = h->curve.n ? h->curve.p[h->curve.n - 1].last : 0;
 
 		curve_add(&h->curve, at, (double)first[i].out_bytes);

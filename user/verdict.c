@@ -65,6 +65,12 @@ static void make_floors(const double *t, const double *y, size_t n, struct floor
 
 		if (k >= cap)
 			k = cap - 1;
+		/* Between samples the curve holds its last value: empty windows too. */
+		while (f->n < k) {
+			f->t[f->n] = t[0] + f->n * w;
+			f->low[f->n] = f->high[f->n] = y[i - 1];
+			f->n++;
+		}
 		if (k >= f->n) {
 			f->n = k + 1;
 			f->t[k] = t[0] + k * w;

@@ -71,6 +71,9 @@ def test_server_drip_is_a_leak_within_15_s():
     check(left is not None and 13 <= left <= 21, "left the band at %r" % left)
     check(final["verdict"]["band_high_bytes"] < 4 * 1024 * 1024, "band %r" % final["verdict"])
     check_eq(suspects(final)[:1], ["drip"], "head suspect")
+    named = next((r for r in rs if suspects(r["processes"][0])[:1] == ["drip"]), None)
+    check(named is not None and named["elapsed_s"] <= 30,
+          "drip named a suspect at %r s" % (named and named["elapsed_s"]))
     for r in rs:
         s = suspects(r["processes"][0])
         check("cache_put" not in s and "load_and_release" not in s, "suspects %r" % s)
