@@ -74,8 +74,10 @@ static void add_live(struct snapshot *s, const struct alloc_key *k, const struct
 		st->oldest_ns = a->time_ns;
 }
 
+typedef void (*alloc_fn)(const struct alloc_key *k, const struct alloc_info *a, void *ctx);
+
 /* One pass over the live allocations, in batches. */
-static void read_live(int fd, want_fn want, void *ctx, __u64 cutoff_ns, struct snapshot *s)
+static void for_each_alloc(int fd, alloc_fn fn, void *ctx)
 {
 	struct alloc_key *keys = xcalloc(BATCH, sizeof(*keys));
 	struct alloc_info *vals = xcalloc(BATCH, sizeof(*vals));
@@ -90,12 +92,26 @@ static void read_live(int fd, want_fn want, void *ctx, __u64 cutoff_ns, struct s
 		if (err && errno != ENOENT)
 			break;
 		for (__u32 i = 0; i < n; i++)
-			if (want(keys[i].tgid, ctx))
-				add_live(s, &keys[i], &vals[i], cutoff_ns);
+			fn(&keys[i], &vals[i], ctx);
 		in = &out_batch;
 	} while (!err);
 	free(keys);
 	free(vals);
+}
+
+struct live_ctx {
+	want_fn want;
+	void *want_ctx;
+	__u64 cutoff_ns;
+	struct snapshot *s;
+};
+
+static void add_wanted(const struct alloc_key *k, const struct alloc_info *a, void *ctx)
+{
+	struct live_ctx *lc = ctx;
+
+	if (lc->want(k->tgid, lc->want_ctx))
+		add_live(lc->s, k, a, lc->cutoff_ns);
 }
 
 int snapshot_read(struct memleak_bpf *skel, want_fn want, void *ctx, __u64 older_than_ns,
@@ -108,7 +124,9 @@ int snapshot_read(struct memleak_bpf *skel, want_fn want, void *ctx, __u64 older
 	s->drops = skel->bss->drops;
 	read_stack_counts(bpf_map__fd(skel->maps.stack_counts), want, ctx, s);
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_key);
-	read_live(bpf_map__fd(skel->maps.allocs), want, ctx, cutoff, s);
+	for_each_alloc(
+	    bpf_map__fd(skel->maps.allocs), add_wanted,
+	    &(struct live_ctx){.want = want, .want_ctx = ctx, .cutoff_ns = cutoff, .s = s});
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_outstanding);
 	return 0;
 }
@@ -146,33 +164,32 @@ static void forget_stack_counts(int fd, __u32 tgid)
 	free(mine);
 }
 
+struct forget_ctx {
+	__u32 tgid;
+	struct alloc_key *keys;
+	size_t n;
+};
+
+static void collect_own(const struct alloc_key *k, const struct alloc_info *a, void *ctx)
+{
+	struct forget_ctx *fc = ctx;
+
+	(void)a;
+	if (k->tgid != fc->tgid)
+		return;
+	fc->keys = xrealloc(fc->keys, (fc->n + 1) * sizeof(*fc->keys));
+	fc->keys[fc->n++] = *k;
+}
+
+/* Keys are collected first, then deleted: deleting would disturb the batches. */
 static void forget_allocs(int fd, __u32 tgid)
 {
-	struct alloc_key *keys = xcalloc(BATCH, sizeof(*keys)), *mine = NULL, out_batch;
-	struct alloc_info *vals = xcalloc(BATCH, sizeof(*vals));
-	size_t nmine = 0;
-	void *in = NULL;
-	int err;
+	struct forget_ctx fc = {.tgid = tgid};
 
-	do {
-		__u32 n = BATCH;
-
-		err = bpf_map_lookup_batch(fd, in, &out_batch, keys, vals, &n, NULL);
-		if (err && errno != ENOENT)
-			break;
-		for (__u32 i = 0; i < n; i++) {
-			if (keys[i].tgid != tgid)
-				continue;
-			mine = xrealloc(mine, (nmine + 1) * sizeof(*mine));
-			mine[nmine++] = keys[i];
-		}
-		in = &out_batch;
-	} while (!err);
-	for (size_t i = 0; i < nmine; i++)
-		bpf_map_delete_elem(fd, &mine[i]);
-	free(mine);
-	free(keys);
-	free(vals);
+	for_each_alloc(fd, collect_own, &fc);
+	for (size_t i = 0; i < fc.n; i++)
+		bpf_map_delete_elem(fd, &fc.keys[i]);
+	free(fc.keys);
 }
 
 void snapshot_forget(struct memleak_bpf *skel, __u32 tgid)
