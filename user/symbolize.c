@@ -1,5 +1,6 @@
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,7 +95,91 @@ static void set_symbol(struct frame *f, const char *name)
 	free(demangled);
 }
 
+/*
+ * A frame is the same in every process that maps the same file: the cache,
+ * keyed by (file, offset in it), spares most lookups the building of a
+ * process's Dwfl, which system-wide tracing of many short-lived processes of
+ * the same programs would otherwise repeat for each.
+ */
+#define CACHE_SLOTS 8192
+
+struct cached_frame {
+	char *path; /* NULL: a free slot */
+	uint64_t off;
+	struct frame f;
+};
+
+static struct cached_frame *cache;
+static size_t cache_used;
+
+/* The file and offset that addr maps to, from the process's memory map. */
+static bool file_offset(const char *maps, uint64_t addr, char *path, size_t len, uint64_t *off)
+{
+	for (const char *line = maps; line && *line; line = strchr(line, '\n'), line += !!line) {
+		unsigned long long start, end, offset;
+		int n = 0;
+
+		if (sscanf(line, "%llx-%llx %*s %llx %*s %*s %n", &start, &end, &offset, &n) < 3 ||
+		    addr < start || addr >= end || !n || line[n] != '/')
+			continue;
+		snprintf(path, len, "%.*s", (int)strcspn(line + n, "\n"), line + n);
+		*off = addr - start + offset;
+		return true;
+	}
+	return false;
+}
+
+static struct cached_frame *cache_slot(const char *path, uint64_t off)
+{
+	uint64_t h = off * 0x9e3779b97f4a7c15ULL;
+
+	if (!cache)
+		cache = xcalloc(CACHE_SLOTS, sizeof(*cache));
+	for (const char *c = path; *c; c++)
+		h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+	for (size_t i = h % CACHE_SLOTS;; i = (i + 1) % CACHE_SLOTS)
+		if (!cache[i].path || (cache[i].off == off && !strcmp(cache[i].path, path)))
+			return &cache[i];
+}
+
+static void cache_clear(void)
+{
+	for (size_t i = 0; i < CACHE_SLOTS; i++)
+		free(cache[i].path);
+	memset(cache, 0, CACHE_SLOTS * sizeof(*cache));
+	cache_used = 0;
+}
+
+static void lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame *f);
+
 void symbolizer_lookup(struct symbolizer *s, uint64_t addr, struct frame *f)
+{
+	struct cached_frame *c;
+	char path[256];
+	uint64_t off;
+
+	if (!s->maps || !file_offset(s->maps, addr, path, sizeof(path), &off)) {
+		lookup_dwfl(s, addr, f);
+		return;
+	}
+	c = cache_slot(path, off);
+	if (c->path) {
+		*f = c->f;
+		f->addr = addr;
+		return;
+	}
+	lookup_dwfl(s, addr, f);
+	if (cache_used >= CACHE_SLOTS * 3 / 4) {
+		cache_clear();
+		c = cache_slot(path, off);
+	}
+	c->path = xstrdup(path);
+	c->off = off;
+	c->f = *f;
+	cache_used++;
+}
+
+static void lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame *f)
 {
 	Dwfl *dwfl = dwfl_of(s);
 	Dwfl_Module *mod;
