@@ -12,8 +12,9 @@ USER_SRC := $(wildcard user/*.c)
 USER_OBJ := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRC))
 LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
+SKELS    := $(BUILD)/memleak.skel.h $(BUILD)/kmem.skel.h
 
-WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like
+WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
 WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 
@@ -31,14 +32,14 @@ vmlinux/vmlinux.h:
 		$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@; \
 	else cp vmlinux/vmlinux_x86_64.h $@; fi
 
-$(BUILD)/%.bpf.o: bpf/%.bpf.c include/memleak.h vmlinux/vmlinux.h
+$(BUILD)/%.bpf.o: bpf/%.bpf.c bpf/heap.bpf.h include/memleak.h vmlinux/vmlinux.h
 	@mkdir -p $(@D)
 	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -Ivmlinux -Iinclude -Wall -Werror -c $< -o $@
 
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $*_bpf > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h) include/memleak.h $(BUILD)/memleak.skel.h
+$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h) include/memleak.h $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c $< -o $@
 
@@ -74,7 +75,7 @@ bench: deps memleak-bpf $(BUILD)/workloads/bench_pairs
 	@scripts/bench.sh
 
 format:
-	clang-format -i bpf/*.c include/*.h user/*.c user/*.h tests/unit/*.c tests/workloads/*.c tests/workloads/*.cpp
+	clang-format -i bpf/*.c bpf/*.h include/*.h user/*.c user/*.h tests/unit/*.c tests/workloads/*.c tests/workloads/*.cpp
 
 clean:
 	rm -rf $(BUILD) memleak-bpf vmlinux/vmlinux.h

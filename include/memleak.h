@@ -20,17 +20,31 @@ enum call_kind {
 	CALL_POSIX_MEMALIGN, /* stores the new block through the pointer `ptr` */
 };
 
-/* A live allocation, keyed by process and address. */
+/*
+ * A live allocation, keyed by the address space it lives in and its
+ * address: a process's heap is its own space (space = tgid); the kernel's
+ * objects, pages and per-CPU areas are three spaces shared by all.
+ */
 struct alloc_key {
-	__u32 tgid;
+	__u32 space;
 	__u32 pad;
 	__u64 addr;
 };
+
+#define KSPACE_SLAB   0xfffffff0u /* kmalloc and kmem_cache objects */
+#define KSPACE_PAGE   0xfffffff1u /* pages, keyed by their struct page */
+#define KSPACE_PERCPU 0xfffffff2u /* per-CPU areas */
+
+/* The owner of kernel memory that no process asked for (interrupts, kernel
+ * threads). */
+#define KERNEL_OWNER 0
 
 struct alloc_info {
 	__u64 size;
 	__u64 time_ns;	/* bpf_ktime_get_ns() at allocation */
 	__u64 stack_id; /* key into the stacks map; 0: no stack recorded */
+	__u32 owner;	/* the process it is counted to */
+	__u32 pad;
 };
 
 /* Allocation and free totals, per process and per (process, stack). */

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,7 +7,6 @@
 #include <bpf/libbpf.h>
 
 #include "collect.h"
-#include "memleak.skel.h"
 #include "util.h"
 
 #define BATCH 4096
@@ -57,10 +57,9 @@ static void read_stack_counts(int fd, want_fn want, void *ctx, struct snapshot *
 	}
 }
 
-static void add_live(struct snapshot *s, const struct alloc_key *k, const struct alloc_info *a,
-		     __u64 cutoff_ns)
+static void add_live(struct snapshot *s, const struct alloc_info *a, __u64 cutoff_ns)
 {
-	struct stack_stat probe = {.tgid = k->tgid, .stack_id = a->stack_id};
+	struct stack_stat probe = {.tgid = a->owner, .stack_id = a->stack_id};
 	struct stack_stat *st;
 
 	if (!a->stack_id || a->time_ns > cutoff_ns)
@@ -110,22 +109,25 @@ static void add_wanted(const struct alloc_key *k, const struct alloc_info *a, vo
 {
 	struct live_ctx *lc = ctx;
 
-	if (lc->want(k->tgid, lc->want_ctx))
-		add_live(lc->s, k, a, lc->cutoff_ns);
+	(void)k;
+	if (lc->want(a->owner, lc->want_ctx))
+		add_live(lc->s, a, lc->cutoff_ns);
 }
 
-int snapshot_read(struct memleak_bpf *skel, want_fn want, void *ctx, __u64 older_than_ns,
+int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 older_than_ns,
 		  struct snapshot *s)
 {
 	__u64 now = monotonic_ns();
 	__u64 cutoff = older_than_ns < now ? now - older_than_ns : 0;
 
 	memset(s, 0, sizeof(*s));
-	s->drops = skel->bss->drops;
-	read_stack_counts(bpf_map__fd(skel->maps.stack_counts), want, ctx, s);
+	if (m->procs < 0)
+		return 0;
+	s->drops = *m->drops;
+	read_stack_counts(m->stack_counts, want, ctx, s);
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_key);
 	for_each_alloc(
-	    bpf_map__fd(skel->maps.allocs), add_wanted,
+	    m->allocs, add_wanted,
 	    &(struct live_ctx){.want = want, .want_ctx = ctx, .cutoff_ns = cutoff, .s = s});
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_outstanding);
 	return 0;
@@ -137,74 +139,101 @@ void snapshot_free(struct snapshot *s)
 	memset(s, 0, sizeof(*s));
 }
 
-struct counts snapshot_proc(struct memleak_bpf *skel, __u32 tgid)
+struct counts snapshot_proc(const struct heap_maps *m, __u32 tgid)
 {
 	struct counts c = {0};
 
-	bpf_map_lookup_elem(bpf_map__fd(skel->maps.procs), &tgid, &c);
+	if (m->procs >= 0)
+		bpf_map_lookup_elem(m->procs, &tgid, &c);
 	return c;
 }
 
-/* Keys are collected first: deleting during the walk could restart it. */
-static void forget_stack_counts(int fd, __u32 tgid)
+static int by_tgid(const void *a, const void *b)
 {
-	struct stack_key key, next, *prev = NULL, *mine = NULL;
-	size_t nmine = 0;
+	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A sorted set of processes being forgotten. */
+struct tgid_set {
+	const __u32 *tgids;
+	size_t n;
+};
+
+static bool in_set(const struct tgid_set *set, __u32 tgid)
+{
+	return bsearch(&tgid, set->tgids, set->n, sizeof(tgid), by_tgid) != NULL;
+}
+
+/* Keys are collected first: deleting during the walk could restart it. */
+static void forget_stack_counts(int fd, const struct tgid_set *set)
+{
+	struct stack_key key, next, *prev = NULL, *theirs = NULL;
+	size_t n = 0;
 
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
 		key = next;
 		prev = &key;
-		if (key.tgid != tgid)
+		if (!in_set(set, key.tgid))
 			continue;
-		mine = xrealloc(mine, (nmine + 1) * sizeof(*mine));
-		mine[nmine++] = key;
+		theirs = xrealloc(theirs, (n + 1) * sizeof(*theirs));
+		theirs[n++] = key;
 	}
-	for (size_t i = 0; i < nmine; i++)
-		bpf_map_delete_elem(fd, &mine[i]);
-	free(mine);
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &theirs[i]);
+	free(theirs);
 }
 
 struct forget_ctx {
-	__u32 tgid;
+	const struct tgid_set *set;
 	struct alloc_key *keys;
-	size_t n;
+	size_t n, cap;
 };
 
-static void collect_own(const struct alloc_key *k, const struct alloc_info *a, void *ctx)
+static void collect_theirs(const struct alloc_key *k, const struct alloc_info *a, void *ctx)
 {
 	struct forget_ctx *fc = ctx;
 
-	(void)a;
-	if (k->tgid != fc->tgid)
+	if (!in_set(fc->set, a->owner))
 		return;
-	fc->keys = xrealloc(fc->keys, (fc->n + 1) * sizeof(*fc->keys));
+	if (fc->n == fc->cap) {
+		fc->cap = fc->cap ? fc->cap * 2 : 256;
+		fc->keys = xrealloc(fc->keys, fc->cap * sizeof(*fc->keys));
+	}
 	fc->keys[fc->n++] = *k;
 }
 
 /* Keys are collected first, then deleted: deleting would disturb the batches. */
-static void forget_allocs(int fd, __u32 tgid)
+static void forget_allocs(int fd, const struct tgid_set *set)
 {
-	struct forget_ctx fc = {.tgid = tgid};
+	struct forget_ctx fc = {.set = set};
 
-	for_each_alloc(fd, collect_own, &fc);
+	for_each_alloc(fd, collect_theirs, &fc);
 	for (size_t i = 0; i < fc.n; i++)
 		bpf_map_delete_elem(fd, &fc.keys[i]);
 	free(fc.keys);
 }
 
-void snapshot_forget(struct memleak_bpf *skel, __u32 tgid)
+void snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n)
 {
-	bpf_map_delete_elem(bpf_map__fd(skel->maps.procs), &tgid);
-	forget_stack_counts(bpf_map__fd(skel->maps.stack_counts), tgid);
-	forget_allocs(bpf_map__fd(skel->maps.allocs), tgid);
+	struct tgid_set set = {.tgids = tgids, .n = n};
+
+	if (m->procs < 0 || n == 0)
+		return;
+	qsort(tgids, n, sizeof(*tgids), by_tgid);
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(m->procs, &tgids[i]);
+	forget_stack_counts(m->stack_counts, &set);
+	forget_allocs(m->allocs, &set);
 }
 
-int snapshot_frames(struct memleak_bpf *skel, __u64 stack_id, __u64 *ips)
+int snapshot_frames(const struct heap_maps *m, __u64 stack_id, __u64 *ips)
 {
 	struct stack_frames f;
 	int n = 0;
 
-	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.stacks), &stack_id, &f))
+	if (bpf_map_lookup_elem(m->stacks, &stack_id, &f))
 		return 0;
 	while (n < MAX_FRAMES && f.ips[n]) {
 		ips[n] = f.ips[n];

@@ -8,7 +8,12 @@
 
 #include "memleak.h"
 
-struct memleak_bpf;
+/* The maps of one BPF object's accounting (heap.bpf.h): the user heap's or
+ * the kernel's. procs < 0: that object is not loaded. */
+struct heap_maps {
+	int allocs, procs, stack_counts, stacks;
+	const struct drops *drops; /* the object's live counters */
+};
 
 struct stack_stat {
 	__u32 tgid;
@@ -28,15 +33,16 @@ struct snapshot {
 /* Only processes for which want(tgid) holds are read. */
 typedef int (*want_fn)(__u32 tgid, void *ctx);
 
-int snapshot_read(struct memleak_bpf *skel, want_fn want, void *ctx, __u64 older_than_ns,
+int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 older_than_ns,
 		  struct snapshot *s);
 void snapshot_free(struct snapshot *s);
 /* The totals of one process; zeros if it made no traced allocation. */
-struct counts snapshot_proc(struct memleak_bpf *skel, __u32 tgid);
-/* Delete every map entry of a process that has exited: its totals, its
- * stacks' totals and its live allocations. The stacks map is shared. */
-void snapshot_forget(struct memleak_bpf *skel, __u32 tgid);
+struct counts snapshot_proc(const struct heap_maps *m, __u32 tgid);
+/* Delete every map entry of processes that have exited: their totals, their
+ * stacks' totals and the live allocations they own, in one walk of each map.
+ * The stacks map is shared. Sorts tgids. */
+void snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n);
 /* The frames of a stack, innermost first; returns their number. */
-int snapshot_frames(struct memleak_bpf *skel, __u64 stack_id, __u64 *ips);
+int snapshot_frames(const struct heap_maps *m, __u64 stack_id, __u64 *ips);
 
 #endif

@@ -7,8 +7,7 @@
 
 void curve_init(struct curve *c, size_t cap)
 {
-	c->p = xcalloc(cap, sizeof(*c->p));
-	c->n = 0;
+	memset(c, 0, sizeof(*c));
 	c->cap = cap;
 }
 
@@ -30,6 +29,10 @@ void curve_add(struct curve *c, double t, double value)
 {
 	if (c->n == c->cap)
 		decimate(c);
+	if (c->n == c->room) {
+		c->room = c->room ? c->room * 2 : 16;
+		c->p = xrealloc(c->p, c->room * sizeof(*c->p));
+	}
 	c->p[c->n++] = (struct curve_point){.t = t, .low = value, .high = value, .last = value};
 }
 

@@ -17,7 +17,8 @@ struct curve_point {
 struct curve {
 	struct curve_point *p;
 	size_t n;
-	size_t cap; /* points kept at most; a power of two */
+	size_t room; /* points allocated; grows up to cap */
+	size_t cap;  /* points kept at most; a power of two */
 };
 
 void curve_init(struct curve *c, size_t cap);

@@ -13,6 +13,7 @@
 #include <bpf/libbpf.h>
 
 #include "discover.h"
+#include "kmem.h"
 #include "launch.h"
 #include "memleak.h"
 #include "memleak.skel.h"
@@ -24,6 +25,7 @@
 #include "report_svg.h"
 #include "targets.h"
 #include "util.h"
+#include "watch.h"
 
 enum exit_status {
 	EXIT_OK = 0,
@@ -35,6 +37,7 @@ enum exit_status {
 struct tracer {
 	struct options opt;
 	struct memleak_bpf *skel;
+	struct kmem_bpf *kmem; /* with -k */
 	struct probes probes;
 	struct target_set targets;
 	struct child child;
@@ -77,6 +80,29 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 		return -1;
 	}
 	tr->skel = skel;
+	targets_init(&tr->targets,
+		     &(struct heap_maps){.allocs = bpf_map__fd(skel->maps.allocs),
+					 .procs = bpf_map__fd(skel->maps.procs),
+					 .stack_counts = bpf_map__fd(skel->maps.stack_counts),
+					 .stacks = bpf_map__fd(skel->maps.stacks),
+					 .drops = &skel->bss->drops});
+	return 0;
+}
+
+static int start_kernel(struct tracer *tr, char *err, size_t errlen)
+{
+	struct target_set *ts = &tr->targets;
+
+	if (!tr->opt.kernel)
+		return 0;
+	if (kallsyms_load(&ts->ksyms)) {
+		snprintf(err, errlen, "-k: cannot read /proc/kallsyms: %s", strerror(errno));
+		return -1;
+	}
+	tr->kmem = kmem_start(&tr->opt, !tr->opt.command && !tr->opt.npids, err, errlen);
+	if (!tr->kmem)
+		return -1;
+	ts->kernel = kmem_maps(tr->kmem);
 	return 0;
 }
 
@@ -114,6 +140,8 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 	if (launch_fork(tr->opt.command, &tr->child, err, errlen))
 		return -1;
 	tr->launched = true;
+	if (tr->kmem)
+		kmem_trace(tr->kmem, tr->child.pid);
 	r = discover_command(tr->child.path, &objs);
 	if (r)
 		snprintf(err, errlen,
@@ -151,6 +179,8 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 				 strerror(errno));
 			return -1;
 		}
+		if (tr->kmem)
+			kmem_trace(tr->kmem, pid);
 		snprintf(what, sizeof(what), "PID %d", pid);
 		r = attach_objects(tr, &objs, pid, what, err, errlen);
 		objlist_free(&objs);
@@ -167,6 +197,11 @@ static int start_system(struct tracer *tr, char *err, size_t errlen)
 	int r;
 
 	tr->targets.every_process = true;
+	if (!tr->opt.all_stacks) {
+		tr->targets.watching = true;
+		watch_scan(&tr->targets);
+		return 0;
+	}
 	discover_system(&objs);
 	r = attach_objects(tr, &objs, -1, "the system's libraries", err, errlen);
 	objlist_free(&objs);
@@ -188,12 +223,14 @@ static int setup_signals(struct tracer *tr)
 
 static void write_report(struct tracer *tr, bool final)
 {
-	struct report_options ro = {.top = tr->opt.top, .older_ns = tr->opt.older_ms * 1000000};
+	struct report_options ro = {.top = tr->opt.top,
+				    .max_procs = tr->opt.max_procs,
+				    .older_ns = tr->opt.older_ms * 1000000};
 	struct report r = {.seq = ++tr->reports, .final = final};
 
 	for (int i = 0; i < tr->targets.n; i++)
 		target_refresh(&tr->targets.t[i]);
-	targets_report(&tr->targets, tr->skel, &ro, &r);
+	targets_report(&tr->targets, &ro, &r);
 	if (tr->opt.json)
 		report_json(stdout, &r);
 	else
@@ -206,7 +243,7 @@ static void write_report(struct tracer *tr, bool final)
 static bool all_exited(const struct target_set *ts)
 {
 	for (int i = 0; i < ts->n; i++)
-		if (ts->t[i].alive)
+		if (ts->t[i].alive && ts->t[i].pid != KERNEL_OWNER)
 			return false;
 	return ts->n > 0;
 }
@@ -251,9 +288,39 @@ static void watch_pidfds(struct tracer *tr, struct pollfd *fds, int nfds)
 	}
 }
 
+/* A watched process whose curve left its band gets its allocator probed,
+ * so that the next reports name its growing stacks. */
+static void probe_growing(struct tracer *tr)
+{
+	for (int i = 0; i < tr->targets.n; i++) {
+		struct target *t = &tr->targets.t[i];
+		struct objlist objs = {0};
+		char what[64], err[512] = "its memory map cannot be read";
+
+		if (!watch_wants_probe(t))
+			continue;
+		t->probed = true;
+		snprintf(what, sizeof(what), "PID %d", t->pid);
+		if (discover_pid(t->pid, &objs) ||
+		    attach_objects(tr, &objs, t->pid, what, err, sizeof(err)))
+			warnx_("pid %d (%s) is %s, but its allocator cannot be probed: %s", t->pid,
+			       t->comm, verdict_name(t->verdict.state), err);
+		else
+			warnx_("pid %d (%s) left its steady band: probing its allocator to name "
+			       "the growing stacks",
+			       t->pid, t->comm);
+		objlist_free(&objs);
+		target_refresh(t);
+	}
+}
+
 static void sample(struct tracer *tr)
 {
-	targets_sample(&tr->targets, tr->skel);
+	if (tr->targets.watching) {
+		watch_scan(&tr->targets);
+		probe_growing(tr);
+	}
+	targets_sample(&tr->targets);
 	if (tr->curve_csv)
 		csv_rows(tr->curve_csv, &tr->targets);
 }
@@ -308,7 +375,7 @@ static int start(struct tracer *tr)
 	}
 	if (check_privileges(err, sizeof(err)) || check_btf(err, sizeof(err)) ||
 	    ensure_tracefs(err, sizeof(err)) || load_bpf(tr, err, sizeof(err)) ||
-	    setup_signals(tr)) {
+	    start_kernel(tr, err, sizeof(err)) || setup_signals(tr)) {
 		warnx_("%s", err[0] ? err : strerror(errno));
 		return -1;
 	}
@@ -319,18 +386,17 @@ static int start(struct tracer *tr)
 		warnx_("%s", err);
 		return -1;
 	}
-	if (!tr->opt.command)
+	if (tr->kmem)
+		targets_add(&tr->targets, KERNEL_OWNER);
+	if (tr->targets.watching)
+		fprintf(stderr,
+			"memleak-bpf: watching %d processes; allocators are probed when a "
+			"curve leaves its band; Ctrl-C to stop\n",
+			tr->targets.n);
+	else if (!tr->opt.command)
 		fprintf(stderr, "memleak-bpf: tracing %d allocator functions; Ctrl-C to stop\n",
 			tr->probes.nfuncs);
 	return 0;
-}
-
-static int unavailable(const struct options *o)
-{
-	if (!o->kernel)
-		return 0;
-	warnx_("-k/--kernel is not available in this version yet");
-	return -1;
 }
 
 int main(int argc, char **argv)
@@ -348,8 +414,6 @@ int main(int argc, char **argv)
 	case PARSE_OK:
 		break;
 	}
-	if (unavailable(&tr.opt))
-		return EXIT_USAGE;
 	libbpf_set_print(libbpf_log);
 	if (start(&tr)) {
 		status = EXIT_RUNTIME;
@@ -365,6 +429,8 @@ int main(int argc, char **argv)
 		fclose(tr.curve_csv);
 	probes_detach(&tr.probes);
 	targets_free(&tr.targets);
+	if (tr.kmem)
+		kmem_stop(tr.kmem);
 	memleak_bpf__destroy(tr.skel);
 	return status;
 }

@@ -14,6 +14,8 @@ enum long_only {
 	OPT_CURVE,
 	OPT_PLOT,
 	OPT_FAIL_ON_LEAK,
+	OPT_ALL_STACKS,
+	OPT_MAX_PROCS,
 	OPT_VERSION,
 };
 
@@ -30,6 +32,8 @@ static const struct option long_options[] = {
     {"curve", required_argument, NULL, OPT_CURVE},
     {"plot", required_argument, NULL, OPT_PLOT},
     {"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
+    {"all-stacks", no_argument, NULL, OPT_ALL_STACKS},
+    {"max-procs", required_argument, NULL, OPT_MAX_PROCS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {0},
@@ -49,7 +53,13 @@ void options_usage(FILE *out)
 	      "Options:\n"
 	      "  INTERVAL                seconds between reports (default 5; fractions allowed)\n"
 	      "  COUNT                   number of reports, then exit\n"
-	      "  -k, --kernel            also trace kernel allocations (not built yet)\n"
+	      "  -k, --kernel            also trace kernel allocations (kmalloc, kmem_cache,\n"
+	      "                          pages, percpu), counted to the process that made them\n"
+	      "      --all-stacks        system-wide: probe every process's allocator from\n"
+	      "                          the start (default: watch every process's memory and\n"
+	      "                          probe only those whose curve leaves its band)\n"
+	      "      --max-procs N       processes shown in full in each report (default 10);\n"
+	      "                          the rest get a line each\n"
 	      "  -T, --top N             call stacks per process in each report (default 10)\n"
 	      "  -o, --older MS          only count allocations older than MS milliseconds\n"
 	      "                          in the stack tables\n"
@@ -104,6 +114,7 @@ static void set_defaults(struct options *o)
 	memset(o, 0, sizeof(*o));
 	o->interval_s = 5;
 	o->top = 10;
+	o->max_procs = 10;
 	o->max_size = UINT64_MAX;
 	o->sample_rate = 1;
 }
@@ -175,6 +186,15 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 	case OPT_FAIL_ON_LEAK:
 		o->fail_on_leak = true;
 		return PARSE_OK;
+	case OPT_ALL_STACKS:
+		o->all_stacks = true;
+		return PARSE_OK;
+	case OPT_MAX_PROCS:
+		if (!parse_u64(arg, &v) || v == 0 || v > 100000)
+			return usage_error(err, errlen,
+					   "invalid --max-procs '%s': expected 1 to 100000", arg);
+		o->max_procs = (int)v;
+		return PARSE_OK;
 	case 'h':
 		options_usage(stdout);
 		return PARSE_EXIT;
@@ -241,6 +261,10 @@ enum parse_result options_parse(struct options *o, int argc, char **argv, char *
 	if (o->command && o->npids)
 		return usage_error(err, errlen,
 				   "-p and -- COMMAND cannot be combined: pick one target");
+	if (o->all_stacks && (o->command || o->npids))
+		return usage_error(err, errlen,
+				   "--all-stacks is for system-wide tracing: -p and -- COMMAND "
+				   "probe their targets' allocators already");
 	if (o->min_size > o->max_size)
 		return usage_error(err, errlen, "--min-size %llu is larger than --max-size %llu",
 				   (unsigned long long)o->min_size,

@@ -29,6 +29,8 @@ struct options {
 	const char *curve_path;
 	const char *plot_path;
 	bool fail_on_leak;
+	bool all_stacks; /* system-wide: probe every allocator from the start */
+	int max_procs;	 /* processes shown in full in a report */
 };
 
 enum parse_result {

@@ -12,6 +12,7 @@
 
 struct stack_report {
 	struct stack_stat st;
+	bool kernel;	   /* a kernel stack (-k) */
 	double growth_bps; /* outstanding bytes per second: the floor's trend */
 	bool suspect;	   /* its own floor keeps rising */
 	double oldest_age_s;
@@ -23,9 +24,14 @@ struct proc_report {
 	int pid;
 	char comm[17];
 	bool alive;
+	bool watched; /* judged on RSS (plus kernel bytes with -k) */
+	bool probed;  /* its allocator is probed: heap figures and stacks are real */
 	struct counts heap;
+	bool has_kernel;      /* -k: the kernel figures below are traced */
+	struct counts kernel; /* kernel allocations counted to it */
 	unsigned long long rss_bytes;
-	double growth_bps;
+	double growth_bps; /* of the judged curve: heap, plus kernel with -k */
+	double kernel_growth_bps;
 	struct verdict verdict;
 	int nstacks;
 	struct stack_report *stacks; /* suspects first, by growth; then by outstanding bytes */
@@ -38,7 +44,8 @@ struct report {
 	time_t wall;
 	struct drops drops;
 	int nprocs;
-	struct proc_report *procs; /* largest growth first */
+	struct proc_report *procs; /* leaks first, then by verdict and growth */
+	int nfull;		   /* the first nfull in full; the rest without stacks */
 };
 
 static inline long long outstanding_bytes(const struct counts *c)

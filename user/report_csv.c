@@ -24,12 +24,16 @@ void csv_rows(FILE *out, const struct target_set *ts)
 		const struct target *t = &ts->t[i];
 		const struct curve_point *p;
 
-		if (!t->alive || !t->heap.n)
+		char kernel[32] = "";
+
+		if (!t->alive || !t->mem.n)
 			continue;
-		p = &t->heap.p[t->heap.n - 1];
-		fprintf(out, "%.3f,%d,%s,%.0f,%llu,,%.0f,%.0f,%s\n", p->t, t->pid, t->comm, p->last,
-			t->rss_bytes, t->verdict.band_low, t->verdict.band_high,
-			verdict_name(t->verdict.state));
+		p = &t->mem.p[t->mem.n - 1];
+		if (targets_kernel(ts))
+			snprintf(kernel, sizeof(kernel), "%lld", t->kernel_bytes);
+		fprintf(out, "%.3f,%d,%s,%lld,%llu,%s,%.0f,%.0f,%s\n", p->t, t->pid, t->comm,
+			t->heap_bytes, t->rss_bytes, kernel, t->verdict.band_low,
+			t->verdict.band_high, verdict_name(t->verdict.state));
 	}
 	fflush(out);
 }

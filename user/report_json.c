@@ -47,10 +47,11 @@ static void print_stack(FILE *out, const struct stack_report *s)
 	fprintf(out,
 		"{\"outstanding_bytes\":%llu,\"outstanding_allocs\":%llu,\"allocs\":%llu,"
 		"\"alloc_bytes\":%llu,\"growth_bytes_per_s\":%.1f,\"oldest_age_s\":%.3f,"
-		"\"suspect\":%s,\"frames\":[",
+		"\"suspect\":%s,\"kernel\":%s,\"frames\":[",
 		(unsigned long long)st->out_bytes, (unsigned long long)st->out_allocs,
 		(unsigned long long)st->c.allocs, (unsigned long long)st->c.alloc_bytes,
-		s->growth_bps, s->oldest_age_s, s->suspect ? "true" : "false");
+		s->growth_bps, s->oldest_age_s, s->suspect ? "true" : "false",
+		s->kernel ? "true" : "false");
 	for (int i = 0; i < s->nframes; i++) {
 		if (i)
 			fputc(',', out);
@@ -77,6 +78,8 @@ static void print_proc(FILE *out, const struct proc_report *p)
 
 	fprintf(out, "{\"pid\":%d,\"comm\":", p->pid);
 	json_string(out, p->comm);
+	fprintf(out, ",\"watched\":%s,\"probed\":%s", p->watched ? "true" : "false",
+		p->probed ? "true" : "false");
 	fprintf(out,
 		",\"alive\":%s,\"heap\":{\"outstanding_bytes\":%lld,\"outstanding_allocs\":%lld,"
 		"\"allocs\":%llu,\"frees\":%llu,\"alloc_bytes\":%llu,\"free_bytes\":%llu},"
@@ -85,6 +88,12 @@ static void print_proc(FILE *out, const struct proc_report *p)
 		(unsigned long long)c->allocs, (unsigned long long)c->frees,
 		(unsigned long long)c->alloc_bytes, (unsigned long long)c->free_bytes,
 		p->growth_bps, p->rss_bytes);
+	if (p->has_kernel)
+		fprintf(out,
+			"\"kernel_bytes\":%lld,\"kernel_allocs\":%lld,"
+			"\"kernel_growth_bytes_per_s\":%.1f,",
+			outstanding_bytes(&p->kernel), outstanding_allocs(&p->kernel),
+			p->kernel_growth_bps);
 	print_verdict(out, &p->verdict);
 	fputs("\"stacks\":[", out);
 	for (int i = 0; i < p->nstacks; i++) {

@@ -78,7 +78,7 @@ static void axes(FILE *f, const struct scale *s)
 
 static void panel(FILE *f, const struct target *t, int top)
 {
-	const struct curve *c = &t->heap;
+	const struct curve *c = &t->mem;
 	const struct verdict *v = &t->verdict;
 	struct scale s = {.t0 = 0, .t1 = c->p[c->n - 1].t, .y0 = 0, .y1 = 1, .top = top};
 	char rate[32];
@@ -123,14 +123,18 @@ static void panel(FILE *f, const struct target *t, int top)
 		    v->left_band_at_s);
 }
 
-static int by_heap(const void *a, const void *b)
+/* Leaks first, then the fastest growth, then the most memory. */
+static int by_concern(const void *a, const void *b)
 {
 	const struct target *x = *(const struct target *const *)a;
 	const struct target *y = *(const struct target *const *)b;
-	double hx = x->heap.n ? x->heap.p[x->heap.n - 1].last : 0;
-	double hy = y->heap.n ? y->heap.p[y->heap.n - 1].last : 0;
+	double mx = x->mem.p[x->mem.n - 1].last, my = y->mem.p[y->mem.n - 1].last;
 
-	return hx < hy ? 1 : hx > hy ? -1 : 0;
+	if (x->verdict.state != y->verdict.state)
+		return (int)y->verdict.state - (int)x->verdict.state; /* in order of concern */
+	if (x->verdict.growth_bps != y->verdict.growth_bps)
+		return x->verdict.growth_bps < y->verdict.growth_bps ? 1 : -1;
+	return mx < my ? 1 : mx > my ? -1 : 0;
 }
 
 int svg_write(const char *path, const struct target_set *ts)
@@ -141,9 +145,9 @@ int svg_write(const char *path, const struct target_set *ts)
 	FILE *f;
 
 	for (int i = 0; i < ts->n; i++)
-		if (ts->t[i].heap.n)
+		if (ts->t[i].mem.n)
 			shown[n++] = &ts->t[i];
-	qsort(shown, n, sizeof(*shown), by_heap);
+	qsort(shown, n, sizeof(*shown), by_concern);
 	n = n < MAX_PANELS ? n : MAX_PANELS;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	f = fopen(tmp, "we");

@@ -27,9 +27,9 @@ static void print_stack(FILE *out, const struct stack_report *s)
 
 	fprintf(out, "    %s B in %s allocs", group_digits(s->st.out_bytes, bytes, sizeof(bytes)),
 		group_digits(s->st.out_allocs, n, sizeof(n)));
-	fprintf(out, "  %s%s/s  oldest %.1f s%s\n", s->growth_bps >= 0 ? "+" : "",
+	fprintf(out, "  %s%s/s  oldest %.1f s%s%s\n", s->growth_bps >= 0 ? "+" : "",
 		human_bytes(s->growth_bps, rate, sizeof(rate)), s->oldest_age_s,
-		s->suspect ? "  suspect" : "");
+		s->kernel ? "  kernel" : "", s->suspect ? "  suspect" : "");
 	for (int i = 0; i < s->nframes; i++)
 		print_frame(out, &s->frames[i]);
 }
@@ -58,21 +58,58 @@ static void print_verdict(FILE *out, const struct verdict *v)
 		human_bytes(v->band_high, high, sizeof(high)));
 }
 
+static void print_headline(FILE *out, const char *stamp, const struct proc_report *p)
+{
+	char heap[32], n[32], rate[32], rss[32];
+
+	fprintf(out, "[%s] pid %d (%s)", stamp, p->pid, p->comm);
+	if (p->probed)
+		fprintf(out, " heap %s in %s allocs,",
+			human_bytes((double)outstanding_bytes(&p->heap), heap, sizeof(heap)),
+			group_digits(outstanding_allocs(&p->heap), n, sizeof(n)));
+	fprintf(out, " %s%s/s, rss %s", p->growth_bps >= 0 ? "+" : "",
+		human_bytes(p->growth_bps, rate, sizeof(rate)),
+		human_bytes((double)p->rss_bytes, rss, sizeof(rss)));
+	if (p->has_kernel)
+		fprintf(out, ", kernel %s %s%s/s",
+			human_bytes((double)outstanding_bytes(&p->kernel), heap, sizeof(heap)),
+			p->kernel_growth_bps >= 0 ? "+" : "",
+			human_bytes(p->kernel_growth_bps, rate, sizeof(rate)));
+	if (!p->alive)
+		fputs("  exited", out);
+	print_verdict(out, &p->verdict);
+	if (!p->probed)
+		fputs("  (watched: allocator not probed)", out);
+}
+
 static void print_proc(FILE *out, const char *stamp, const struct proc_report *p)
 {
-	char heap[32], n[32], rate[32], rss[32], allocs[32], frees[32];
+	char allocs[32], frees[32];
 
-	fprintf(out, "[%s] pid %d (%s) heap %s in %s allocs, %s%s/s, rss %s%s", stamp, p->pid,
-		p->comm, human_bytes((double)outstanding_bytes(&p->heap), heap, sizeof(heap)),
-		group_digits(outstanding_allocs(&p->heap), n, sizeof(n)),
-		p->growth_bps >= 0 ? "+" : "", human_bytes(p->growth_bps, rate, sizeof(rate)),
-		human_bytes((double)p->rss_bytes, rss, sizeof(rss)), p->alive ? "" : "  exited");
-	print_verdict(out, &p->verdict);
-	fprintf(out, "  (%s allocs, %s frees in all)\n",
-		group_digits(p->heap.allocs, allocs, sizeof(allocs)),
-		group_digits(p->heap.frees, frees, sizeof(frees)));
+	print_headline(out, stamp, p);
+	if (p->probed)
+		fprintf(out, "  (%s allocs, %s frees in all)",
+			group_digits(p->heap.allocs, allocs, sizeof(allocs)),
+			group_digits(p->heap.frees, frees, sizeof(frees)));
+	fputc('\n', out);
 	for (int i = 0; i < p->nstacks; i++)
 		print_stack(out, &p->stacks[i]);
+}
+
+/* The processes past --max-procs: how many of each verdict. */
+static void print_rest(FILE *out, const char *stamp, const struct report *r)
+{
+	int states[VERDICT_LEAK + 1] = {0};
+
+	if (r->nfull >= r->nprocs)
+		return;
+	for (int i = r->nfull; i < r->nprocs; i++)
+		states[r->procs[i].verdict.state]++;
+	fprintf(out, "[%s] %d more processes:", stamp, r->nprocs - r->nfull);
+	for (int s = VERDICT_LEAK; s >= VERDICT_WARMUP; s--)
+		if (states[s])
+			fprintf(out, " %d %s", states[s], verdict_name((enum verdict_state)s));
+	fputs(" (--max-procs N shows more)\n", out);
 }
 
 void report_text(FILE *out, const struct report *r)
@@ -94,7 +131,8 @@ void report_text(FILE *out, const struct report *r)
 			(unsigned long long)d->procs_map_full);
 	if (r->nprocs == 0)
 		fprintf(out, "[%s] no traced allocations yet\n", stamp);
-	for (int i = 0; i < r->nprocs; i++)
+	for (int i = 0; i < r->nfull; i++)
 		print_proc(out, stamp, &r->procs[i]);
+	print_rest(out, stamp, r);
 	fflush(out);
 }

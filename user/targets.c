@@ -7,12 +7,11 @@
 #include <unistd.h>
 
 #include "memleak.h"
-#include "memleak.skel.h"
 #include "targets.h"
 #include "util.h"
 
 #define STACK_CURVE_POINTS 256
-#define HEAP_CURVE_POINTS  4096
+#define CURVE_POINTS	   4096
 
 struct target *targets_find(struct target_set *ts, pid_t pid)
 {
@@ -34,10 +33,12 @@ struct target *targets_add(struct target_set *ts, pid_t pid)
 	t->pid = pid;
 	t->alive = true;
 	t->pidfd = -1;
+	t->watched = ts->watching && pid != KERNEL_OWNER;
 	t->prev_time = ts->start_time;
-	snprintf(t->comm, sizeof(t->comm), "?");
+	snprintf(t->comm, sizeof(t->comm), pid == KERNEL_OWNER ? "[kernel]" : "?");
 	symbolizer_init(&t->sym, pid);
-	curve_init(&t->heap, HEAP_CURVE_POINTS);
+	curve_init(&t->mem, CURVE_POINTS);
+	curve_init(&t->kernel, CURVE_POINTS);
 	target_refresh(t);
 	return t;
 }
@@ -75,10 +76,14 @@ static void read_rss(struct target *t)
 
 void target_refresh(struct target *t)
 {
-	if (!t->alive)
+	if (!t->alive || t->pid == KERNEL_OWNER)
 		return;
 	read_comm(t);
 	read_rss(t);
+	if (t->watched && !t->probed) { /* its memory map is needed once probed */
+		t->alive = kill(t->pid, 0) == 0;
+		return;
+	}
 	if (!symbolizer_refresh(&t->sym) && kill(t->pid, 0) && t->pidfd < 0)
 		t->alive = false;
 }
@@ -93,9 +98,8 @@ void target_exited(struct target *t)
 }
 
 /* System-wide: every process with traced allocations is a target. */
-static void add_allocating(struct target_set *ts, struct memleak_bpf *skel)
+static void add_owners(struct target_set *ts, int fd)
 {
-	int fd = bpf_map__fd(skel->maps.procs);
 	__u32 key, next, *prev = NULL;
 
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
@@ -108,17 +112,18 @@ static void add_allocating(struct target_set *ts, struct memleak_bpf *skel)
 
 /* A stack seen for the first time held nothing before: its curve starts
  * with that, so a new stack is judged on the whole run, not from now on. */
-static struct stack_history *history_of(struct target *t, __u64 stack_id, double since)
+static struct stack_history *history_of(struct target *t, __u64 stack_id, bool kernel, double since)
 {
 	struct stack_history *h;
 
 	for (size_t i = 0; i < t->nstacks; i++)
-		if (t->stacks[i].stack_id == stack_id)
+		if (t->stacks[i].stack_id == stack_id && t->stacks[i].kernel == kernel)
 			return &t->stacks[i];
 	t->stacks = xrealloc(t->stacks, (t->nstacks + 1) * sizeof(*t->stacks));
 	h = &t->stacks[t->nstacks++];
 	memset(h, 0, sizeof(*h));
 	h->stack_id = stack_id;
+	h->kernel = kernel;
 	curve_init(&h->curve, STACK_CURVE_POINTS);
 	curve_add(&h->curve, 0, 0);
 	if (since > 0)
@@ -135,16 +140,17 @@ static double growth_of(const struct verdict *v, double now_value, double prev_v
 }
 
 /* Add each stack's outstanding bytes to its curve and judge it. */
-static void judge_stacks(struct target *t, const struct stack_stat *first, size_t n, double at,
-			 double dt, struct stack_report *all)
+static void judge_stacks(struct target *t, const struct stack_stat *first, size_t n, bool kernel,
+			 double at, double dt, struct stack_report *all)
 {
 	for (size_t i = 0; i < n; i++) {
-		struct stack_history *h = history_of(t, first[i].stack_id, at - dt);
+		struct stack_history *h = history_of(t, first[i].stack_id, kernel, at - dt);
 		double prev = h->curve.n ? h->curve.p[h->curve.n - 1].last : 0;
 
 		curve_add(&h->curve, at, (double)first[i].out_bytes);
 		curve_judge(&h->curve, &h->verdict);
 		all[i].st = first[i];
+		all[i].kernel = kernel;
 		all[i].growth_bps = growth_of(&h->verdict, (double)first[i].out_bytes, prev, dt);
 		all[i].suspect =
 		    h->verdict.state == VERDICT_LEAK || h->verdict.state == VERDICT_GROWING;
@@ -164,73 +170,136 @@ static int by_suspicion(const void *a, const void *b)
 	return 0;
 }
 
-static void add_frames(struct target *t, struct memleak_bpf *skel, double now,
-		       struct stack_report *s)
+/* A kernel stack starts in the tracer and the allocator; a report starts
+ * at the function that asked for memory. */
+static void skip_kernel_allocator(struct stack_report *s)
+{
+	int skip = 0;
+
+	while (skip < s->nframes - 1 && kallsyms_is_allocator(s->frames[skip].symbol))
+		skip++;
+	memmove(s->frames, s->frames + skip, (s->nframes - skip) * sizeof(*s->frames));
+	s->nframes -= skip;
+}
+
+static void add_frames(struct target_set *ts, struct target *t, double now, struct stack_report *s)
 {
 	__u64 ips[MAX_FRAMES];
 
 	s->oldest_age_s = s->st.oldest_ns ? now - s->st.oldest_ns / 1e9 : 0;
-	s->nframes = snapshot_frames(skel, s->st.stack_id, ips);
+	s->nframes = snapshot_frames(s->kernel ? &ts->kernel : &ts->heap, s->st.stack_id, ips);
 	s->frames = xcalloc(s->nframes, sizeof(*s->frames));
-	for (int i = 0; i < s->nframes; i++)
-		symbolizer_lookup(&t->sym, ips[i], &s->frames[i]);
+	for (int i = 0; i < s->nframes; i++) {
+		if (s->kernel)
+			kallsyms_lookup(&ts->ksyms, ips[i], &s->frames[i]);
+		else
+			symbolizer_lookup(&t->sym, ips[i], &s->frames[i]);
+	}
+	if (s->kernel)
+		skip_kernel_allocator(s);
 }
 
-static void build_proc(struct target *t, struct memleak_bpf *skel, const struct snapshot *snap,
-		       const struct report_options *ro, double start, double now,
-		       struct proc_report *p)
+/* A process's stacks in a snapshot (sorted by process): the first, and how many. */
+static const struct stack_stat *stacks_of(const struct snapshot *s, pid_t pid, size_t *n)
 {
 	const struct stack_stat *first = NULL;
+
+	*n = 0;
+	for (size_t i = 0; i < s->nstacks; i++) {
+		if (s->stacks[i].tgid != (__u32)pid)
+			continue;
+		if (!first)
+			first = &s->stacks[i];
+		(*n)++;
+	}
+	return first;
+}
+
+/* The stacks of a process, user and kernel, judged and ranked; the top ones kept. */
+static void build_stacks(struct target_set *ts, struct target *t, const struct snapshot snap[2],
+			 const struct report_options *ro, double now, double dt,
+			 struct proc_report *p)
+{
+	size_t nheap, nkernel;
+	const struct stack_stat *heap = stacks_of(&snap[0], t->pid, &nheap);
+	const struct stack_stat *kernel = stacks_of(&snap[1], t->pid, &nkernel);
+	struct stack_report *all = xcalloc(nheap + nkernel, sizeof(*all));
+	double at = now - ts->start_time;
+
+	judge_stacks(t, heap, nheap, false, at, dt, all);
+	judge_stacks(t, kernel, nkernel, true, at, dt, all + nheap);
+	qsort(all, nheap + nkernel, sizeof(*all), by_suspicion);
+	p->stacks = xcalloc(ro->top, sizeof(*p->stacks));
+	for (size_t i = 0; i < nheap + nkernel && p->nstacks < ro->top && all[i].st.out_allocs;
+	     i++) {
+		p->stacks[p->nstacks] = all[i];
+		add_frames(ts, t, now, &p->stacks[p->nstacks++]);
+	}
+	free(all);
+}
+
+static void build_proc(struct target_set *ts, struct target *t, const struct snapshot snap[2],
+		       const struct report_options *ro, double now, struct proc_report *p)
+{
 	double dt = now - t->prev_time > 1e-3 ? now - t->prev_time : 1e-3;
-	struct stack_report *all;
-	size_t n = 0;
+	long long mem;
 
 	memset(p, 0, sizeof(*p));
 	p->pid = t->pid;
 	snprintf(p->comm, sizeof(p->comm), "%s", t->comm);
 	p->alive = t->alive;
 	p->rss_bytes = t->rss_bytes;
-	p->heap = snapshot_proc(skel, (__u32)t->pid);
+	p->watched = t->watched;
+	p->probed = !t->watched || t->probed;
+	p->heap = snapshot_proc(&ts->heap, (__u32)t->pid);
+	p->has_kernel = targets_kernel(ts);
+	p->kernel = snapshot_proc(&ts->kernel, (__u32)t->pid);
 	p->verdict = t->verdict;
-	p->growth_bps =
-	    growth_of(&t->verdict, (double)outstanding_bytes(&p->heap), (double)t->prev_out, dt);
-
-	for (size_t i = 0; i < snap->nstacks; i++) {
-		if (snap->stacks[i].tgid != (__u32)t->pid)
-			continue;
-		if (!first)
-			first = &snap->stacks[i];
-		n++;
-	}
-	all = xcalloc(n, sizeof(*all));
-	judge_stacks(t, first, n, now - start, dt, all);
-	qsort(all, n, sizeof(*all), by_suspicion);
-	p->stacks = xcalloc(ro->top, sizeof(*p->stacks));
-	for (size_t i = 0; i < n && p->nstacks < ro->top && all[i].st.out_allocs; i++) {
-		p->stacks[p->nstacks] = all[i];
-		add_frames(t, skel, now, &p->stacks[p->nstacks++]);
-	}
-	free(all);
-	t->prev_out = outstanding_bytes(&p->heap);
+	mem = (t->watched ? (long long)t->rss_bytes : outstanding_bytes(&p->heap)) +
+	      outstanding_bytes(&p->kernel);
+	p->growth_bps = growth_of(&t->verdict, (double)mem, (double)t->prev_mem, dt);
+	p->kernel_growth_bps = growth_of(&t->kernel_verdict, (double)outstanding_bytes(&p->kernel),
+					 (double)t->prev_kernel, dt);
+	build_stacks(ts, t, snap, ro, now, dt, p);
+	t->prev_mem = mem;
+	t->prev_kernel = outstanding_bytes(&p->kernel);
 	t->prev_time = now;
 }
 
-void targets_sample(struct target_set *ts, struct memleak_bpf *skel)
+static void add_every_owner(struct target_set *ts)
 {
-	double now = monotonic_s();
+	if (!ts->every_process)
+		return;
+	add_owners(ts, ts->heap.procs);
+	if (targets_kernel(ts))
+		add_owners(ts, ts->kernel.procs);
+}
 
-	if (ts->every_process)
-		add_allocating(ts, skel);
+void targets_sample(struct target_set *ts)
+{
+	double at = monotonic_s() - ts->start_time;
+
+	add_every_owner(ts);
 	for (int i = 0; i < ts->n; i++) {
 		struct target *t = &ts->t[i];
-		struct counts c;
+		struct counts heap, kernel;
 
 		if (!t->alive)
 			continue;
-		read_rss(t);
-		c = snapshot_proc(skel, (__u32)t->pid);
-		curve_add(&t->heap, now - ts->start_time, (double)outstanding_bytes(&c));
-		curve_judge(&t->heap, &t->verdict);
+		if (t->pid != KERNEL_OWNER)
+			read_rss(t);
+		heap = snapshot_proc(&ts->heap, (__u32)t->pid);
+		kernel = snapshot_proc(&ts->kernel, (__u32)t->pid);
+		t->heap_bytes = outstanding_bytes(&heap);
+		t->kernel_bytes = outstanding_bytes(&kernel);
+		if (targets_kernel(ts)) {
+			curve_add(&t->kernel, at, (double)t->kernel_bytes);
+			curve_judge(&t->kernel, &t->kernel_verdict);
+		}
+		curve_add(&t->mem, at,
+			  (double)(t->watched ? (long long)t->rss_bytes : t->heap_bytes) +
+			      (double)t->kernel_bytes);
+		curve_judge(&t->mem, &t->verdict);
 	}
 }
 
@@ -248,25 +317,30 @@ static void target_free(struct target *t)
 	for (size_t k = 0; k < t->nstacks; k++)
 		curve_free(&t->stacks[k].curve);
 	free(t->stacks);
-	curve_free(&t->heap);
+	curve_free(&t->mem);
+	curve_free(&t->kernel);
 	if (t->pidfd >= 0)
 		close(t->pidfd);
 }
 
 /* A process that has exited and had its last report leaves nothing behind. */
-static void forget_gone(struct target_set *ts, struct memleak_bpf *skel)
+static void forget_gone(struct target_set *ts)
 {
-	int kept = 0;
+	__u32 *gone = xcalloc(ts->n + 1, sizeof(*gone));
+	int kept = 0, ngone = 0;
 
 	for (int i = 0; i < ts->n; i++) {
 		if (!ts->t[i].gone) {
 			ts->t[kept++] = ts->t[i];
 			continue;
 		}
-		snapshot_forget(skel, (__u32)ts->t[i].pid);
+		gone[ngone++] = (__u32)ts->t[i].pid;
 		target_free(&ts->t[i]);
 	}
 	ts->n = kept;
+	snapshot_forget(&ts->heap, gone, ngone);
+	snapshot_forget(&ts->kernel, gone, ngone);
+	free(gone);
 }
 
 static int want_target(__u32 tgid, void *ctx)
@@ -277,25 +351,52 @@ static int want_target(__u32 tgid, void *ctx)
 	return t && !t->gone;
 }
 
-static int by_growth(const void *a, const void *b)
+/* Leaks first, then growing, steady and warming up; within each, the fastest growth. */
+static int by_concern(const void *a, const void *b)
 {
 	const struct proc_report *x = a, *y = b;
+	long long mx = outstanding_bytes(&x->heap) + outstanding_bytes(&x->kernel);
+	long long my = outstanding_bytes(&y->heap) + outstanding_bytes(&y->kernel);
 
+	if (x->verdict.state != y->verdict.state)
+		return (int)y->verdict.state - (int)x->verdict.state;
 	if (x->growth_bps != y->growth_bps)
 		return x->growth_bps > y->growth_bps ? -1 : 1;
-	return outstanding_bytes(&y->heap) > outstanding_bytes(&x->heap) ? 1 : -1;
+	return my > mx ? 1 : my < mx ? -1 : 0;
 }
 
-void targets_report(struct target_set *ts, struct memleak_bpf *skel,
-		    const struct report_options *ro, struct report *r)
+/* Past the first max_procs processes, a report keeps only the headline. */
+static void summarize_rest(struct report *r, int max_procs)
+{
+	for (int i = max_procs; i < r->nprocs; i++) {
+		struct proc_report *p = &r->procs[i];
+
+		for (int k = 0; k < p->nstacks; k++)
+			free(p->stacks[k].frames);
+		p->nstacks = 0;
+	}
+	r->nfull = r->nprocs < max_procs ? r->nprocs : max_procs;
+}
+
+static void add_drops(struct drops *sum, const struct drops *d)
+{
+	sum->events += d->events;
+	sum->allocs_map_full += d->allocs_map_full;
+	sum->stacks += d->stacks;
+	sum->procs_map_full += d->procs_map_full;
+}
+
+void targets_report(struct target_set *ts, const struct report_options *ro, struct report *r)
 {
 	double now = monotonic_s();
-	struct snapshot snap;
+	struct snapshot snap[2];
 
-	if (ts->every_process)
-		add_allocating(ts, skel);
-	snapshot_read(skel, want_target, ts, ro->older_ns, &snap);
-	r->drops = snap.drops;
+	add_every_owner(ts);
+	snapshot_read(&ts->heap, want_target, ts, ro->older_ns, &snap[0]);
+	snapshot_read(&ts->kernel, want_target, ts, ro->older_ns, &snap[1]);
+	memset(&r->drops, 0, sizeof(r->drops));
+	add_drops(&r->drops, &snap[0].drops);
+	add_drops(&r->drops, &snap[1].drops);
 	r->elapsed_s = now - ts->start_time;
 	r->wall = time(NULL);
 	r->procs = xcalloc(ts->n, sizeof(*r->procs));
@@ -305,12 +406,14 @@ void targets_report(struct target_set *ts, struct memleak_bpf *skel,
 
 		if (t->gone)
 			continue;
-		build_proc(t, skel, &snap, ro, ts->start_time, now, &r->procs[r->nprocs++]);
+		build_proc(ts, t, snap, ro, now, &r->procs[r->nprocs++]);
 		t->gone = !t->alive && !r->final;
 	}
-	qsort(r->procs, r->nprocs, sizeof(*r->procs), by_growth);
-	snapshot_free(&snap);
-	forget_gone(ts, skel);
+	qsort(r->procs, r->nprocs, sizeof(*r->procs), by_concern);
+	summarize_rest(r, ro->max_procs);
+	snapshot_free(&snap[0]);
+	snapshot_free(&snap[1]);
+	forget_gone(ts);
 }
 
 void report_free(struct report *r)
@@ -330,5 +433,14 @@ void targets_free(struct target_set *ts)
 	for (int i = 0; i < ts->n; i++)
 		target_free(&ts->t[i]);
 	free(ts->t);
+	kallsyms_free(&ts->ksyms);
 	memset(ts, 0, sizeof(*ts));
+}
+
+void targets_init(struct target_set *ts, const struct heap_maps *heap)
+{
+	memset(ts, 0, sizeof(*ts));
+	ts->heap = *heap;
+	ts->kernel =
+	    (struct heap_maps){.allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1};
 }

@@ -5,15 +5,16 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "collect.h"
 #include "curve.h"
+#include "kallsyms.h"
 #include "report.h"
 #include "symbolize.h"
-
-struct memleak_bpf;
 
 /* One stack's outstanding bytes at each report, and their verdict. */
 struct stack_history {
 	__u64 stack_id;
+	bool kernel; /* a kernel stack, from the -k maps */
 	struct curve curve;
 	struct verdict verdict;
 };
@@ -22,14 +23,20 @@ struct target {
 	pid_t pid;
 	char comm[17];
 	bool alive;
-	bool gone; /* exited and shown in a report since: no longer listed */
-	int pidfd; /* -1 if not watched through one */
+	bool gone;    /* exited and shown in a report since: no longer listed */
+	bool watched; /* judged on its RSS: its allocator is probed only once it grows */
+	bool probed;  /* a watched process whose allocator probes are attached */
+	int pidfd;    /* -1 if not watched through one */
 	unsigned long long rss_bytes;
+	long long heap_bytes;	/* outstanding, at the last sample */
+	long long kernel_bytes; /* with -k */
 	struct symbolizer sym;
-	struct curve heap; /* outstanding heap bytes, sampled */
+	struct curve mem; /* the judged curve: heap (RSS if watched), plus kernel with -k */
 	struct verdict verdict;
+	struct curve kernel; /* kernel bytes alone, for their growth */
+	struct verdict kernel_verdict;
 	double prev_time; /* of the previous report, for growth while warming up */
-	long long prev_out;
+	long long prev_mem, prev_kernel;
 	struct stack_history *stacks;
 	size_t nstacks;
 };
@@ -38,9 +45,19 @@ struct target_set {
 	struct target *t;
 	int n;
 	bool every_process; /* system-wide: add every process that allocates */
+	bool watching;	    /* new targets are watched (system-wide, no --all-stacks) */
 	double start_time;
+	struct heap_maps heap;	 /* the user heap's accounting */
+	struct heap_maps kernel; /* the kernel's (-k); procs < 0 without */
+	struct kallsyms ksyms;
 };
 
+static inline bool targets_kernel(const struct target_set *ts)
+{
+	return ts->kernel.procs >= 0;
+}
+
+/* pid KERNEL_OWNER stands for the kernel itself. */
 struct target *targets_add(struct target_set *ts, pid_t pid);
 struct target *targets_find(struct target_set *ts, pid_t pid);
 /* Reread what /proc says of a live target: name, RSS, memory map. */
@@ -49,16 +66,18 @@ void target_exited(struct target *t);
 
 struct report_options {
 	int top;
+	int max_procs; /* processes in full; the rest summarized */
 	__u64 older_ns;
 };
 
 /* Add a point to every live target's curve and judge it again. */
-void targets_sample(struct target_set *ts, struct memleak_bpf *skel);
+void targets_sample(struct target_set *ts);
 bool targets_any_leak(const struct target_set *ts);
 
-void targets_report(struct target_set *ts, struct memleak_bpf *skel,
-		    const struct report_options *ro, struct report *r);
+void targets_report(struct target_set *ts, const struct report_options *ro, struct report *r);
 void report_free(struct report *r);
 void targets_free(struct target_set *ts);
+/* Before anything else: the user heap's maps; no kernel tracing yet. */
+void targets_init(struct target_set *ts, const struct heap_maps *heap);
 
 #endif

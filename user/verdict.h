@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+/* In order of concern. */
 enum verdict_state {
 	VERDICT_WARMUP,
 	VERDICT_STEADY,

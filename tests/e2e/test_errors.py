@@ -101,8 +101,13 @@ def test_tracefs_unmounted_is_mounted():
     check(" /sys/kernel/tracing tracefs " in mounts, "tracefs was not mounted")
 
 
-def test_options_of_later_versions_are_refused():
-    one_line_error(["-k", "--", "true"], 2, ["-k/--kernel is not available"])
+def test_all_stacks_outside_system_wide():
+    one_line_error(["--all-stacks", "--", "true"], 2, ["--all-stacks is for system-wide"])
+    one_line_error(["--all-stacks", "-p", "1"], 2, ["--all-stacks is for system-wide"])
+
+
+def test_bad_max_procs():
+    one_line_error(["--max-procs", "0"], 2, ["invalid --max-procs '0'"])
 
 
 def test_unwritable_curve_file():

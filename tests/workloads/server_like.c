@@ -41,6 +41,7 @@ void load_and_release(int load)
 void drip(void)
 {
 	dripped = malloc(16384);
+	memset(dripped, 1, 16384); /* resident, so that RSS shows the leak too */
 }
 
 static double now_s(void)

@@ -1,0 +1,71 @@
+"""System-wide watching with -k: a steady server, a leaking one and a process that
+leaks kernel memory (pipes it never closes, a page written into each), all started
+after tracing began. The leaking one is named a leak and its drip() found once its
+allocator is probed; the steady one never; the pipe holder's kernel bytes grow at
+the rate of its pipes."""
+import subprocess
+import tempfile
+import time
+
+from harness import TOOL, check, check_eq, reports, workload
+
+RUN_S = 32
+PIPES_PER_S = 10
+PAGE = 4096
+
+
+def trace_system_wide():
+    out_file = tempfile.TemporaryFile(mode="w+")  # read at the end: a pipe would fill
+    tool = subprocess.Popen([TOOL, "-k", "--json", "--max-procs", "100000", "1"],
+                            stdout=out_file, stderr=subprocess.PIPE, text=True)
+    try:
+        check("watching" in tool.stderr.readline(), "tool did not start watching")
+        steady = subprocess.Popen([workload("server_like"), str(RUN_S)])
+        leaky = subprocess.Popen([workload("server_like"), str(RUN_S), "8"])
+        pipes = subprocess.Popen([workload("pipe_holder"), str(RUN_S)])
+        for p in (steady, leaky, pipes):
+            p.wait(timeout=RUN_S + 30)
+        time.sleep(1.5)
+    finally:
+        tool.send_signal(2)
+        _, err = tool.communicate(timeout=60)
+    out_file.seek(0)
+    check_eq(tool.returncode, 0, "exit status: " + err[-500:])
+    return reports(out_file.read()), steady.pid, leaky.pid, pipes.pid, err
+
+
+def history(rs, pid):
+    return [p for r in rs for p in r["processes"] if p["pid"] == pid]
+
+
+def test_system_wide_kernel_and_watch():
+    rs, steady, leaky, pipes, err = trace_system_wide()
+    check(all("kernel_bytes" in p for r in rs for p in r["processes"]), "kernel_bytes missing")
+    check(any(p["pid"] == 0 and p["comm"] == "[kernel]" for p in rs[-1]["processes"]),
+          "no line for the kernel's own allocations")
+
+    s, l, k = history(rs, steady), history(rs, leaky), history(rs, pipes)
+    check(s and l and k, "processes started after tracing were not picked up")
+    check_eq([p["verdict"]["state"] for p in s if p["verdict"]["state"] == "leak"], [],
+             "leak verdicts for the steady server")
+    check(any(p["verdict"]["state"] == "leak" for p in l),
+          "the leaking server was never called a leak: %r" % [p["verdict"] for p in l[-3:]])
+    check("pid %d (server_like) left its steady band" % leaky in err,
+          "the leaking server's allocator was not probed: " + err[-500:])
+    alive = [p for p in l if p["alive"]]
+    named = [st["frames"][0]["symbol"] for st in alive[-1]["stacks"] if st["frames"]]
+    check_eq(named[:1], ["drip"], "the leaking server's top stack")
+
+    # Pipe holder: its last report while alive, RUN_S * PIPES_PER_S pipes at most.
+    last = [p for p in k if p["alive"]][-1]
+    rate = last["kernel_growth_bytes_per_s"]
+    check(PIPES_PER_S * PAGE <= rate <= 3 * PIPES_PER_S * PAGE,
+          "pipe holder's kernel growth %.0f B/s, expected 40-120 KiB/s" % rate)
+    pages = [st for st in last["stacks"] if st["kernel"] and st["frames"]
+             and st["frames"][0]["symbol"] in ("anon_pipe_write", "pipe_write")]
+    check_eq(len(pages), 1, "stacks writing pipe pages")
+    blocks = pages[0]["outstanding_allocs"]
+    check_eq(pages[0]["outstanding_bytes"], blocks * PAGE, "pipe pages' bytes")
+    check(RUN_S * PIPES_PER_S * 0.7 <= blocks <= RUN_S * PIPES_PER_S,
+          "pipe pages held: %d" % blocks)
+    check(pages[0]["suspect"], "the pipe pages' stack is not a suspect")

@@ -1,0 +1,62 @@
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "kmem.h"
+#include "kmem.skel.h"
+
+struct kmem_bpf *kmem_start(const struct options *o, bool every_process, char *err, size_t errlen)
+{
+	struct kmem_bpf *skel = kmem_bpf__open();
+	int e;
+
+	if (!skel) {
+		snprintf(err, errlen, "-k: cannot open the kernel BPF object: %s", strerror(errno));
+		return NULL;
+	}
+	skel->rodata->min_size = o->min_size;
+	skel->rodata->max_size = o->max_size;
+	skel->rodata->sample_rate = o->sample_rate;
+	skel->rodata->self_tgid = (__u32)getpid();
+	skel->rodata->page_size = (__u64)sysconf(_SC_PAGESIZE);
+	skel->rodata->ncpus = (__u32)libbpf_num_possible_cpus();
+	skel->rodata->every_process = every_process;
+	e = kmem_bpf__load(skel);
+	if (!e)
+		e = kmem_bpf__attach(skel);
+	if (e) {
+		snprintf(err, errlen,
+			 "-k: cannot trace the kernel's mm tracepoints: %s (this kernel may lack "
+			 "them or BTF for them; MEMLEAK_BPF_DEBUG=1 shows libbpf's reason)",
+			 strerror(-e));
+		kmem_bpf__destroy(skel);
+		return NULL;
+	}
+	return skel;
+}
+
+void kmem_trace(struct kmem_bpf *skel, pid_t pid)
+{
+	__u32 key = (__u32)pid;
+	__u8 yes = 1;
+
+	bpf_map_update_elem(bpf_map__fd(skel->maps.owners), &key, &yes, BPF_ANY);
+}
+
+struct heap_maps kmem_maps(struct kmem_bpf *skel)
+{
+	return (struct heap_maps){.allocs = bpf_map__fd(skel->maps.allocs),
+				  .procs = bpf_map__fd(skel->maps.procs),
+				  .stack_counts = bpf_map__fd(skel->maps.stack_counts),
+				  .stacks = bpf_map__fd(skel->maps.stacks),
+				  .drops = &skel->bss->drops};
+}
+
+void kmem_stop(struct kmem_bpf *skel)
+{
+	kmem_bpf__destroy(skel);
+}

@@ -1,0 +1,16 @@
+/* The default system-wide mode: watch every process's memory cheaply and
+ * probe the allocator only of those whose curve leaves its band. */
+#ifndef WATCH_H
+#define WATCH_H
+
+#include <stdbool.h>
+
+#include "targets.h"
+
+/* Add every user process in /proc that is not a target yet. */
+void watch_scan(struct target_set *ts);
+/* A watched process whose curve left its band and whose allocator is not
+ * probed yet. */
+bool watch_wants_probe(const struct target *t);
+
+#endif
