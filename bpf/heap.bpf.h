@@ -12,8 +12,9 @@
 
 const volatile __u64 min_size = 0;
 const volatile __u64 max_size = ~0ULL;
-const volatile __u32 sample_rate = 1; /* record a stack for 1 in N allocations */
-const volatile __u32 self_tgid = 0;   /* never trace the tracer */
+const volatile __u32 sample_rate = 1;	  /* record a stack for 1 in N allocations */
+const volatile __u32 self_tgid = 0;	  /* never trace the tracer */
+const volatile bool track_images = false; /* an exec drops the old image's blocks */
 
 struct drops drops = {};
 
@@ -30,6 +31,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct counts);
 } procs SEC(".maps");
+
+/* How many times each traced process has exec'd; absent: never. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PROCS);
+	__type(key, __u32);
+	__type(value, __u32);
+} images SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -122,7 +131,18 @@ static __always_inline void count_free(const struct alloc_info *info)
 	}
 }
 
-/* Forget a live block; one we never saw allocated is ignored. */
+static __always_inline __u32 image_of(__u32 owner)
+{
+	__u32 *image;
+
+	if (!track_images)
+		return 0;
+	image = bpf_map_lookup_elem(&images, &owner);
+	return image ? *image : 0;
+}
+
+/* Forget a live block; one we never saw allocated is ignored, and one of an
+ * image the process has left by exec was dropped from its counts then. */
 static __always_inline void release(__u32 space, __u64 addr)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
@@ -134,7 +154,8 @@ static __always_inline void release(__u32 space, __u64 addr)
 	info = *found;
 	if (bpf_map_delete_elem(&allocs, &key))
 		return; /* another thread freed it first */
-	count_free(&info);
+	if (info.image == image_of(info.owner))
+		count_free(&info);
 }
 
 /* A new live block of `owner`, with the stack that `stack_flags` selects. */
@@ -142,7 +163,7 @@ static __always_inline void record(void *ctx, __u32 space, __u32 owner, __u64 ad
 				   __u64 stack_flags)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
-	struct alloc_info info = {.size = size, .owner = owner};
+	struct alloc_info info = {.size = size, .owner = owner, .image = image_of(owner)};
 	struct counts *c;
 
 	if (size < min_size || size > max_size)

@@ -143,6 +143,23 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	return 0;
 }
 
+/* A traced process runs a new program: the old one's blocks are gone with it. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(image_changed, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = p->tgid, first = 1, *image;
+
+	if (!bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
+	image = bpf_map_lookup_elem(&images, &tgid);
+	if (image)
+		__sync_fetch_and_add(image, 1);
+	else
+		bpf_map_update_elem(&images, &tgid, &first, BPF_ANY);
+	bpf_map_delete_elem(&procs, &tgid);
+	return 0;
+}
+
 SEC("uprobe")
 int BPF_KPROBE(free_enter, __u64 ptr)
 {

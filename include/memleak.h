@@ -44,7 +44,7 @@ struct alloc_info {
 	__u64 time_ns;	/* bpf_ktime_get_ns() at allocation */
 	__u64 stack_id; /* key into the stacks map; 0: no stack recorded */
 	__u32 owner;	/* the process it is counted to */
-	__u32 pad;
+	__u32 image;	/* the owner's program image (execs) when allocated */
 };
 
 /* Allocation and free totals, per process and per (process, stack). */

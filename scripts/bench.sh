@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# ns per malloc+free pair: untraced, under a minimal bpftrace probe set
-# (malloc entry+return, free), and traced by memleak-bpf; ratios in one run.
+# ns per malloc+free pair in one run: untraced, under a minimal bpftrace probe
+# set (malloc entry+return, free), traced by memleak-bpf (-- COMMAND, with and
+# without -k), and under system-wide memleak-bpf: the default watch mode (the
+# process is only watched), with -k, and --all-stacks. Then the tool's own CPU
+# while watching the whole machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=build/workloads/bench_pairs
@@ -11,28 +14,51 @@ libc=$(ldd "$bench" | awk '/libc.so.6/ {print $3}')
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 untraced() { "$bench" "$pairs"; }
-memleak() { ./memleak-bpf 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"; }
-bpftrace_min() {
-	"$bench" 1 >/dev/null # warm the page cache
-	local out
-	out=$(mktemp)
-	bpftrace -q -e "uprobe:$libc:malloc /comm == \"bench_pairs\"/ { @s[tid] = arg0; }
-		uretprobe:$libc:malloc /comm == \"bench_pairs\"/ { @n = count(); }
-		uprobe:$libc:free /comm == \"bench_pairs\"/ { @f = count(); }" >/dev/null 2>&1 &
-	local bt=$!
-	sleep 3 # attach
-	"$bench" "$pairs" >"$out"
-	kill -INT $bt
-	wait $bt 2>/dev/null || true
-	cat "$out"
-	rm -f "$out"
-}
+command_traced() { ./memleak-bpf 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"; }
+command_traced_k() { ./memleak-bpf -k 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"; }
 
+# Run the benchmark while a tracer runs in the background: "$@" starts it.
+under() {
+	"$bench" 1 >/dev/null # warm the page cache
+	"$@" >/dev/null 2>&1 &
+	local tracer=$!
+	sleep 3 # attach
+	"$bench" "$pairs"
+	kill -INT $tracer
+	wait $tracer 2>/dev/null || true
+}
+bpftrace_min() {
+	under bpftrace -q -e "uprobe:$libc:malloc /comm == \"bench_pairs\"/ { @s[tid] = arg0; }
+		uretprobe:$libc:malloc /comm == \"bench_pairs\"/ { @n = count(); }
+		uprobe:$libc:free /comm == \"bench_pairs\"/ { @f = count(); }"
+}
+system_watch() { under ./memleak-bpf 3600; }
+system_watch_k() { under ./memleak-bpf -k 3600; }
+system_all_stacks() { under ./memleak-bpf --all-stacks 3600; }
+
+modes="untraced bpftrace_min command_traced command_traced_k system_watch system_watch_k system_all_stacks"
 declare -A ns
-for mode in untraced bpftrace_min memleak; do
+for mode in $modes; do
 	ns[$mode]=$(for _ in $(seq "$runs"); do $mode; done | median)
 done
 printf '%-22s %10s %8s\n' "mode" "ns/pair" "ratio"
-for mode in untraced bpftrace_min memleak; do
+for mode in $modes; do
 	printf '%-22s %10s %8.1f\n' "$mode" "${ns[$mode]}" "$(echo "${ns[$mode]} / ${ns[untraced]}" | bc -l)"
+done
+
+# The watcher's own cost: CPU ticks over 10 s of watching every process.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+for args in "" "-k"; do
+	./memleak-bpf $args 3600 >/dev/null 2>&1 &
+	tool=$!
+	sleep 3
+	t0=$(ticks $tool)
+	sleep 10
+	t1=$(ticks $tool)
+	rss=$(awk '/VmRSS/ {print $2}' "/proc/$tool/status")
+	kill -INT $tool
+	wait $tool 2>/dev/null || true
+	printf 'watching every process (%d pids in /proc)%s: tool CPU %.1f%% of a core, RSS %d KiB\n' \
+		"$(ls /proc | grep -c '^[0-9]')" "${args:+ with $args}" \
+		"$(echo "($t1 - $t0) / $(getconf CLK_TCK) / 10 * 100" | bc -l)" "$rss"
 done

@@ -57,12 +57,48 @@ static void read_stack_counts(int fd, want_fn want, void *ctx, struct snapshot *
 	}
 }
 
+/* Each traced process's current image (see heap.bpf.h), sorted by tgid. */
+struct image {
+	__u32 tgid, image;
+};
+
+static int by_image_tgid(const void *a, const void *b)
+{
+	const struct image *x = a, *y = b;
+
+	return x->tgid < y->tgid ? -1 : x->tgid > y->tgid;
+}
+
+static void read_images(int fd, struct snapshot *s)
+{
+	__u32 key, next, *prev = NULL;
+
+	while (fd >= 0 && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		s->images = xrealloc(s->images, (s->nimages + 1) * sizeof(*s->images));
+		s->images[s->nimages].tgid = key;
+		if (bpf_map_lookup_elem(fd, &key, &s->images[s->nimages].image) == 0)
+			s->nimages++;
+	}
+	qsort(s->images, s->nimages, sizeof(*s->images), by_image_tgid);
+}
+
+/* A block of an image its process has left by exec is no longer its. */
+static bool current_image(const struct snapshot *s, const struct alloc_info *a)
+{
+	struct image probe = {.tgid = a->owner}, *found;
+
+	found = bsearch(&probe, s->images, s->nimages, sizeof(probe), by_image_tgid);
+	return a->image == (found ? found->image : 0);
+}
+
 static void add_live(struct snapshot *s, const struct alloc_info *a, __u64 cutoff_ns)
 {
 	struct stack_stat probe = {.tgid = a->owner, .stack_id = a->stack_id};
 	struct stack_stat *st;
 
-	if (!a->stack_id || a->time_ns > cutoff_ns)
+	if (!a->stack_id || a->time_ns > cutoff_ns || !current_image(s, a))
 		return;
 	st = bsearch(&probe, s->stacks, s->nstacks, sizeof(*st), by_key);
 	if (!st)
@@ -124,6 +160,7 @@ int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 olde
 	if (m->procs < 0)
 		return 0;
 	s->drops = *m->drops;
+	read_images(m->images, s);
 	read_stack_counts(m->stack_counts, want, ctx, s);
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_key);
 	for_each_alloc(
@@ -136,6 +173,7 @@ int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 olde
 void snapshot_free(struct snapshot *s)
 {
 	free(s->stacks);
+	free(s->images);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -222,8 +260,11 @@ void snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n)
 	if (m->procs < 0 || n == 0)
 		return;
 	qsort(tgids, n, sizeof(*tgids), by_tgid);
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		bpf_map_delete_elem(m->procs, &tgids[i]);
+		if (m->images >= 0)
+			bpf_map_delete_elem(m->images, &tgids[i]);
+	}
 	forget_stack_counts(m->stack_counts, &set);
 	forget_allocs(m->allocs, &set);
 }

@@ -11,9 +11,11 @@
 /* The maps of one BPF object's accounting (heap.bpf.h): the user heap's or
  * the kernel's. procs < 0: that object is not loaded. */
 struct heap_maps {
-	int allocs, procs, stack_counts, stacks;
+	int allocs, procs, stack_counts, stacks, images;
 	const struct drops *drops; /* the object's live counters */
 };
+
+struct image;
 
 struct stack_stat {
 	__u32 tgid;
@@ -26,6 +28,8 @@ struct stack_stat {
 
 struct snapshot {
 	struct drops drops;
+	struct image *images; /* processes that exec'd: their current image */
+	size_t nimages;
 	struct stack_stat *stacks; /* sorted by tgid, then outstanding bytes, largest first */
 	size_t nstacks;
 };

@@ -70,7 +70,10 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	skel->rodata->sample_rate = tr->opt.sample_rate;
 	skel->rodata->self_tgid = (__u32)getpid();
 	skel->rodata->page_size = (__u64)sysconf(_SC_PAGESIZE);
+	skel->rodata->track_images = true;
 	e = memleak_bpf__load(skel);
+	if (!e && !(skel->links.image_changed = bpf_program__attach(skel->progs.image_changed)))
+		e = -errno;
 	if (e) {
 		snprintf(err, errlen,
 			 "cannot load the BPF programs: %s (run with MEMLEAK_BPF_DEBUG=1 to see "
@@ -85,6 +88,7 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 					 .procs = bpf_map__fd(skel->maps.procs),
 					 .stack_counts = bpf_map__fd(skel->maps.stack_counts),
 					 .stacks = bpf_map__fd(skel->maps.stacks),
+					 .images = bpf_map__fd(skel->maps.images),
 					 .drops = &skel->bss->drops});
 	return 0;
 }

@@ -214,3 +214,13 @@ def baseline_allocs():
     """Blocks flood leaves behind with no flood at all (the loader's, libc's)."""
     status, out, err = run_tool(["--json", "--", workload("flood"), "0"])
     return final_process(out)["heap"]["outstanding_allocs"]
+
+
+def test_exec_drops_the_old_images_blocks():
+    # 10 x 1000 bytes leaked before exec belong to the image exec replaced.
+    status, out, err = run_tool(["--json", "--", workload("short_lived"), "exec"])
+    check_eq(status, 0, "exit status: " + err)
+    proc = final_process(out)
+    check_eq(leaks_by_function(proc), {"leak_before_exit": [3584, 7]}, "leaks")
+    check_eq((proc["heap"]["outstanding_bytes"], proc["heap"]["outstanding_allocs"]),
+             (3584, 7), "outstanding")

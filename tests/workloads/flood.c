@@ -1,5 +1,10 @@
-/* Leaks N (argv[1]) blocks of 16 bytes in leak_flood: more than the allocs map holds. */
+/*
+ * Leaks N (argv[1]) blocks of 16 bytes in leak_flood, then stays alive for S
+ * (argv[2], default 0) seconds: more blocks than the allocs map holds, or many
+ * processes holding many blocks.
+ */
 #include <stdlib.h>
+#include <unistd.h>
 
 void leak_flood(long n)
 {
@@ -11,5 +16,6 @@ void leak_flood(long n)
 int main(int argc, char **argv)
 {
 	leak_flood(argc > 1 ? atol(argv[1]) : 0);
+	sleep(argc > 2 ? (unsigned)atoi(argv[2]) : 0);
 	return 0;
 }
