@@ -17,7 +17,10 @@ sleep 20
 grep -E 'VmRSS|VmHWM' "/proc/$tool/status"
 bpftool -j map show | python3 -c '
 import json, sys
-maps = [m for m in json.load(sys.stdin) if any(p["pid"] == '"$tool"' for p in m.get("pids", []))]
+ours = ("allocs", "procs", "stack_counts", "stacks", "stack_scratch", "images", "calls", "owners",
+        "last_page", "frame_addr")  # the only BPF programs on a test machine are ours
+maps = [m for m in json.load(sys.stdin) if m.get("name") in ours or "memleak" in m.get("name", "")
+        or "kmem" in m.get("name", "")]
 for m in sorted(maps, key=lambda m: -m.get("bytes_memlock", 0)):
     print("map %-14s %10.1f MiB  (%s, max %d)" % (m["name"], m.get("bytes_memlock", 0) / 2**20,
           m["type"], m["max_entries"]))

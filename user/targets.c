@@ -230,11 +230,8 @@ static void build_stacks(struct target_set *ts, struct target *t, const struct s
 	judge_stacks(t, kernel, nkernel, true, at, dt, all + nheap);
 	qsort(all, nheap + nkernel, sizeof(*all), by_suspicion);
 	p->stacks = xcalloc(ro->top, sizeof(*p->stacks));
-	for (size_t i = 0; i < nheap + nkernel && p->nstacks < ro->top && all[i].st.out_allocs;
-	     i++) {
-		p->stacks[p->nstacks] = all[i];
-		add_frames(ts, t, now, &p->stacks[p->nstacks++]);
-	}
+	for (size_t i = 0; i < nheap + nkernel && p->nstacks < ro->top && all[i].st.out_allocs; i++)
+		p->stacks[p->nstacks++] = all[i];
 	free(all);
 }
 
@@ -365,17 +362,20 @@ static int by_concern(const void *a, const void *b)
 	return my > mx ? 1 : my < mx ? -1 : 0;
 }
 
-/* Past the first max_procs processes, a report keeps only the headline. */
-static void summarize_rest(struct report *r, int max_procs)
+/* The first max_procs processes are shown in full, their stacks symbolized;
+ * the rest keep only the headline. */
+static void symbolize_top(struct target_set *ts, struct report *r, int max_procs, double now)
 {
-	for (int i = max_procs; i < r->nprocs; i++) {
-		struct proc_report *p = &r->procs[i];
-
-		for (int k = 0; k < p->nstacks; k++)
-			free(p->stacks[k].frames);
-		p->nstacks = 0;
-	}
 	r->nfull = r->nprocs < max_procs ? r->nprocs : max_procs;
+	for (int i = 0; i < r->nprocs; i++) {
+		struct proc_report *p = &r->procs[i];
+		struct target *t = targets_find(ts, p->pid);
+
+		if (i >= r->nfull)
+			p->nstacks = 0;
+		for (int k = 0; k < p->nstacks; k++)
+			add_frames(ts, t, now, &p->stacks[k]);
+	}
 }
 
 static void add_drops(struct drops *sum, const struct drops *d)
@@ -410,7 +410,7 @@ void targets_report(struct target_set *ts, const struct report_options *ro, stru
 		t->gone = !t->alive && !r->final;
 	}
 	qsort(r->procs, r->nprocs, sizeof(*r->procs), by_concern);
-	summarize_rest(r, ro->max_procs);
+	symbolize_top(ts, r, ro->max_procs, now);
 	snapshot_free(&snap[0]);
 	snapshot_free(&snap[1]);
 	forget_gone(ts);
