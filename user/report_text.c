@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "memleak.h"
 #include "report.h"
 #include "util.h"
 
@@ -53,7 +54,7 @@ static void print_verdict(FILE *out, const struct verdict *v)
 		fputs("  steady", out);
 		break;
 	}
-	fprintf(out, " (%s band %s-%s)", v->state == VERDICT_STEADY ? "band" : "steady",
+	fprintf(out, " (%sband %s-%s)", v->state == VERDICT_STEADY ? "" : "steady ",
 		human_bytes(v->band_low, low, sizeof(low)),
 		human_bytes(v->band_high, high, sizeof(high)));
 }
@@ -62,14 +63,18 @@ static void print_headline(FILE *out, const char *stamp, const struct proc_repor
 {
 	char heap[32], n[32], rate[32], rss[32];
 
-	fprintf(out, "[%s] pid %d (%s)", stamp, p->pid, p->comm);
-	if (p->probed)
+	if (p->pid == KERNEL_OWNER) /* the kernel's own allocations: no heap, no RSS */
+		fprintf(out, "[%s] the kernel itself (interrupts, kernel threads):", stamp);
+	else
+		fprintf(out, "[%s] pid %d (%s)", stamp, p->pid, p->comm);
+	if (p->probed && p->pid != KERNEL_OWNER)
 		fprintf(out, " heap %s in %s allocs,",
 			human_bytes((double)outstanding_bytes(&p->heap), heap, sizeof(heap)),
 			group_digits(outstanding_allocs(&p->heap), n, sizeof(n)));
-	fprintf(out, " %s%s/s, rss %s", p->growth_bps >= 0 ? "+" : "",
-		human_bytes(p->growth_bps, rate, sizeof(rate)),
-		human_bytes((double)p->rss_bytes, rss, sizeof(rss)));
+	fprintf(out, " %s%s/s", p->growth_bps >= 0 ? "+" : "",
+		human_bytes(p->growth_bps, rate, sizeof(rate)));
+	if (p->pid != KERNEL_OWNER)
+		fprintf(out, ", rss %s", human_bytes((double)p->rss_bytes, rss, sizeof(rss)));
 	if (p->has_kernel)
 		fprintf(out, ", kernel %s %s%s/s",
 			human_bytes((double)outstanding_bytes(&p->kernel), heap, sizeof(heap)),
@@ -87,7 +92,7 @@ static void print_proc(FILE *out, const char *stamp, const struct proc_report *p
 	char allocs[32], frees[32];
 
 	print_headline(out, stamp, p);
-	if (p->probed)
+	if (p->probed && p->pid != KERNEL_OWNER)
 		fprintf(out, "  (%s allocs, %s frees in all)",
 			group_digits(p->heap.allocs, allocs, sizeof(allocs)),
 			group_digits(p->heap.frees, frees, sizeof(frees)));

@@ -293,6 +293,10 @@ void targets_sample(struct target_set *ts)
 			curve_add(&t->kernel, at, (double)t->kernel_bytes);
 			curve_judge(&t->kernel, &t->kernel_verdict);
 		}
+		if (t->watched && !t->mem.n) { /* growth starts from the RSS it had */
+			t->prev_mem = (long long)t->rss_bytes;
+			t->prev_time = at + ts->start_time;
+		}
 		curve_add(&t->mem, at,
 			  (double)(t->watched ? (long long)t->rss_bytes : t->heap_bytes) +
 			      (double)t->kernel_bytes);

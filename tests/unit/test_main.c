@@ -5,6 +5,7 @@
 
 #include "discover.h"
 #include "elf_file.h"
+#include "kallsyms.h"
 #include "options.h"
 #include "symbolize.h"
 #include "unit.h"
@@ -53,6 +54,15 @@ static void test_options_all(void)
 	CHECK(o.json && o.interval_s == 0.5 && o.count == 7);
 }
 
+static void test_options_system_wide(void)
+{
+	struct options o;
+	char err[256], line[] = "-k --all-stacks --max-procs 3 2";
+
+	CHECK(parse(&o, line, err) == PARSE_OK);
+	CHECK(o.kernel && o.all_stacks && o.max_procs == 3 && o.interval_s == 2);
+}
+
 static void test_options_command(void)
 {
 	struct options o;
@@ -71,6 +81,7 @@ static void test_options_errors(void)
 	    "-p 0",	 "-p 1,,x", "-p -1", "-T 0",	  "-T x",   "-s 0",	 "-z -1",
 	    "1 2 3",	 "0",	    "-1",    "1 0",	  "--nope", "-q",	 "-p",
 	    "-p 1 -- x", "--",	    "nan",   "-z 9 -Z 8", "--lib",  "--top=abc",
+	    "--max-procs 0", "--max-procs x", "--all-stacks -p 1", "--all-stacks -- x",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
@@ -144,7 +155,7 @@ __attribute__((noinline)) uint64_t return_address_here(void)
 static void test_symbolizer_on_self(void)
 {
 	struct symbolizer s;
-	struct frame f;
+	struct frame f, again;
 	uint64_t ret = return_address_here(); /* an address inside this function */
 
 	symbolizer_init(&s, getpid());
@@ -153,9 +164,31 @@ static void test_symbolizer_on_self(void)
 	CHECK(strcmp(f.symbol, "test_symbolizer_on_self") == 0);
 	CHECK(f.offset > 0 && strstr(f.module, "unit_tests"));
 	CHECK(strstr(f.file, "test_main.c") && f.line > 0);
+	symbolizer_lookup(&s, ret, &again); /* from the frame cache this time */
+	CHECK(memcmp(&f, &again, sizeof(f)) == 0);
 	symbolizer_lookup(&s, 16, &f); /* no module there */
 	CHECK(f.symbol[0] == '\0' && f.module[0] == '\0');
 	symbolizer_free(&s);
+}
+
+static void test_kallsyms_lookup(void)
+{
+	struct ksym syms[] = {{0x1000, "alloc_pages_noprof", "[kernel]"},
+			      {0x2000, "anon_pipe_write", "[kernel]"},
+			      {0x3000, "nf_hook", "[nf_tables]"}};
+	struct kallsyms ks = {.syms = syms, .n = 3};
+	struct frame f;
+
+	kallsyms_lookup(&ks, 0x2010, &f);
+	CHECK(strcmp(f.symbol, "anon_pipe_write") == 0 && f.offset == 0x10);
+	CHECK(strcmp(f.module, "[kernel]") == 0 && f.file[0] == '\0');
+	kallsyms_lookup(&ks, 0x3001, &f);
+	CHECK(strcmp(f.symbol, "nf_hook") == 0 && strcmp(f.module, "[nf_tables]") == 0);
+	kallsyms_lookup(&ks, 0x10, &f); /* below every symbol */
+	CHECK(f.symbol[0] == '\0' && f.addr == 0x10);
+	CHECK(kallsyms_is_allocator("kmem_cache_alloc_noprof"));
+	CHECK(kallsyms_is_allocator("bpf_trace_run4"));
+	CHECK(!kallsyms_is_allocator("anon_pipe_write"));
 }
 
 #define TEST(fn)                                                                                   \
@@ -175,6 +208,7 @@ int main(void)
 	    TEST(test_elf_offsets_in_libc), TEST(test_discover_command),
 	    TEST(test_symbolizer_on_self),  TEST(test_verdict_warmup_and_band),
 	    TEST(test_verdict_synthetic),   TEST(test_curve_bounded_keeps_extremes),
+	    TEST(test_options_system_wide), TEST(test_kallsyms_lookup),
 	};
 	int failed = 0;
 
