@@ -18,8 +18,18 @@ const volatile bool track_images = false; /* an exec drops the old image's block
 
 struct drops drops = {};
 
+/*
+ * Maps that can grow large take memory as they fill, not all at load: the
+ * block table too, unless the object traces the kernel's allocations, where
+ * each new entry's memory would be a traced allocation in turn.
+ */
+#ifndef ALLOCS_MAP_FLAGS
+#define ALLOCS_MAP_FLAGS BPF_F_NO_PREALLOC
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, ALLOCS_MAP_FLAGS);
 	__uint(max_entries, MAX_ALLOCS);
 	__type(key, struct alloc_key);
 	__type(value, struct alloc_info);
@@ -42,6 +52,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MAX_STACK_KEYS);
 	__type(key, struct stack_key);
 	__type(value, struct counts);
@@ -49,7 +60,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC); /* most runs need few stacks */
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MAX_STACKS);
 	__type(key, __u64);
 	__type(value, struct stack_frames);

@@ -13,6 +13,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#define ALLOCS_MAP_FLAGS 0 /* preallocated: see heap.bpf.h */
 #include "heap.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";

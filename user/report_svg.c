@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "memleak.h"
 #include "report_svg.h"
 #include "util.h"
 
@@ -148,6 +149,9 @@ int svg_write(const char *path, const struct target_set *ts)
 		if (ts->t[i].mem.n)
 			shown[n++] = &ts->t[i];
 	qsort(shown, n, sizeof(*shown), by_concern);
+	for (int i = MAX_PANELS; i < n; i++) /* the kernel's own curve is always shown */
+		if (shown[i]->pid == KERNEL_OWNER)
+			shown[MAX_PANELS - 1] = shown[i];
 	n = n < MAX_PANELS ? n : MAX_PANELS;
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	f = fopen(tmp, "we");

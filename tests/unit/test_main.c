@@ -78,10 +78,30 @@ static void test_options_command(void)
 static void test_options_errors(void)
 {
 	static const char *const bad[] = {
-	    "-p 0",	 "-p 1,,x", "-p -1", "-T 0",	  "-T x",   "-s 0",	 "-z -1",
-	    "1 2 3",	 "0",	    "-1",    "1 0",	  "--nope", "-q",	 "-p",
-	    "-p 1 -- x", "--",	    "nan",   "-z 9 -Z 8", "--lib",  "--top=abc",
-	    "--max-procs 0", "--max-procs x", "--all-stacks -p 1", "--all-stacks -- x",
+	    "-p 0",
+	    "-p 1,,x",
+	    "-p -1",
+	    "-T 0",
+	    "-T x",
+	    "-s 0",
+	    "-z -1",
+	    "1 2 3",
+	    "0",
+	    "-1",
+	    "1 0",
+	    "--nope",
+	    "-q",
+	    "-p",
+	    "-p 1 -- x",
+	    "--",
+	    "nan",
+	    "-z 9 -Z 8",
+	    "--lib",
+	    "--top=abc",
+	    "--max-procs 0",
+	    "--max-procs x",
+	    "--all-stacks -p 1",
+	    "--all-stacks -- x",
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
