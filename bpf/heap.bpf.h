@@ -20,8 +20,9 @@ struct drops drops = {};
 
 /*
  * Maps that can grow large take memory as they fill, not all at load: the
- * block table too, unless the object traces the kernel's allocations, where
- * each new entry's memory would be a traced allocation in turn.
+ * block table too, unless the kernel's allocations are traced, where each
+ * new entry's memory would be a traced allocation in turn (the loader then
+ * preallocates the user heap's table as well).
  */
 #ifndef ALLOCS_MAP_FLAGS
 #define ALLOCS_MAP_FLAGS BPF_F_NO_PREALLOC

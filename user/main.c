@@ -71,7 +71,11 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	skel->rodata->self_tgid = (__u32)getpid();
 	skel->rodata->page_size = (__u64)sysconf(_SC_PAGESIZE);
 	skel->rodata->track_images = true;
-	e = memleak_bpf__load(skel);
+	/* With -k, entries taking memory as the table fills would be kernel
+	 * allocations traced in turn: the table is preallocated then. */
+	e = tr->opt.kernel ? bpf_map__set_map_flags(skel->maps.allocs, 0) : 0;
+	if (!e)
+		e = memleak_bpf__load(skel);
 	if (!e && !(skel->links.image_changed = bpf_program__attach(skel->progs.image_changed)))
 		e = -errno;
 	if (e) {
