@@ -10,6 +10,7 @@
 #include "symbolize.h"
 #include "unit.h"
 #include "util.h"
+#include "watch.h"
 
 int unit_failed;
 
@@ -211,6 +212,24 @@ static void test_kallsyms_lookup(void)
 	CHECK(!kallsyms_is_allocator("anon_pipe_write"));
 }
 
+static void test_watch_scan_finds_user_processes(void)
+{
+	struct target_set ts;
+	struct target *parent;
+
+	targets_init(
+	    &ts, &(struct heap_maps){
+		     .allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1, .images = -1});
+	ts.watching = true;
+	watch_scan(&ts);
+	parent = targets_find(&ts, getppid());
+	CHECK(parent && parent->watched && !parent->probed && parent->rss_bytes > 0);
+	CHECK(!targets_find(&ts, getpid()));	     /* never the tracer itself */
+	CHECK(!targets_find(&ts, 2));		     /* kthreadd: a kernel thread, no memory map */
+	CHECK(parent && !watch_wants_probe(parent)); /* warming up: no verdict yet */
+	targets_free(&ts);
+}
+
 #define TEST(fn)                                                                                   \
 	{                                                                                          \
 #fn, fn                                                                            \
@@ -222,13 +241,21 @@ int main(void)
 		const char *name;
 		void (*fn)(void);
 	} tests[] = {
-	    TEST(test_options_defaults),    TEST(test_options_all),
-	    TEST(test_options_command),	    TEST(test_options_errors),
-	    TEST(test_human_bytes),	    TEST(test_group_digits),
-	    TEST(test_elf_offsets_in_libc), TEST(test_discover_command),
-	    TEST(test_symbolizer_on_self),  TEST(test_verdict_warmup_and_band),
-	    TEST(test_verdict_synthetic),   TEST(test_curve_bounded_keeps_extremes),
-	    TEST(test_options_system_wide), TEST(test_kallsyms_lookup),
+	    TEST(test_options_defaults),
+	    TEST(test_options_all),
+	    TEST(test_options_command),
+	    TEST(test_options_errors),
+	    TEST(test_human_bytes),
+	    TEST(test_group_digits),
+	    TEST(test_elf_offsets_in_libc),
+	    TEST(test_discover_command),
+	    TEST(test_symbolizer_on_self),
+	    TEST(test_verdict_warmup_and_band),
+	    TEST(test_verdict_synthetic),
+	    TEST(test_curve_bounded_keeps_extremes),
+	    TEST(test_options_system_wide),
+	    TEST(test_kallsyms_lookup),
+	    TEST(test_watch_scan_finds_user_processes),
 	};
 	int failed = 0;
 
