@@ -3,7 +3,7 @@
 # set (malloc entry+return, free), traced by memleak-bpf (-- COMMAND, with and
 # without -k), and under system-wide memleak-bpf: the default watch mode (the
 # process is only watched), with -k, and --all-stacks. Then the tool's own CPU
-# while watching the whole machine.
+# and RSS while watching the whole machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=build/workloads/bench_pairs
@@ -46,8 +46,14 @@ for mode in $modes; do
 	printf '%-22s %10s %8.1f\n' "$mode" "${ns[$mode]}" "$(echo "${ns[$mode]} / ${ns[untraced]}" | bc -l)"
 done
 
-# The watcher's own cost: CPU ticks over 10 s of watching every process.
+# The watcher's own cost: CPU ticks over 10 s of watching every process, with
+# SLEEPERS (default 500) idle processes added to the machine's own.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+sleepers=()
+for _ in $(seq "${SLEEPERS:-500}"); do
+	sleep 120 &
+	sleepers+=($!)
+done
 for args in "" "-k"; do
 	./memleak-bpf $args 3600 >/dev/null 2>&1 &
 	tool=$!
@@ -62,3 +68,5 @@ for args in "" "-k"; do
 		"$(ls /proc | grep -c '^[0-9]')" "${args:+ with $args}" \
 		"$(echo "($t1 - $t0) / $(getconf CLK_TCK) / 10 * 100" | bc -l)" "$rss"
 done
+kill "${sleepers[@]}" 2>/dev/null || true
+wait 2>/dev/null || true
