@@ -24,13 +24,14 @@ struct proc_report {
 	int pid;
 	char comm[17];
 	bool alive;
-	bool watched; /* judged on RSS (plus kernel bytes with -k) */
+	bool watched; /* judged on anonymous RSS (plus kernel bytes with -k) */
 	bool probed;  /* its allocator is probed: heap figures and stacks are real */
 	struct counts heap;
 	bool has_kernel;      /* -k: the kernel figures below are traced */
 	struct counts kernel; /* kernel allocations counted to it */
 	unsigned long long rss_bytes;
-	double growth_bps; /* of the judged curve: heap, plus kernel with -k */
+	unsigned long long anon_bytes; /* RSS less file-backed and shared pages */
+	double growth_bps;	       /* of the judged curve: heap, plus kernel with -k */
 	double kernel_growth_bps;
 	struct verdict verdict;
 	int nstacks;

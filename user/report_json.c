@@ -83,11 +83,11 @@ static void print_proc(FILE *out, const struct proc_report *p)
 	fprintf(out,
 		",\"alive\":%s,\"heap\":{\"outstanding_bytes\":%lld,\"outstanding_allocs\":%lld,"
 		"\"allocs\":%llu,\"frees\":%llu,\"alloc_bytes\":%llu,\"free_bytes\":%llu},"
-		"\"growth_bytes_per_s\":%.1f,\"rss_bytes\":%llu,",
+		"\"growth_bytes_per_s\":%.1f,\"rss_bytes\":%llu,\"rss_anon_bytes\":%llu,",
 		p->alive ? "true" : "false", outstanding_bytes(c), outstanding_allocs(c),
 		(unsigned long long)c->allocs, (unsigned long long)c->frees,
 		(unsigned long long)c->alloc_bytes, (unsigned long long)c->free_bytes,
-		p->growth_bps, p->rss_bytes);
+		p->growth_bps, p->rss_bytes, p->anon_bytes);
 	if (p->has_kernel)
 		fprintf(out,
 			"\"kernel_bytes\":%lld,\"kernel_allocs\":%lld,"

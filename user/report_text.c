@@ -75,6 +75,8 @@ static void print_headline(FILE *out, const char *stamp, const struct proc_repor
 		human_bytes(p->growth_bps, rate, sizeof(rate)));
 	if (p->pid != KERNEL_OWNER)
 		fprintf(out, ", rss %s", human_bytes((double)p->rss_bytes, rss, sizeof(rss)));
+	if (p->watched)
+		fprintf(out, " (%s anon)", human_bytes((double)p->anon_bytes, rss, sizeof(rss)));
 	if (p->has_kernel)
 		fprintf(out, ", kernel %s %s%s/s",
 			human_bytes((double)outstanding_bytes(&p->kernel), heap, sizeof(heap)),

@@ -59,18 +59,21 @@ static void read_comm(struct target *t)
 	fclose(f);
 }
 
+/* RSS, and its anonymous part: resident minus the file-backed and shared pages. */
 static void read_rss(struct target *t)
 {
+	unsigned long long size, resident, shared, page = (unsigned long long)sysconf(_SC_PAGESIZE);
 	char path[64];
-	unsigned long long size, resident;
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/statm", t->pid);
 	f = fopen(path, "re");
 	if (!f)
 		return;
-	if (fscanf(f, "%llu %llu", &size, &resident) == 2)
-		t->rss_bytes = resident * (unsigned long long)sysconf(_SC_PAGESIZE);
+	if (fscanf(f, "%llu %llu %llu", &size, &resident, &shared) == 3) {
+		t->rss_bytes = resident * page;
+		t->anon_bytes = (resident - (shared < resident ? shared : resident)) * page;
+	}
 	fclose(f);
 }
 
@@ -246,13 +249,14 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	snprintf(p->comm, sizeof(p->comm), "%s", t->comm);
 	p->alive = t->alive;
 	p->rss_bytes = t->rss_bytes;
+	p->anon_bytes = t->anon_bytes;
 	p->watched = t->watched;
 	p->probed = !t->watched || t->probed;
 	p->heap = snapshot_proc(&ts->heap, (__u32)t->pid);
 	p->has_kernel = targets_kernel(ts);
 	p->kernel = snapshot_proc(&ts->kernel, (__u32)t->pid);
 	p->verdict = t->verdict;
-	mem = (t->watched ? (long long)t->rss_bytes : outstanding_bytes(&p->heap)) +
+	mem = (t->watched ? (long long)t->anon_bytes : outstanding_bytes(&p->heap)) +
 	      outstanding_bytes(&p->kernel);
 	p->growth_bps = growth_of(&t->verdict, (double)mem, (double)t->prev_mem, dt);
 	p->kernel_growth_bps = growth_of(&t->kernel_verdict, (double)outstanding_bytes(&p->kernel),
@@ -294,11 +298,11 @@ void targets_sample(struct target_set *ts)
 			curve_judge(&t->kernel, &t->kernel_verdict);
 		}
 		if (t->watched && !t->mem.n) { /* growth starts from the RSS it had */
-			t->prev_mem = (long long)t->rss_bytes;
+			t->prev_mem = (long long)t->anon_bytes;
 			t->prev_time = at + ts->start_time;
 		}
 		curve_add(&t->mem, at,
-			  (double)(t->watched ? (long long)t->rss_bytes : t->heap_bytes) +
+			  (double)(t->watched ? (long long)t->anon_bytes : t->heap_bytes) +
 			      (double)t->kernel_bytes);
 		curve_judge(&t->mem, &t->verdict);
 	}

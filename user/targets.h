@@ -24,14 +24,16 @@ struct target {
 	char comm[17];
 	bool alive;
 	bool gone;    /* exited and shown in a report since: no longer listed */
-	bool watched; /* judged on its RSS: its allocator is probed only once it grows */
+	bool watched; /* judged on its anonymous RSS: its allocator is probed once it grows */
 	bool probed;  /* a watched process whose allocator probes are attached */
 	int pidfd;    /* -1 if not watched through one */
 	unsigned long long rss_bytes;
+	unsigned long long
+	    anon_bytes;		/* RSS less file-backed pages: what a watched one is judged on */
 	long long heap_bytes;	/* outstanding, at the last sample */
 	long long kernel_bytes; /* with -k */
 	struct symbolizer sym;
-	struct curve mem; /* the judged curve: heap (RSS if watched), plus kernel with -k */
+	struct curve mem; /* the judged curve: heap (anonymous RSS if watched), + kernel with -k */
 	struct verdict verdict;
 	struct curve kernel; /* kernel bytes alone, for their growth */
 	struct verdict kernel_verdict;

@@ -1,8 +1,10 @@
-"""System-wide watching with -k: a steady server, a leaking one and a process that
-leaks kernel memory (pipes it never closes, a page written into each), all started
-after tracing began. The leaking one is named a leak and, once its allocator is
-probed, drip() is its only suspect stack; the steady one never; the pipe holder's
-kernel bytes grow at the rate of its pipes."""
+"""System-wide watching with -k: a steady server, a leaking one, a process that
+leaks kernel memory (pipes it never closes, a page written into each) and one whose
+RSS climbs with a file it reads through (page cache, not a leak), all started after
+tracing began. The leaking one is named a leak and, once its allocator is
+probed, drip() is its only suspect stack; the steady one and the file reader never
+(nor is the reader probed); the pipe holder's kernel bytes grow at the rate of its
+pipes."""
 import subprocess
 import tempfile
 import time
@@ -23,7 +25,8 @@ def trace_system_wide():
         steady = subprocess.Popen([workload("server_like"), str(RUN_S)])
         leaky = subprocess.Popen([workload("server_like"), str(RUN_S), "6"])
         pipes = subprocess.Popen([workload("pipe_holder"), str(RUN_S)])
-        for p in (steady, leaky, pipes):
+        reader = subprocess.Popen([workload("map_reader"), str(RUN_S)])
+        for p in (steady, leaky, pipes, reader):
             p.wait(timeout=RUN_S + 30)
         time.sleep(1.5)
     finally:
@@ -31,7 +34,7 @@ def trace_system_wide():
         _, err = tool.communicate(timeout=60)
     out_file.seek(0)
     check_eq(tool.returncode, 0, "exit status: " + err[-500:])
-    return reports(out_file.read()), steady.pid, leaky.pid, pipes.pid, err
+    return reports(out_file.read()), steady.pid, leaky.pid, pipes.pid, reader.pid, err
 
 
 def history(rs, pid):
@@ -39,15 +42,19 @@ def history(rs, pid):
 
 
 def test_system_wide_kernel_and_watch():
-    rs, steady, leaky, pipes, err = trace_system_wide()
+    rs, steady, leaky, pipes, reader, err = trace_system_wide()
     check(all("kernel_bytes" in p for r in rs for p in r["processes"]), "kernel_bytes missing")
     check(any(p["pid"] == 0 and p["comm"] == "[kernel]" for p in rs[-1]["processes"]),
           "no line for the kernel's own allocations")
 
-    s, l, k = history(rs, steady), history(rs, leaky), history(rs, pipes)
-    check(s and l and k, "processes started after tracing were not picked up")
+    s, l, k, f = (history(rs, pid) for pid in (steady, leaky, pipes, reader))
+    check(s and l and k and f, "processes started after tracing were not picked up")
     check_eq([p["verdict"]["state"] for p in s if p["verdict"]["state"] == "leak"], [],
              "leak verdicts for the steady server")
+    check(f[-1]["rss_bytes"] > 200 << 20, "the file reader's RSS did not climb")
+    check_eq([p["verdict"]["state"] for p in f if p["verdict"]["state"] in ("leak", "growing")],
+             [], "verdicts for the file reader")
+    check("pid %d" % reader not in err, "the file reader was probed: " + err[-500:])
     check(any(p["verdict"]["state"] == "leak" for p in l),
           "the leaking server was never called a leak: %r" % [p["verdict"] for p in l[-3:]])
     check("pid %d (server_like) left its steady band" % leaky in err,
