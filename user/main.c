@@ -114,8 +114,8 @@ static int start_kernel(struct tracer *tr, char *err, size_t errlen)
 	return 0;
 }
 
-static int attach_objects(struct tracer *tr, struct objlist *objs, pid_t pid, const char *what,
-			  char *err, size_t errlen)
+static int attach_objects(struct tracer *tr, struct objlist *objs, pid_t pid, struct probes *p,
+			  const char *what, char *err, size_t errlen)
 {
 	int n;
 
@@ -130,7 +130,7 @@ static int attach_objects(struct tracer *tr, struct objlist *objs, pid_t pid, co
 		for (int i = 0; i < tr->opt.nlibs; i++)
 			objlist_add(objs, tr->opt.libs[i]);
 	}
-	n = probes_attach(tr->skel, objs, pid, &tr->probes, err, errlen);
+	n = probes_attach(tr->skel, objs, pid, p, err, errlen);
 	if (n == 0)
 		snprintf(err, errlen,
 			 "no allocator functions found in %s (a stripped static binary?): "
@@ -156,7 +156,8 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 			 "cannot execute '%.900s': not an ELF executable or a #! script",
 			 tr->child.path);
 	else
-		r = attach_objects(tr, &objs, tr->child.pid, tr->child.path, err, errlen);
+		r = attach_objects(tr, &objs, tr->child.pid, &tr->probes, tr->child.path, err,
+				   errlen);
 	objlist_free(&objs);
 	if (r == 0)
 		r = launch_release(&tr->child, err, errlen);
@@ -190,7 +191,7 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 		if (tr->kmem)
 			kmem_trace(tr->kmem, pid);
 		snprintf(what, sizeof(what), "PID %d", pid);
-		r = attach_objects(tr, &objs, pid, what, err, errlen);
+		r = attach_objects(tr, &objs, pid, &tr->probes, what, err, errlen);
 		objlist_free(&objs);
 		if (r)
 			return -1;
@@ -211,7 +212,7 @@ static int start_system(struct tracer *tr, char *err, size_t errlen)
 		return 0;
 	}
 	discover_system(&objs);
-	r = attach_objects(tr, &objs, -1, "the system's libraries", err, errlen);
+	r = attach_objects(tr, &objs, -1, &tr->probes, "the system's libraries", err, errlen);
 	objlist_free(&objs);
 	return r;
 }
@@ -308,9 +309,10 @@ static void probe_growing(struct tracer *tr)
 		if (!watch_wants_probe(t))
 			continue;
 		t->probed = true;
+		t->probed_at = monotonic_s();
 		snprintf(what, sizeof(what), "PID %d", t->pid);
 		if (discover_pid(t->pid, &objs) ||
-		    attach_objects(tr, &objs, t->pid, what, err, sizeof(err)))
+		    attach_objects(tr, &objs, t->pid, &t->probes, what, err, sizeof(err)))
 			warnx_("pid %d (%s) is %s, but its allocator cannot be probed: %s", t->pid,
 			       t->comm, verdict_name(t->verdict.state), err);
 		else
@@ -322,11 +324,27 @@ static void probe_growing(struct tracer *tr)
 	}
 }
 
+/* Probes cost the process a trap per allocation: once its curve is steady
+ * again (a cache that filled up, a step that settled), they come off. */
+static void unprobe_settled(struct tracer *tr)
+{
+	for (int i = 0; i < tr->targets.n; i++) {
+		struct target *t = &tr->targets.t[i];
+
+		if (!watch_settled(t, monotonic_s()))
+			continue;
+		warnx_("pid %d (%s) is steady again: its allocator probes are removed", t->pid,
+		       t->comm);
+		target_unprobe(&tr->targets, t);
+	}
+}
+
 static void sample(struct tracer *tr)
 {
 	if (tr->targets.watching) {
 		watch_scan(&tr->targets);
 		probe_growing(tr);
+		unprobe_settled(tr);
 	}
 	targets_sample(&tr->targets);
 	if (tr->curve_csv)

@@ -316,12 +316,31 @@ bool targets_any_leak(const struct target_set *ts)
 	return false;
 }
 
-static void target_free(struct target *t)
+static void free_stacks(struct target *t)
 {
-	symbolizer_free(&t->sym);
 	for (size_t k = 0; k < t->nstacks; k++)
 		curve_free(&t->stacks[k].curve);
 	free(t->stacks);
+	t->stacks = NULL;
+	t->nstacks = 0;
+}
+
+void target_unprobe(struct target_set *ts, struct target *t)
+{
+	__u32 pid = (__u32)t->pid;
+
+	probes_detach(&t->probes);
+	snapshot_forget(&ts->heap, &pid, 1);
+	free_stacks(t);
+	t->probed = false;
+	t->heap_bytes = 0;
+}
+
+static void target_free(struct target *t)
+{
+	symbolizer_free(&t->sym);
+	probes_detach(&t->probes);
+	free_stacks(t);
 	curve_free(&t->mem);
 	curve_free(&t->kernel);
 	if (t->pidfd >= 0)

@@ -8,6 +8,7 @@
 #include "collect.h"
 #include "curve.h"
 #include "kallsyms.h"
+#include "probes.h"
 #include "report.h"
 #include "symbolize.h"
 
@@ -26,7 +27,9 @@ struct target {
 	bool gone;    /* exited and shown in a report since: no longer listed */
 	bool watched; /* judged on its anonymous RSS: its allocator is probed once it grows */
 	bool probed;  /* a watched process whose allocator probes are attached */
-	int pidfd;    /* -1 if not watched through one */
+	struct probes probes; /* a watched process's own, while probed */
+	double probed_at;
+	int pidfd; /* -1 if not watched through one */
 	unsigned long long rss_bytes;
 	unsigned long long
 	    anon_bytes;		/* RSS less file-backed pages: what a watched one is judged on */
@@ -65,6 +68,8 @@ struct target *targets_find(struct target_set *ts, pid_t pid);
 /* Reread what /proc says of a live target: name, RSS, memory map. */
 void target_refresh(struct target *t);
 void target_exited(struct target *t);
+/* A watched process's probes come off: its heap figures and stacks are dropped. */
+void target_unprobe(struct target_set *ts, struct target *t);
 
 struct report_options {
 	int top;

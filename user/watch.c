@@ -42,6 +42,12 @@ void watch_scan(struct target_set *ts)
 	closedir(d);
 }
 
+bool watch_settled(const struct target *t, double now)
+{
+	return t->watched && t->probed && t->alive && t->verdict.state == VERDICT_STEADY &&
+	       now - t->probed_at >= WATCH_PROBE_MIN_S;
+}
+
 bool watch_wants_probe(const struct target *t)
 {
 	return t->watched && !t->probed && t->alive && t->verdict.state >= VERDICT_GROWING;

@@ -1,17 +1,17 @@
 """System-wide watching with -k: a steady server, a leaking one, a process that
-leaks kernel memory (pipes it never closes, a page written into each) and one whose
-RSS climbs with a file it reads through (page cache, not a leak), all started after
-tracing began. The leaking one is named a leak and, once its allocator is
+leaks kernel memory (pipes it never closes, a page written into each), one whose
+RSS climbs with a file it reads through (page cache, not a leak) and a cache that
+fills for 15 s and then holds, all started after tracing began. The leaking one is named a leak and, once its allocator is
 probed, drip() is its only suspect stack; the steady one and the file reader never
-(nor is the reader probed); the pipe holder's kernel bytes grow at the rate of its
-pipes."""
+(nor is the reader probed); the cache is probed while it fills and unprobed once
+steady again; the pipe holder's kernel bytes grow at the rate of its pipes."""
 import subprocess
 import tempfile
 import time
 
 from harness import TOOL, check, check_eq, reports, workload
 
-RUN_S = 32
+RUN_S = 50
 PIPES_PER_S = 10
 PAGE = 4096
 
@@ -26,7 +26,8 @@ def trace_system_wide():
         leaky = subprocess.Popen([workload("server_like"), str(RUN_S), "6"])
         pipes = subprocess.Popen([workload("pipe_holder"), str(RUN_S)])
         reader = subprocess.Popen([workload("map_reader"), str(RUN_S)])
-        for p in (steady, leaky, pipes, reader):
+        cache = subprocess.Popen([workload("fill_then_hold"), "15", str(RUN_S)])
+        for p in (steady, leaky, pipes, reader, cache):
             p.wait(timeout=RUN_S + 30)
         time.sleep(1.5)
     finally:
@@ -34,7 +35,8 @@ def trace_system_wide():
         _, err = tool.communicate(timeout=60)
     out_file.seek(0)
     check_eq(tool.returncode, 0, "exit status: " + err[-500:])
-    return reports(out_file.read()), steady.pid, leaky.pid, pipes.pid, reader.pid, err
+    return (reports(out_file.read()), steady.pid, leaky.pid, pipes.pid, reader.pid, cache.pid,
+            err)
 
 
 def history(rs, pid):
@@ -42,7 +44,7 @@ def history(rs, pid):
 
 
 def test_system_wide_kernel_and_watch():
-    rs, steady, leaky, pipes, reader, err = trace_system_wide()
+    rs, steady, leaky, pipes, reader, cache, err = trace_system_wide()
     check(all("kernel_bytes" in p for r in rs for p in r["processes"]), "kernel_bytes missing")
     check(any(p["pid"] == 0 and p["comm"] == "[kernel]" for p in rs[-1]["processes"]),
           "no line for the kernel's own allocations")
@@ -55,6 +57,12 @@ def test_system_wide_kernel_and_watch():
     check_eq([p["verdict"]["state"] for p in f if p["verdict"]["state"] in ("leak", "growing")],
              [], "verdicts for the file reader")
     check("pid %d" % reader not in err, "the file reader was probed: " + err[-500:])
+    c = [p for p in history(rs, cache) if p["alive"]]
+    check("pid %d (fill_then_hold) left its steady band" % cache in err
+          and "pid %d (fill_then_hold) is steady again" % cache in err,
+          "the filling cache was not probed and then unprobed: " + err[-800:])
+    check_eq((c[-1]["verdict"]["state"], c[-1]["probed"]), ("steady", False),
+             "the cache once it holds")
     check(any(p["verdict"]["state"] == "leak" for p in l),
           "the leaking server was never called a leak: %r" % [p["verdict"] for p in l[-3:]])
     check("pid %d (server_like) left its steady band" % leaky in err,
