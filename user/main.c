@@ -1,5 +1,6 @@
 /* memleak-bpf: find memory leaks in running programs with eBPF. */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -26,6 +27,9 @@
 #include "targets.h"
 #include "util.h"
 #include "watch.h"
+
+/* Processes shown in full in a system-wide report, unless --max-procs says. */
+#define DEFAULT_MAX_PROCS 10
 
 enum exit_status {
 	EXIT_OK = 0,
@@ -230,11 +234,18 @@ static int setup_signals(struct tracer *tr)
 	return tr->sigfd < 0 ? -1 : 0;
 }
 
+/* --max-procs, or its default: 10 system-wide, every process otherwise. */
+static int max_procs(const struct tracer *tr)
+{
+	if (tr->opt.max_procs)
+		return tr->opt.max_procs;
+	return tr->targets.every_process ? DEFAULT_MAX_PROCS : INT_MAX;
+}
+
 static void write_report(struct tracer *tr, bool final)
 {
-	struct report_options ro = {.top = tr->opt.top,
-				    .max_procs = tr->opt.max_procs,
-				    .older_ns = tr->opt.older_ms * 1000000};
+	struct report_options ro = {
+	    .top = tr->opt.top, .max_procs = max_procs(tr), .older_ns = tr->opt.older_ms * 1000000};
 	struct report r = {.seq = ++tr->reports, .final = final};
 
 	for (int i = 0; i < tr->targets.n; i++)

@@ -58,8 +58,9 @@ void options_usage(FILE *out)
 	      "      --all-stacks        system-wide: probe every process's allocator from\n"
 	      "                          the start (default: watch every process's memory and\n"
 	      "                          probe only those whose curve leaves its band)\n"
-	      "      --max-procs N       processes shown in full in each report (default 10),\n"
-	      "                          leaks first; the rest are counted on one line\n"
+	      "      --max-procs N       processes shown in full in each report, leaks first\n"
+	      "                          (default: 10 system-wide, all otherwise); the rest\n"
+	      "                          are counted on one line\n"
 	      "  -T, --top N             call stacks per process in each report (default 10)\n"
 	      "  -o, --older MS          only count allocations older than MS milliseconds\n"
 	      "                          in the stack tables\n"
@@ -114,7 +115,6 @@ static void set_defaults(struct options *o)
 	memset(o, 0, sizeof(*o));
 	o->interval_s = 5;
 	o->top = 10;
-	o->max_procs = 10;
 	o->max_size = UINT64_MAX;
 	o->sample_rate = 1;
 }

@@ -30,7 +30,7 @@ struct options {
 	const char *plot_path;
 	bool fail_on_leak;
 	bool all_stacks; /* system-wide: probe every allocator from the start */
-	int max_procs;	 /* processes shown in full in a report */
+	int max_procs;	 /* processes shown in full in a report; 0: the default */
 };
 
 enum parse_result {
