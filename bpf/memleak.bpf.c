@@ -143,6 +143,42 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	return 0;
 }
 
+/* Processes born and ended since the loader last drained the map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_PROCS);
+	__type(key, __u32);
+	__type(value, __u32);
+} lifecycle SEC(".maps");
+
+static __always_inline void note_life(__u32 tgid, __u32 event)
+{
+	__u32 *seen = bpf_map_lookup_elem(&lifecycle, &tgid);
+
+	if (seen) {
+		*seen |= event; /* one process's fork and exit never race */
+		return;
+	}
+	if (bpf_map_update_elem(&lifecycle, &tgid, &event, BPF_NOEXIST))
+		__sync_fetch_and_add(&drops.events, 1);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(process_forked, struct task_struct *parent, struct task_struct *child)
+{
+	if (child->pid == child->tgid) /* a process, not a thread */
+		note_life(child->tgid, LIFE_BORN);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(process_exited, struct task_struct *p, bool group_dead)
+{
+	if (group_dead)
+		note_life(p->tgid, LIFE_ENDED);
+	return 0;
+}
+
 /* A traced process runs a new program: the old one's blocks are gone with it. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(image_changed, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)

@@ -20,6 +20,12 @@ enum call_kind {
 	CALL_POSIX_MEMALIGN, /* stores the new block through the pointer `ptr` */
 };
 
+/* What happened to a process since the loader last looked (system-wide). */
+enum life_event {
+	LIFE_BORN = 1,	/* forked: a new process */
+	LIFE_ENDED = 2, /* its last thread exited */
+};
+
 /*
  * A live allocation, keyed by the address space it lives in and its
  * address: a process's heap is its own space (space = tgid); the kernel's

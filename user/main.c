@@ -30,6 +30,8 @@
 
 /* Processes shown in full in a system-wide report, unless --max-procs says. */
 #define DEFAULT_MAX_PROCS 10
+/* Samples between rescans of /proc in the default system-wide mode. */
+#define RESCAN_SAMPLES 60
 
 enum exit_status {
 	EXIT_OK = 0,
@@ -49,6 +51,7 @@ struct tracer {
 	int sigfd;
 	FILE *curve_csv;
 	long reports;
+	long samples;
 	int exit_status;
 };
 
@@ -210,6 +213,13 @@ static int start_system(struct tracer *tr, char *err, size_t errlen)
 	int r;
 
 	tr->targets.every_process = true;
+	tr->skel->links.process_forked = bpf_program__attach(tr->skel->progs.process_forked);
+	tr->skel->links.process_exited = bpf_program__attach(tr->skel->progs.process_exited);
+	if (!tr->skel->links.process_forked || !tr->skel->links.process_exited) {
+		snprintf(err, errlen, "cannot trace process lifecycle (sched tracepoints): %s",
+			 strerror(errno));
+		return -1;
+	}
 	if (!tr->opt.all_stacks) {
 		tr->targets.watching = true;
 		watch_scan(&tr->targets);
@@ -352,8 +362,12 @@ static void unprobe_settled(struct tracer *tr)
 
 static void sample(struct tracer *tr)
 {
+	if (tr->targets.every_process)
+		watch_lifecycle(&tr->targets, bpf_map__fd(tr->skel->maps.lifecycle));
 	if (tr->targets.watching) {
-		watch_scan(&tr->targets);
+		/* Now and then, what a full lifecycle map turned away. */
+		if (++tr->samples % RESCAN_SAMPLES == 0)
+			watch_scan(&tr->targets);
 		probe_growing(tr);
 		unprobe_settled(tr);
 	}

@@ -1,8 +1,11 @@
 #include <dirent.h>
+#include <bpf/bpf.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "memleak.h"
+#include "util.h"
 #include "watch.h"
 
 /* Kernel threads have no memory map: their statm is all zeros. */
@@ -40,6 +43,50 @@ void watch_scan(struct target_set *ts)
 			targets_add(ts, (pid_t)pid);
 	}
 	closedir(d);
+}
+
+struct life {
+	__u32 tgid, events;
+};
+
+/* Keys are collected first: deleting during the walk could restart it. */
+static size_t drain(int fd, struct life **out)
+{
+	__u32 key, next, *prev = NULL;
+	size_t n = 0;
+
+	*out = NULL;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		*out = xrealloc(*out, (n + 1) * sizeof(**out));
+		(*out)[n].tgid = key;
+		if (bpf_map_lookup_elem(fd, &key, &(*out)[n].events) == 0)
+			n++;
+	}
+	for (size_t i = 0; i < n; i++)
+		bpf_map_delete_elem(fd, &(*out)[i].tgid);
+	return n;
+}
+
+void watch_lifecycle(struct target_set *ts, int fd)
+{
+	struct life *lives;
+	size_t n = drain(fd, &lives);
+	pid_t self = getpid();
+
+	for (size_t i = 0; i < n; i++) {
+		pid_t pid = (pid_t)lives[i].tgid;
+		struct target *t = targets_find(ts, pid);
+
+		if (lives[i].events & LIFE_ENDED) {
+			if (t)
+				target_exited(t);
+		} else if (ts->watching && !t && pid != self && is_user_process(pid)) {
+			targets_add(ts, pid);
+		}
+	}
+	free(lives);
 }
 
 bool watch_settled(const struct target *t, double now)

@@ -9,6 +9,9 @@
 
 /* Add every user process in /proc that is not a target yet. */
 void watch_scan(struct target_set *ts);
+/* Drain the BPF lifecycle map (fd): ended targets are marked exited at once,
+ * and, when watching, processes born since become targets. */
+void watch_lifecycle(struct target_set *ts, int fd);
 /* A watched process whose curve left its band and whose allocator is not
  * probed yet. */
 bool watch_wants_probe(const struct target *t);
