@@ -6,8 +6,10 @@
  * any context finds the block, and counted to the process that asked for
  * them: the current one, or the kernel itself (KERNEL_OWNER) in interrupts
  * and kernel threads. Pages that become slabs or large kmalloc blocks are
- * counted through their objects only, and pages the kernel may move (user
- * memory and page cache) are not kernel allocations at all.
+ * counted through their objects only. Memory the kernel reclaims under
+ * pressure is left out, as the page cache is left out of a process's
+ * anonymous RSS: movable pages (user memory, page cache), reclaimable pages
+ * and objects of reclaimable caches (dentries, inodes, page-cache nodes).
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -19,6 +21,8 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #define GFP_MOVABLE	 0x08u	     /* __GFP_MOVABLE */
+#define GFP_RECLAIMABLE	 0x10u	     /* __GFP_RECLAIMABLE */
+#define SLAB_RECLAIMABLE (1u << 15)  /* SLAB_RECLAIM_ACCOUNT */
 #define PF_KTHREAD_FLAG	 0x00200000u /* PF_KTHREAD */
 #define THREAD_SIZE	 16384u	     /* x86_64's task stack, without KASAN */
 #define PAGE_TYPE_SHIFT	 24
@@ -106,12 +110,12 @@ static __always_inline void settle_last_page(void)
 		release(KSPACE_PAGE, (__u64)page);
 }
 
-static __always_inline void object_alloc(void *ctx, const void *ptr, __u64 bytes)
+static __always_inline void object_alloc(void *ctx, const void *ptr, __u64 bytes, bool reclaimable)
 {
 	long owner;
 
 	settle_last_page();
-	if (!ptr || (owner = owner_now(ctx)) < 0)
+	if (!ptr || reclaimable || (owner = owner_now(ctx)) < 0)
 		return;
 	record(ctx, KSPACE_SLAB, (__u32)owner, (__u64)ptr, bytes, 0);
 }
@@ -120,7 +124,7 @@ SEC("tp_btf/kmalloc")
 int BPF_PROG(kmalloc, unsigned long call_site, const void *ptr, size_t bytes_req,
 	     size_t bytes_alloc, gfp_t gfp, int node)
 {
-	object_alloc(ctx, ptr, bytes_alloc);
+	object_alloc(ctx, ptr, bytes_alloc, gfp & GFP_RECLAIMABLE);
 	return 0;
 }
 
@@ -128,7 +132,7 @@ SEC("tp_btf/kmem_cache_alloc")
 int BPF_PROG(kmem_cache_alloc, unsigned long call_site, const void *ptr, struct kmem_cache *s,
 	     gfp_t gfp, int node)
 {
-	object_alloc(ctx, ptr, s->size);
+	object_alloc(ctx, ptr, s->size, s->flags & SLAB_RECLAIMABLE);
 	return 0;
 }
 
@@ -155,7 +159,7 @@ int BPF_PROG(mm_page_alloc, struct page *page, unsigned int order, gfp_t gfp, in
 	__u64 *last;
 	long owner;
 
-	if (!page || (gfp & GFP_MOVABLE) || (owner = owner_now(ctx)) < 0)
+	if (!page || (gfp & (GFP_MOVABLE | GFP_RECLAIMABLE)) || (owner = owner_now(ctx)) < 0)
 		return 0;
 	record(ctx, KSPACE_PAGE, (__u32)owner, (__u64)page, page_size << order, 0);
 	last = bpf_map_lookup_elem(&last_page, &zero);
