@@ -17,7 +17,7 @@ void watch_lifecycle(struct target_set *ts, int fd);
 bool watch_wants_probe(const struct target *t);
 
 /* Seconds a probed process stays probed at least, however steady. */
-#define WATCH_PROBE_MIN_S 30.0
+#define WATCH_PROBE_MIN_S 20.0
 
 /* A probed, watched process whose curve is steady again, probed long enough. */
 bool watch_settled(const struct target *t, double now);
