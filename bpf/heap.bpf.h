@@ -12,9 +12,8 @@
 
 const volatile __u64 min_size = 0;
 const volatile __u64 max_size = ~0ULL;
-const volatile __u32 sample_rate = 1;	  /* record a stack for 1 in N allocations */
-const volatile __u32 self_tgid = 0;	  /* never trace the tracer */
-const volatile bool track_images = false; /* an exec drops the old image's blocks */
+const volatile __u32 sample_rate = 1; /* record a stack for 1 in N allocations */
+const volatile __u32 self_tgid = 0;   /* never trace the tracer */
 
 struct drops drops = {};
 
@@ -40,16 +39,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_PROCS);
 	__type(key, __u32);
-	__type(value, struct counts);
+	__type(value, struct proc_counts);
 } procs SEC(".maps");
-
-/* How many times each traced process has exec'd; absent: never. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_PROCS);
-	__type(key, __u32);
-	__type(value, __u32);
-} images SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -79,15 +70,26 @@ static __always_inline __u32 current_tgid(void)
 	return bpf_get_current_pid_tgid() >> 32;
 }
 
-static __always_inline struct counts *counts_of(void *map, const void *key)
+static __always_inline struct proc_counts *proc_of(__u32 owner)
+{
+	static const struct proc_counts zero;
+	struct proc_counts *p = bpf_map_lookup_elem(&procs, &owner);
+
+	if (p)
+		return p;
+	bpf_map_update_elem(&procs, &owner, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&procs, &owner);
+}
+
+static __always_inline struct counts *stack_counts_of(const struct stack_key *key)
 {
 	static const struct counts zero;
-	struct counts *c = bpf_map_lookup_elem(map, key);
+	struct counts *c = bpf_map_lookup_elem(&stack_counts, key);
 
 	if (c)
 		return c;
-	bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, key);
+	bpf_map_update_elem(&stack_counts, key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&stack_counts, key);
 }
 
 /* Deduplicate the current stack (user or kernel, by flags) into the stacks
@@ -123,15 +125,18 @@ dropped:
 	return 0;
 }
 
+/* A block of an image its process has left by exec was dropped from its
+ * counts then, and is not counted again. */
 static __always_inline void count_free(const struct alloc_info *info)
 {
 	__u32 owner = info->owner;
-	struct counts *c = bpf_map_lookup_elem(&procs, &owner);
+	struct proc_counts *p = bpf_map_lookup_elem(&procs, &owner);
+	struct counts *c;
 
-	if (c) {
-		__sync_fetch_and_add(&c->frees, 1);
-		__sync_fetch_and_add(&c->free_bytes, info->size);
-	}
+	if (!p || p->image != info->image)
+		return;
+	__sync_fetch_and_add(&p->c.frees, 1);
+	__sync_fetch_and_add(&p->c.free_bytes, info->size);
 	if (info->stack_id) {
 		struct stack_key sk = {.tgid = owner, .stack_id = info->stack_id};
 
@@ -143,18 +148,7 @@ static __always_inline void count_free(const struct alloc_info *info)
 	}
 }
 
-static __always_inline __u32 image_of(__u32 owner)
-{
-	__u32 *image;
-
-	if (!track_images)
-		return 0;
-	image = bpf_map_lookup_elem(&images, &owner);
-	return image ? *image : 0;
-}
-
-/* Forget a live block; one we never saw allocated is ignored, and one of an
- * image the process has left by exec was dropped from its counts then. */
+/* Forget a live block; one we never saw allocated is ignored. */
 static __always_inline void release(__u32 space, __u64 addr)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
@@ -166,8 +160,7 @@ static __always_inline void release(__u32 space, __u64 addr)
 	info = *found;
 	if (bpf_map_delete_elem(&allocs, &key))
 		return; /* another thread freed it first */
-	if (info.image == image_of(info.owner))
-		count_free(&info);
+	count_free(&info);
 }
 
 /* A new live block of `owner`, with the stack that `stack_flags` selects. */
@@ -175,16 +168,18 @@ static __always_inline void record(void *ctx, __u32 space, __u32 owner, __u64 ad
 				   __u64 stack_flags)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
-	struct alloc_info info = {.size = size, .owner = owner, .image = image_of(owner)};
+	struct alloc_info info = {.size = size, .owner = owner};
+	struct proc_counts *p;
 	struct counts *c;
 
 	if (size < min_size || size > max_size)
 		return;
-	c = counts_of(&procs, &owner);
-	if (!c) {
+	p = proc_of(owner);
+	if (!p) {
 		__sync_fetch_and_add(&drops.procs_map_full, 1);
 		return;
 	}
+	info.image = p->image;
 	info.time_ns = bpf_ktime_get_ns();
 	if (sample_rate <= 1 || bpf_get_prandom_u32() % sample_rate == 0)
 		info.stack_id = record_stack(ctx, stack_flags);
@@ -196,12 +191,12 @@ static __always_inline void record(void *ctx, __u32 space, __u32 owner, __u64 ad
 			return;
 		}
 	}
-	__sync_fetch_and_add(&c->allocs, 1);
-	__sync_fetch_and_add(&c->alloc_bytes, size);
+	__sync_fetch_and_add(&p->c.allocs, 1);
+	__sync_fetch_and_add(&p->c.alloc_bytes, size);
 	if (info.stack_id) {
 		struct stack_key sk = {.tgid = owner, .stack_id = info.stack_id};
 
-		c = counts_of(&stack_counts, &sk);
+		c = stack_counts_of(&sk);
 		if (!c) {
 			__sync_fetch_and_add(&drops.stacks, 1);
 			return;

@@ -183,16 +183,12 @@ int BPF_PROG(process_exited, struct task_struct *p, bool group_dead)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(image_changed, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	__u32 tgid = p->tgid, first = 1, *image;
+	__u32 tgid = p->tgid;
+	struct proc_counts *proc = bpf_map_lookup_elem(&procs, &tgid);
 
-	if (!bpf_map_lookup_elem(&procs, &tgid))
-		return 0;
-	image = bpf_map_lookup_elem(&images, &tgid);
-	if (image)
-		__sync_fetch_and_add(image, 1);
-	else
-		bpf_map_update_elem(&images, &tgid, &first, BPF_ANY);
-	bpf_map_delete_elem(&procs, &tgid);
+	/* Its other threads are gone by now: nothing counts concurrently. */
+	if (proc)
+		*proc = (struct proc_counts){.image = proc->image + 1};
 	return 0;
 }
 

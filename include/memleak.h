@@ -61,6 +61,14 @@ struct counts {
 	__u64 free_bytes;
 };
 
+/* A process's totals, and the program image they are of: how many times it
+ * has exec'd since it was first traced. */
+struct proc_counts {
+	struct counts c;
+	__u32 image;
+	__u32 pad;
+};
+
 struct stack_key {
 	__u32 tgid;
 	__u32 pad;

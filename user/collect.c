@@ -57,7 +57,7 @@ static void read_stack_counts(int fd, want_fn want, void *ctx, struct snapshot *
 	}
 }
 
-/* Each traced process's current image (see heap.bpf.h), sorted by tgid. */
+/* The current image of each traced process that has exec'd, sorted by tgid. */
 struct image {
 	__u32 tgid, image;
 };
@@ -69,17 +69,18 @@ static int by_image_tgid(const void *a, const void *b)
 	return x->tgid < y->tgid ? -1 : x->tgid > y->tgid;
 }
 
-static void read_images(int fd, struct snapshot *s)
+static void read_images(int procs, struct snapshot *s)
 {
 	__u32 key, next, *prev = NULL;
+	struct proc_counts p;
 
-	while (fd >= 0 && bpf_map_get_next_key(fd, prev, &next) == 0) {
+	while (bpf_map_get_next_key(procs, prev, &next) == 0) {
 		key = next;
 		prev = &key;
+		if (bpf_map_lookup_elem(procs, &key, &p) || !p.image)
+			continue;
 		s->images = xrealloc(s->images, (s->nimages + 1) * sizeof(*s->images));
-		s->images[s->nimages].tgid = key;
-		if (bpf_map_lookup_elem(fd, &key, &s->images[s->nimages].image) == 0)
-			s->nimages++;
+		s->images[s->nimages++] = (struct image){.tgid = key, .image = p.image};
 	}
 	qsort(s->images, s->nimages, sizeof(*s->images), by_image_tgid);
 }
@@ -160,7 +161,7 @@ int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 olde
 	if (m->procs < 0)
 		return 0;
 	s->drops = *m->drops;
-	read_images(m->images, s);
+	read_images(m->procs, s);
 	read_stack_counts(m->stack_counts, want, ctx, s);
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_key);
 	for_each_alloc(
@@ -179,11 +180,11 @@ void snapshot_free(struct snapshot *s)
 
 struct counts snapshot_proc(const struct heap_maps *m, __u32 tgid)
 {
-	struct counts c = {0};
+	struct proc_counts p = {0};
 
 	if (m->procs >= 0)
-		bpf_map_lookup_elem(m->procs, &tgid, &c);
-	return c;
+		bpf_map_lookup_elem(m->procs, &tgid, &p);
+	return p.c;
 }
 
 static int by_tgid(const void *a, const void *b)
@@ -260,11 +261,8 @@ void snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n)
 	if (m->procs < 0 || n == 0)
 		return;
 	qsort(tgids, n, sizeof(*tgids), by_tgid);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		bpf_map_delete_elem(m->procs, &tgids[i]);
-		if (m->images >= 0)
-			bpf_map_delete_elem(m->images, &tgids[i]);
-	}
 	forget_stack_counts(m->stack_counts, &set);
 	forget_allocs(m->allocs, &set);
 }

@@ -11,7 +11,7 @@
 /* The maps of one BPF object's accounting (heap.bpf.h): the user heap's or
  * the kernel's. procs < 0: that object is not loaded. */
 struct heap_maps {
-	int allocs, procs, stack_counts, stacks, images;
+	int allocs, procs, stack_counts, stacks;
 	const struct drops *drops; /* the object's live counters */
 };
 

@@ -53,7 +53,6 @@ struct heap_maps kmem_maps(struct kmem_bpf *skel)
 				  .procs = bpf_map__fd(skel->maps.procs),
 				  .stack_counts = bpf_map__fd(skel->maps.stack_counts),
 				  .stacks = bpf_map__fd(skel->maps.stacks),
-				  .images = -1, /* kernel memory outlives an exec */
 				  .drops = &skel->bss->drops};
 }
 

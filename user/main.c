@@ -77,7 +77,6 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	skel->rodata->sample_rate = tr->opt.sample_rate;
 	skel->rodata->self_tgid = (__u32)getpid();
 	skel->rodata->page_size = (__u64)sysconf(_SC_PAGESIZE);
-	skel->rodata->track_images = true;
 	/* With -k, entries taking memory as the table fills would be kernel
 	 * allocations traced in turn: the table is preallocated then. */
 	e = tr->opt.kernel ? bpf_map__set_map_flags(skel->maps.allocs, 0) : 0;
@@ -99,7 +98,6 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 					 .procs = bpf_map__fd(skel->maps.procs),
 					 .stack_counts = bpf_map__fd(skel->maps.stack_counts),
 					 .stacks = bpf_map__fd(skel->maps.stacks),
-					 .images = bpf_map__fd(skel->maps.images),
 					 .drops = &skel->bss->drops});
 	return 0;
 }

@@ -468,6 +468,6 @@ void targets_init(struct target_set *ts, const struct heap_maps *heap)
 {
 	memset(ts, 0, sizeof(*ts));
 	ts->heap = *heap;
-	ts->kernel = (struct heap_maps){
-	    .allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1, .images = -1};
+	ts->kernel =
+	    (struct heap_maps){.allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1};
 }
