@@ -92,9 +92,25 @@ static __always_inline struct counts *stack_counts_of(const struct stack_key *ke
 	return bpf_map_lookup_elem(&stack_counts, key);
 }
 
+/* The stack starts at caller, not in the wrapper that called the allocator:
+ * the wrapper's frame gives way to it. A wrapper that keeps a frame pointer
+ * has the walk find the caller too: then the stack is walked again past both. */
+static __always_inline long set_caller(void *ctx, struct stack_frames *buf, long len, __u64 flags,
+				       __u64 caller)
+{
+	if (len < 8)
+		return len;
+	buf->ips[0] = caller;
+	if (len < 16 || buf->ips[1] != caller)
+		return len;
+	len = bpf_get_stack(ctx, &buf->ips[1], sizeof(buf->ips) - 8, flags | 2);
+	return len < 0 ? 8 : len + 8;
+}
+
 /* Deduplicate the current stack (user or kernel, by flags) into the stacks
- * map; 0 if it could not be recorded. */
-static __always_inline __u64 record_stack(void *ctx, __u64 flags)
+ * map, its first frame caller if that is given; 0 if it could not be
+ * recorded. */
+static __always_inline __u64 record_stack(void *ctx, __u64 flags, __u64 caller)
 {
 	__u32 zero = 0;
 	struct stack_frames *buf = bpf_map_lookup_elem(&stack_scratch, &zero);
@@ -107,6 +123,8 @@ static __always_inline __u64 record_stack(void *ctx, __u64 flags)
 	len = bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), flags);
 	if (len <= 0)
 		goto dropped;
+	if (caller)
+		len = set_caller(ctx, buf, len, flags, caller);
 	for (i = 0; i < MAX_FRAMES; i++) {
 		if (i * 8 >= len)
 			break;
@@ -148,8 +166,18 @@ static __always_inline void count_free(const struct alloc_info *info)
 	}
 }
 
-/* Forget a live block; one we never saw allocated is ignored. */
-static __always_inline void release(__u32 space, __u64 addr)
+/* When the live block at addr was allocated; 0 if none is known. */
+static __always_inline __u64 alloc_time(__u32 space, __u64 addr)
+{
+	struct alloc_key key = {.space = space, .addr = addr};
+	struct alloc_info *found = bpf_map_lookup_elem(&allocs, &key);
+
+	return found ? found->time_ns : 0;
+}
+
+/* Forget the live block at addr if it was allocated at time_ns (any, if 0);
+ * one we never saw allocated is ignored. */
+static __always_inline void release_same(__u32 space, __u64 addr, __u64 time_ns)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
 	struct alloc_info *found, info;
@@ -157,15 +185,23 @@ static __always_inline void release(__u32 space, __u64 addr)
 	found = bpf_map_lookup_elem(&allocs, &key);
 	if (!found)
 		return; /* allocated before tracing began, or not tracked */
+	if (time_ns && found->time_ns != time_ns)
+		return; /* another block now */
 	info = *found;
 	if (bpf_map_delete_elem(&allocs, &key))
 		return; /* another thread freed it first */
 	count_free(&info);
 }
 
-/* A new live block of `owner`, with the stack that `stack_flags` selects. */
+static __always_inline void release(__u32 space, __u64 addr)
+{
+	release_same(space, addr, 0);
+}
+
+/* A new live block of `owner`, with the stack that `stack_flags` selects
+ * (its first frame `caller`, if given). */
 static __always_inline void record(void *ctx, __u32 space, __u32 owner, __u64 addr, __u64 size,
-				   __u64 stack_flags)
+				   __u64 stack_flags, __u64 caller)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
 	struct alloc_info info = {.size = size, .owner = owner};
@@ -182,7 +218,7 @@ static __always_inline void record(void *ctx, __u32 space, __u32 owner, __u64 ad
 	info.image = p->image;
 	info.time_ns = bpf_ktime_get_ns();
 	if (sample_rate <= 1 || bpf_get_prandom_u32() % sample_rate == 0)
-		info.stack_id = record_stack(ctx, stack_flags);
+		info.stack_id = record_stack(ctx, stack_flags, caller);
 	if (bpf_map_update_elem(&allocs, &key, &info, BPF_NOEXIST)) {
 		/* The address is live already: its free was never seen. */
 		release(space, addr);

@@ -117,7 +117,7 @@ static __always_inline void object_alloc(void *ctx, const void *ptr, __u64 bytes
 	settle_last_page();
 	if (!ptr || reclaimable || (owner = owner_now(ctx)) < 0)
 		return;
-	record(ctx, KSPACE_SLAB, (__u32)owner, (__u64)ptr, bytes, 0);
+	record(ctx, KSPACE_SLAB, (__u32)owner, (__u64)ptr, bytes, 0, 0);
 }
 
 SEC("tp_btf/kmalloc")
@@ -161,7 +161,7 @@ int BPF_PROG(mm_page_alloc, struct page *page, unsigned int order, gfp_t gfp, in
 
 	if (!page || (gfp & (GFP_MOVABLE | GFP_RECLAIMABLE)) || (owner = owner_now(ctx)) < 0)
 		return 0;
-	record(ctx, KSPACE_PAGE, (__u32)owner, (__u64)page, page_size << order, 0);
+	record(ctx, KSPACE_PAGE, (__u32)owner, (__u64)page, page_size << order, 0, 0);
 	last = bpf_map_lookup_elem(&last_page, &zero);
 	if (last)
 		*last = (__u64)page;
@@ -191,7 +191,7 @@ int BPF_PROG(percpu_alloc_percpu, unsigned long call_site, bool reserved, bool i
 
 	if (!ptr || (owner = owner_now(ctx)) < 0)
 		return 0;
-	record(ctx, KSPACE_PERCPU, (__u32)owner, (__u64)ptr, bytes_alloc * ncpus, 0);
+	record(ctx, KSPACE_PERCPU, (__u32)owner, (__u64)ptr, bytes_alloc * ncpus, 0, 0);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
  * block with the caller's stack, and free-like probes release blocks.
  */
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "heap.bpf.h"
@@ -16,11 +17,35 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u64 page_size = 4096;
 
-/* The thread's outermost allocator call in flight. */
+/*
+ * A call in flight is identified by where it will return: its stack pointer
+ * at entry and the return address found there. State left behind by a call
+ * whose return was never seen (its probes removed meanwhile, a longjmp, a
+ * throw, an exec) fails that check and is replaced, never obeyed: once the
+ * call is gone, the caller's next call overwrites that stack slot before any
+ * call can run deeper.
+ */
+struct frame_id {
+	__u64 sp;  /* stack pointer at entry; 0: none */
+	__u64 ret; /* the return address stored there */
+};
+
+/* The operator new (libstdc++'s, calling malloc) entered last: the outermost
+ * of a nest (nothrow new calls new) gives the caller, the innermost's code
+ * tells the allocator call it makes. */
+struct new_wrapper {
+	struct frame_id outer;
+	__u64 inner_lo, inner_hi; /* the innermost's code */
+};
+
+/* The thread's outermost allocator call in flight, and the wrapper. */
 struct call_state {
-	__u64 sp; /* stack pointer at its entry; 0 when none is in flight */
+	struct frame_id call;
+	__u64 caller; /* the frame that called the wrapper around the call; 0: none */
+	struct new_wrapper wrapper;
 	__u64 size;
 	__u64 ptr;
+	__u64 old_time; /* realloc: the moved block's allocation time, its identity */
 	__u32 kind;
 	__u32 pad;
 };
@@ -32,29 +57,78 @@ struct {
 	__type(value, struct call_state);
 } calls SEC(".maps");
 
-/* Remember an allocator call unless it runs inside another one. */
-static __always_inline int enter(struct pt_regs *ctx, __u32 kind, __u64 size, __u64 ptr)
-{
-	struct call_state *st;
-	__u64 sp = PT_REGS_SP(ctx);
+/* Entries ignored because a call already in flight encloses them: real
+ * nesting only (realloc calling malloc, operator new calling malloc). */
+__u64 nested_calls = 0;
 
-	if (current_tgid() == self_tgid)
-		return 0;
-	st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0,
-				  BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!st) {
+static __always_inline struct frame_id frame_at(struct pt_regs *ctx)
+{
+	struct frame_id f = {.sp = PT_REGS_SP(ctx)};
+
+	bpf_probe_read_user(&f.ret, sizeof(f.ret), (void *)f.sp);
+	return f;
+}
+
+/* Where a return probe sends a function back to: the kernel's trampoline,
+ * at the start of the process's uprobe area. A return probe puts it in the
+ * return address's slot once the entry programs have run. */
+static __always_inline __u64 uretprobe_trampoline(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return BPF_CORE_READ(task, mm, uprobes_state.xol_area, vaddr);
+}
+
+/* Whether the call entered at f is still running below sp. */
+static __always_inline bool in_flight(const struct frame_id *f, __u64 sp)
+{
+	__u64 ret = 0;
+
+	if (!f->sp || sp >= f->sp)
+		return false;
+	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)f->sp))
+		return false;
+	return ret == f->ret || ret == uretprobe_trampoline();
+}
+
+static __always_inline struct call_state *call_state(void)
+{
+	struct call_state *st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!st)
 		__sync_fetch_and_add(&drops.events, 1);
+	return st;
+}
+
+/* Whether addr lies in the code of the wrapper entered last. */
+static __always_inline bool in_code(const struct new_wrapper *w, __u64 addr)
+{
+	return addr >= w->inner_lo && addr < w->inner_hi;
+}
+
+/* Remember an allocator call unless it runs inside another one. */
+static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 size, __u64 ptr)
+{
+	struct frame_id f = frame_at(ctx);
+	struct call_state *st;
+
+	if (current_tgid() == self_tgid || !(st = call_state()))
+		return 0;
+	/* Inside the call in flight, or jumped to from it as a tail call (jemalloc's
+	 * new[] is a jump to its new): the same sp, its return already taken. */
+	if (in_flight(&st->call, f.sp) ||
+	    (f.sp == st->call.sp && f.ret == uretprobe_trampoline())) {
+		__sync_fetch_and_add(&nested_calls, 1);
 		return 0;
 	}
-	/* A call deeper on the stack than the one in flight is nested in it.
-	 * One at the same depth or above replaces it: a tail call, or an
-	 * earlier call whose return was never seen. */
-	if (st->sp && sp < st->sp)
-		return 0;
-	st->sp = sp;
+	st->call = f;
+	st->caller = in_code(&st->wrapper, f.ret) ? st->wrapper.outer.ret : 0;
 	st->size = size;
 	st->ptr = ptr;
 	st->kind = kind;
+	if (kind == CALL_REALLOC)
+		st->old_time = alloc_time(current_tgid(), ptr);
 	return 0;
 }
 
@@ -72,43 +146,72 @@ static __always_inline __u64 array_size(__u64 n, __u64 size)
 SEC("uprobe")
 int BPF_KPROBE(malloc_enter, __u64 size)
 {
-	return enter(ctx, CALL_ALLOC, size, 0);
+	return call_enter(ctx, CALL_ALLOC, size, 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(pvalloc_enter, __u64 size)
 {
-	return enter(ctx, CALL_ALLOC, (size + page_size - 1) & ~(page_size - 1), 0);
+	return call_enter(ctx, CALL_ALLOC, (size + page_size - 1) & ~(page_size - 1), 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(calloc_enter, __u64 n, __u64 size)
 {
-	return enter(ctx, CALL_ALLOC, array_size(n, size), 0);
+	return call_enter(ctx, CALL_ALLOC, array_size(n, size), 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(memalign_enter, __u64 align, __u64 size)
 {
-	return enter(ctx, CALL_ALLOC, size, 0);
+	return call_enter(ctx, CALL_ALLOC, size, 0);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(realloc_enter, __u64 ptr, __u64 size)
 {
-	return enter(ctx, CALL_REALLOC, size, ptr);
+	return call_enter(ctx, CALL_REALLOC, size, ptr);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(reallocarray_enter, __u64 ptr, __u64 n, __u64 size)
 {
-	return enter(ctx, CALL_REALLOC, array_size(n, size), ptr);
+	return call_enter(ctx, CALL_REALLOC, array_size(n, size), ptr);
 }
 
 SEC("uprobe")
 int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 align, __u64 size)
 {
-	return enter(ctx, CALL_POSIX_MEMALIGN, size, memptr);
+	return call_enter(ctx, CALL_POSIX_MEMALIGN, size, memptr);
+}
+
+/*
+ * libstdc++'s operator new calls malloc (or aligned_alloc) and throws when
+ * it fails: a return probe on it would put the kernel's trampoline, which
+ * has no unwind information, between the throw and its catch, and the
+ * program would end in std::terminate. It gets an entry probe only; the
+ * block is counted at the allocator call inside it, with the caller of new
+ * as the allocating frame: the allocator is called from inside the code of
+ * the wrapper entered last, whose caller is the allocating frame, unless a
+ * wrapper called it (nothrow new calls new) or jumped to it (new[] to new).
+ * The attach cookie is the wrapper's size.
+ */
+SEC("uprobe")
+int BPF_KPROBE(new_wrapper_enter)
+{
+	struct frame_id f = frame_at(ctx);
+	__u64 ip = PT_REGS_IP(ctx);
+	struct call_state *st;
+	struct new_wrapper *w;
+
+	if (current_tgid() == self_tgid || !(st = call_state()))
+		return 0;
+	w = &st->wrapper;
+	if (!in_code(w, f.ret) && (f.sp != w->outer.sp || f.ret != w->outer.ret))
+		w->outer = f;
+	w->inner_lo = ip;
+	w->inner_hi = ip + bpf_get_attach_cookie(ctx);
+	return 0;
 }
 
 SEC("uretprobe")
@@ -116,21 +219,23 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
 	struct call_state *st;
 	__u32 tgid = current_tgid();
-	__u64 addr = ret;
+	__u64 addr = ret, sp = PT_REGS_SP(ctx);
 
 	if (tgid == self_tgid)
 		return 0;
 	st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
-	/* Only the outermost call returns above the stack pointer it entered with. */
-	if (!st || !st->sp || PT_REGS_SP(ctx) <= st->sp)
+	/* Only the outermost call comes back to the very place it was called from. */
+	if (!st || sp != st->call.sp + 8 || PT_REGS_IP(ctx) != st->call.ret)
 		return 0;
-	st->sp = 0;
+	st->call.sp = 0;
 
 	switch (st->kind) {
 	case CALL_REALLOC:
-		/* Success moves the block; realloc(p, 0) may free it and return NULL. */
+		/* Success moves the block; realloc(p, 0) may free it and return NULL.
+		 * Released only if still the block realloc was given: once realloc
+		 * freed it, another thread may have been handed the same address. */
 		if (st->ptr && (addr || st->size == 0))
-			release(tgid, st->ptr);
+			release_same(tgid, st->ptr, st->old_time);
 		break;
 	case CALL_POSIX_MEMALIGN:
 		addr = 0;
@@ -139,7 +244,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		break;
 	}
 	if (addr)
-		record(ctx, tgid, tgid, addr, st->size, BPF_F_USER_STACK);
+		record(ctx, tgid, tgid, addr, st->size, BPF_F_USER_STACK, st->caller);
 	return 0;
 }
 
@@ -160,7 +265,7 @@ static __always_inline void note_life(__u32 tgid, __u32 event)
 		return;
 	}
 	if (bpf_map_update_elem(&lifecycle, &tgid, &event, BPF_NOEXIST))
-		__sync_fetch_and_add(&drops.events, 1);
+		__sync_fetch_and_add(&drops.lifecycle_map_full, 1);
 }
 
 SEC("tp_btf/sched_process_fork")

@@ -81,10 +81,11 @@ struct stack_frames {
 
 /* What the BPF side had to turn away; all counts only grow. */
 struct drops {
-	__u64 events;	       /* no per-thread call state could be had */
-	__u64 allocs_map_full; /* allocations not tracked: allocs map full */
-	__u64 stacks;	       /* allocations tracked without their stack */
-	__u64 procs_map_full;  /* allocations not counted: procs map full */
+	__u64 events;		  /* no per-thread call state could be had */
+	__u64 allocs_map_full;	  /* allocations not tracked: allocs map full */
+	__u64 stacks;		  /* allocations tracked without their stack */
+	__u64 procs_map_full;	  /* allocations not counted: procs map full */
+	__u64 lifecycle_map_full; /* process births, exits, execs not noted */
 };
 
 #endif

@@ -13,6 +13,7 @@
 struct heap_maps {
 	int allocs, procs, stack_counts, stacks;
 	const struct drops *drops; /* the object's live counters */
+	const __u64 *nested_calls; /* calls inside a probed call (user heap only) */
 };
 
 struct image;

@@ -49,7 +49,8 @@ static uint64_t vaddr_to_offset(Elf *elf, uint64_t vaddr)
 	return 0;
 }
 
-static void scan_symtab(Elf *elf, Elf_Scn *scn, const char *const *names, int n, uint64_t *offsets)
+static void scan_symtab(Elf *elf, Elf_Scn *scn, const char *const *names, int n,
+			struct elf_func *funcs)
 {
 	GElf_Shdr sh;
 	Elf_Data *data = elf_getdata(scn, NULL);
@@ -66,19 +67,22 @@ static void scan_symtab(Elf *elf, Elf_Scn *scn, const char *const *names, int n,
 		name = elf_strptr(elf, sh.sh_link, sym.st_name);
 		if (!name)
 			continue;
-		for (int k = 0; k < n; k++)
-			if (!offsets[k] && strcmp(name, names[k]) == 0)
-				offsets[k] = vaddr_to_offset(elf, sym.st_value);
+		for (int k = 0; k < n; k++) {
+			if (funcs[k].offset || strcmp(name, names[k]))
+				continue;
+			funcs[k].offset = vaddr_to_offset(elf, sym.st_value);
+			funcs[k].size = sym.st_size;
+		}
 	}
 }
 
-int elf_func_offsets(const char *path, const char *const *names, int n, uint64_t *offsets)
+int elf_funcs(const char *path, const char *const *names, int n, struct elf_func *funcs)
 {
 	Elf_Scn *scn = NULL;
 	int fd, found = 0;
 	Elf *elf = elf_open(path, &fd);
 
-	memset(offsets, 0, sizeof(*offsets) * n);
+	memset(funcs, 0, sizeof(*funcs) * n);
 	if (!elf)
 		return -1;
 	while ((scn = elf_nextscn(elf, scn))) {
@@ -86,11 +90,11 @@ int elf_func_offsets(const char *path, const char *const *names, int n, uint64_t
 
 		if (gelf_getshdr(scn, &sh) &&
 		    (sh.sh_type == SHT_DYNSYM || sh.sh_type == SHT_SYMTAB))
-			scan_symtab(elf, scn, names, n, offsets);
+			scan_symtab(elf, scn, names, n, funcs);
 	}
 	elf_close(elf, fd);
 	for (int k = 0; k < n; k++)
-		found += offsets[k] != 0;
+		found += funcs[k].offset != 0;
 	return found;
 }
 

@@ -5,12 +5,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct elf_func {
+	uint64_t offset; /* in the file; 0: not defined there */
+	uint64_t size;	 /* bytes of code, as the symbol says */
+};
+
 /*
- * For each of names[0..n), the file offset of the function of that name that
- * path defines (in .dynsym or .symtab), or 0 where it defines none.
- * Returns how many were found, or -1 if path is not a readable ELF file.
+ * For each of names[0..n), the function of that name that path defines (in
+ * .dynsym or .symtab). Returns how many were found, or -1 if path is not a
+ * readable ELF file.
  */
-int elf_func_offsets(const char *path, const char *const *names, int n, uint64_t *offsets);
+int elf_funcs(const char *path, const char *const *names, int n, struct elf_func *funcs);
 
 struct elf_deps {
 	char **needed; /* DT_NEEDED sonames */

@@ -91,8 +91,10 @@ int launch_release(struct child *c, char *err, size_t errlen)
 	ssize_t n;
 	int e;
 
-	/* Traced only to stop it at its exit, while its memory map still exists. */
-	ptrace(PTRACE_SEIZE, c->pid, 0, PTRACE_O_TRACEEXIT);
+	/* Traced only to stop it at its exit, while its memory map still exists,
+	 * and at its execs, from whichever thread (its threads are traced too). */
+	ptrace(PTRACE_SEIZE, c->pid, 0,
+	       PTRACE_O_TRACEEXIT | PTRACE_O_TRACEEXEC | PTRACE_O_TRACECLONE);
 	close(c->gate);
 	while ((n = read(c->report, &e, sizeof(e))) < 0 && errno == EINTR)
 		;
@@ -105,29 +107,56 @@ int launch_release(struct child *c, char *err, size_t errlen)
 	return 0;
 }
 
-int launch_poll(struct child *c, struct symbolizer *sym, int *status)
+/* One thread's stop, each resumed as if untraced (a signal delivered, a
+ * group stop kept); an exec of the child's after its first is held. */
+static enum launch_state on_stop(struct child *c, pid_t tid, int st, struct symbolizer *sym)
+{
+	switch (st >> 16) {
+	case PTRACE_EVENT_EXIT:
+		if (tid == c->pid)
+			symbolizer_refresh(sym);
+		break;
+	case PTRACE_EVENT_EXEC: /* reported as the leader, whichever thread exec'd */
+		if (c->execs++ > 0)
+			return LAUNCH_EXECED;
+		break;
+	case PTRACE_EVENT_CLONE:
+		break;
+	case PTRACE_EVENT_STOP:
+		/* A new thread's first stop; else a group stop: stay stopped until SIGCONT. */
+		if (WSTOPSIG(st) != SIGTRAP) {
+			ptrace(PTRACE_LISTEN, tid, 0, 0);
+			return LAUNCH_RUNNING;
+		}
+		break;
+	default: /* a signal on its way: deliver it */
+		ptrace(PTRACE_CONT, tid, 0, WSTOPSIG(st));
+		return LAUNCH_RUNNING;
+	}
+	ptrace(PTRACE_CONT, tid, 0, 0);
+	return LAUNCH_RUNNING;
+}
+
+enum launch_state launch_poll(struct child *c, struct symbolizer *sym, int *status)
 {
 	int st;
-	pid_t r;
+	pid_t tid;
 
-	while ((r = waitpid(c->pid, &st, WNOHANG)) > 0) {
+	/* Every thread is traced, so that an exec from any of them stops. */
+	while ((tid = waitpid(-1, &st, WNOHANG | __WALL)) > 0) {
 		if (WIFEXITED(st) || WIFSIGNALED(st)) {
+			if (tid != c->pid)
+				continue; /* a thread */
 			*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-			return 1;
+			return LAUNCH_EXITED;
 		}
-		if (!WIFSTOPPED(st))
-			continue;
-		switch (st >> 16) {
-		case PTRACE_EVENT_EXIT:
-			symbolizer_refresh(sym);
-			ptrace(PTRACE_CONT, c->pid, 0, 0);
-			break;
-		case PTRACE_EVENT_STOP: /* group stop: stay stopped until SIGCONT */
-			ptrace(PTRACE_LISTEN, c->pid, 0, 0);
-			break;
-		default: /* a signal on its way: deliver it */
-			ptrace(PTRACE_CONT, c->pid, 0, WSTOPSIG(st));
-		}
+		if (WIFSTOPPED(st) && on_stop(c, tid, st, sym) == LAUNCH_EXECED)
+			return LAUNCH_EXECED;
 	}
-	return 0;
+	return LAUNCH_RUNNING;
+}
+
+void launch_resume(struct child *c)
+{
+	ptrace(PTRACE_CONT, c->pid, 0, 0);
 }

@@ -98,7 +98,8 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 					 .procs = bpf_map__fd(skel->maps.procs),
 					 .stack_counts = bpf_map__fd(skel->maps.stack_counts),
 					 .stacks = bpf_map__fd(skel->maps.stacks),
-					 .drops = &skel->bss->drops});
+					 .drops = &skel->bss->drops,
+					 .nested_calls = &skel->bss->nested_calls});
 	return 0;
 }
 
@@ -146,6 +147,7 @@ static int attach_objects(struct tracer *tr, struct objlist *objs, pid_t pid, st
 
 static int start_command(struct tracer *tr, char *err, size_t errlen)
 {
+	struct probes probes = {0};
 	struct objlist objs = {0};
 	struct target *t;
 	int r;
@@ -161,17 +163,18 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 			 "cannot execute '%.900s': not an ELF executable or a #! script",
 			 tr->child.path);
 	else
-		r = attach_objects(tr, &objs, tr->child.pid, &tr->probes, tr->child.path, err,
-				   errlen);
+		r = attach_objects(tr, &objs, tr->child.pid, &probes, tr->child.path, err, errlen);
 	objlist_free(&objs);
 	if (r == 0)
 		r = launch_release(&tr->child, err, errlen);
 	if (r) {
+		probes_detach(&probes);
 		kill(tr->child.pid, SIGKILL);
 		tr->launched = false;
 		return -1;
 	}
 	t = targets_add(&tr->targets, tr->child.pid);
+	t->probes = probes;
 	snprintf(t->comm, sizeof(t->comm), "%s", strrchr(tr->child.path, '/') + 1);
 	return 0;
 }
@@ -180,8 +183,10 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 {
 	for (int i = 0; i < tr->opt.npids; i++) {
 		pid_t pid = tr->opt.pids[i];
+		struct probes probes = {0};
 		struct objlist objs = {0};
 		char what[64];
+		struct target *t;
 		int r;
 
 		if (kill(pid, 0) && errno == ESRCH) {
@@ -196,11 +201,13 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 		if (tr->kmem)
 			kmem_trace(tr->kmem, pid);
 		snprintf(what, sizeof(what), "PID %d", pid);
-		r = attach_objects(tr, &objs, pid, &tr->probes, what, err, errlen);
+		r = attach_objects(tr, &objs, pid, &probes, what, err, errlen);
 		objlist_free(&objs);
 		if (r)
 			return -1;
-		targets_add(&tr->targets, pid)->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		t = targets_add(&tr->targets, pid);
+		t->probes = probes;
+		t->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	}
 	return 0;
 }
@@ -276,6 +283,30 @@ static bool all_exited(const struct target_set *ts)
 	return ts->n > 0;
 }
 
+/* A traced process ran a new program, from whichever thread: the new
+ * program's allocator is probed (it may be another one), then the old
+ * probes come off. Both sets count each call once, so nothing is lost or
+ * counted twice in between. */
+static void reprobe(struct tracer *tr, struct target *t)
+{
+	struct probes fresh = {0}, old = t->probes;
+	struct objlist objs = {0};
+	char exe[64], err[512] = "";
+
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", t->pid);
+	if (discover_command(exe, &objs) ||
+	    attach_objects(tr, &objs, t->pid, &fresh, exe, err, sizeof(err))) {
+		warnx_("pid %d ran a new program whose allocator cannot be probed: %s", t->pid,
+		       err[0] ? err : "its executable cannot be read");
+		probes_detach(&fresh);
+	} else {
+		t->probes = fresh;
+	}
+	objlist_free(&objs);
+	probes_detach(&old);
+	target_refresh(t);
+}
+
 /* Returns true when tracing should stop. */
 static bool handle_signals(struct tracer *tr, int *interrupts)
 {
@@ -291,9 +322,18 @@ static bool handle_signals(struct tracer *tr, int *interrupts)
 		else
 			stop = true;
 	}
-	if (tr->launched && launch_poll(&tr->child, &tr->targets.t[0].sym, &tr->exit_status)) {
+	if (!tr->launched)
+		return stop;
+	switch (launch_poll(&tr->child, &tr->targets.t[0].sym, &tr->exit_status)) {
+	case LAUNCH_EXITED:
 		target_exited(&tr->targets.t[0]);
-		stop = true;
+		return true;
+	case LAUNCH_EXECED:
+		reprobe(tr, &tr->targets.t[0]);
+		launch_resume(&tr->child);
+		break;
+	case LAUNCH_RUNNING:
+		break;
 	}
 	return stop;
 }
@@ -444,7 +484,7 @@ static int start(struct tracer *tr)
 			tr->targets.n);
 	else if (!tr->opt.command)
 		fprintf(stderr, "memleak-bpf: tracing %d allocator functions; Ctrl-C to stop\n",
-			tr->probes.nfuncs);
+			tr->probes.nfuncs + (tr->targets.n ? tr->targets.t[0].probes.nfuncs : 0));
 	return 0;
 }
 

@@ -21,6 +21,7 @@ enum entry {
 	E_REALLOCARRAY,
 	E_POSIX_MEMALIGN,
 	E_FREE, /* (ptr); no return probe */
+	E_NEW,	/* operator new: an allocation of its own, or a wrapper (see below) */
 };
 
 static const struct alloc_fn {
@@ -38,14 +39,14 @@ static const struct alloc_fn {
     {"pvalloc", E_PVALLOC},
     {"free", E_FREE},
     /* C++ operator new and new[]: plain, nothrow, aligned, aligned nothrow. */
-    {"_Znwm", E_MALLOC},
-    {"_Znam", E_MALLOC},
-    {"_ZnwmRKSt9nothrow_t", E_MALLOC},
-    {"_ZnamRKSt9nothrow_t", E_MALLOC},
-    {"_ZnwmSt11align_val_t", E_MALLOC},
-    {"_ZnamSt11align_val_t", E_MALLOC},
-    {"_ZnwmSt11align_val_tRKSt9nothrow_t", E_MALLOC},
-    {"_ZnamSt11align_val_tRKSt9nothrow_t", E_MALLOC},
+    {"_Znwm", E_NEW},
+    {"_Znam", E_NEW},
+    {"_ZnwmRKSt9nothrow_t", E_NEW},
+    {"_ZnamRKSt9nothrow_t", E_NEW},
+    {"_ZnwmSt11align_val_t", E_NEW},
+    {"_ZnamSt11align_val_t", E_NEW},
+    {"_ZnwmSt11align_val_tRKSt9nothrow_t", E_NEW},
+    {"_ZnamSt11align_val_tRKSt9nothrow_t", E_NEW},
     /* operator delete and delete[]: plain, sized, aligned, nothrow. */
     {"_ZdlPv", E_FREE},
     {"_ZdaPv", E_FREE},
@@ -66,6 +67,7 @@ static const struct alloc_fn {
 static struct bpf_program *entry_prog(struct memleak_bpf *skel, enum entry e)
 {
 	switch (e) {
+	case E_NEW:
 	case E_MALLOC:
 		return skel->progs.malloc_enter;
 	case E_PVALLOC:
@@ -87,12 +89,15 @@ static struct bpf_program *entry_prog(struct memleak_bpf *skel, enum entry e)
 }
 
 static int add_link(struct probes *p, struct bpf_program *prog, bool ret, pid_t pid,
-		    const char *path, uint64_t offset, const char *fn, char *err, size_t errlen)
+		    const char *path, const struct elf_func *fn, const char *name, char *err,
+		    size_t errlen)
 {
-	struct bpf_link *link = bpf_program__attach_uprobe(prog, ret, pid, path, offset);
+	/* The cookie tells a program the size of the function it is on. */
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .bpf_cookie = fn->size);
+	struct bpf_link *link = bpf_program__attach_uprobe_opts(prog, pid, path, fn->offset, &opts);
 
 	if (!link) {
-		snprintf(err, errlen, "cannot attach a uprobe to %s in %s: %s", fn, path,
+		snprintf(err, errlen, "cannot attach a uprobe to %s in %s: %s", name, path,
 			 strerror(errno));
 		return -1;
 	}
@@ -101,37 +106,60 @@ static int add_link(struct probes *p, struct bpf_program *prog, bool ret, pid_t 
 	return 0;
 }
 
-/* Offsets of the functions path defines, with aliases of one address kept once. */
-static int resolve(const char *path, uint64_t *offsets)
+/* The functions path defines, with aliases of one address kept once. */
+static int resolve(const char *path, struct elf_func *funcs)
 {
 	const char *names[NFUNCS];
 	int found;
 
 	for (size_t i = 0; i < NFUNCS; i++)
 		names[i] = alloc_fns[i].name;
-	found = elf_func_offsets(path, names, NFUNCS, offsets);
+	found = elf_funcs(path, names, NFUNCS, funcs);
 	for (size_t i = 0; i < NFUNCS; i++)
-		for (size_t k = 0; k < i && offsets[i]; k++)
-			if (offsets[k] == offsets[i])
-				offsets[i] = 0, found--;
+		for (size_t k = 0; k < i && funcs[i].offset; k++)
+			if (funcs[k].offset == funcs[i].offset)
+				funcs[i].offset = 0, found--;
 	return found;
 }
 
-static int attach_object(struct memleak_bpf *skel, const char *path, const uint64_t *offsets,
+/*
+ * An object's operator new that calls an allocator of another object
+ * (libstdc++'s calls malloc) is a wrapper: it may throw, so it gets no
+ * return probe (the kernel's trampoline cannot be unwound through), and its
+ * blocks are counted at the malloc inside it. An allocator's own operator
+ * new (jemalloc's, tcmalloc's) keeps its return probe.
+ */
+static bool is_wrapper(const struct elf_func *funcs, enum entry e)
+{
+	return e == E_NEW && !funcs[0].offset; /* alloc_fns[0] is malloc */
+}
+
+static struct bpf_program *return_prog(struct memleak_bpf *skel, const struct elf_func *funcs,
+				       enum entry e)
+{
+	return e == E_FREE || is_wrapper(funcs, e) ? NULL : skel->progs.alloc_return;
+}
+
+static int attach_object(struct memleak_bpf *skel, const char *path, const struct elf_func *funcs,
 			 pid_t pid, struct probes *p, char *err, size_t errlen)
 {
-	/* Return probes first: an entry seen without its return would leave the
-	 * thread's call state waiting for a return that never comes. */
-	for (size_t i = 0; i < NFUNCS; i++)
-		if (offsets[i] && alloc_fns[i].entry != E_FREE &&
-		    add_link(p, skel->progs.alloc_return, true, pid, path, offsets[i],
-			     alloc_fns[i].name, err, errlen))
-			return -1;
+	/* Return probes first (and off last): an entry seen without its return
+	 * would leave a call in flight that never returns. */
 	for (size_t i = 0; i < NFUNCS; i++) {
-		if (!offsets[i])
+		struct bpf_program *ret = return_prog(skel, funcs, alloc_fns[i].entry);
+
+		if (funcs[i].offset && ret &&
+		    add_link(p, ret, true, pid, path, &funcs[i], alloc_fns[i].name, err, errlen))
+			return -1;
+	}
+	for (size_t i = 0; i < NFUNCS; i++) {
+		struct bpf_program *entry = is_wrapper(funcs, alloc_fns[i].entry)
+						? skel->progs.new_wrapper_enter
+						: entry_prog(skel, alloc_fns[i].entry);
+
+		if (!funcs[i].offset)
 			continue;
-		if (add_link(p, entry_prog(skel, alloc_fns[i].entry), false, pid, path, offsets[i],
-			     alloc_fns[i].name, err, errlen))
+		if (add_link(p, entry, false, pid, path, &funcs[i], alloc_fns[i].name, err, errlen))
 			return -1;
 		p->nfuncs++;
 	}
@@ -141,13 +169,13 @@ static int attach_object(struct memleak_bpf *skel, const char *path, const uint6
 int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pid, struct probes *p,
 		  char *err, size_t errlen)
 {
-	uint64_t offsets[NFUNCS];
+	struct elf_func funcs[NFUNCS];
 	int objects = 0;
 
 	for (int i = 0; i < objs->n; i++) {
-		if (resolve(objs->paths[i], offsets) <= 0)
+		if (resolve(objs->paths[i], funcs) <= 0)
 			continue;
-		if (attach_object(skel, objs->paths[i], offsets, pid, p, err, errlen))
+		if (attach_object(skel, objs->paths[i], funcs, pid, p, err, errlen))
 			return -1;
 		objects++;
 	}
@@ -156,7 +184,8 @@ int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pi
 
 void probes_detach(struct probes *p)
 {
-	for (int i = 0; i < p->nlinks; i++)
+	/* Entry probes off first: see attach_object. */
+	for (int i = p->nlinks - 1; i >= 0; i--)
 		bpf_link__destroy(p->links[i]);
 	free(p->links);
 	memset(p, 0, sizeof(*p));

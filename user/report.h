@@ -44,6 +44,7 @@ struct report {
 	bool final;
 	time_t wall;
 	struct drops drops;
+	unsigned long long nested_calls; /* allocator calls inside another, counted once */
 	int nprocs;
 	struct proc_report *procs; /* leaks first, then by verdict and growth */
 	int nfull;		   /* the first nfull in full; the rest without stacks */

@@ -114,10 +114,12 @@ void report_json(FILE *out, const struct report *r)
 	fprintf(out,
 		"{\"type\":\"report\",\"seq\":%ld,\"time\":\"%s\",\"elapsed_s\":%.3f,"
 		"\"final\":%s,\"dropped\":{\"events\":%llu,\"allocs_map_full\":%llu,"
-		"\"stacks\":%llu,\"procs_map_full\":%llu},\"processes\":[",
+		"\"stacks\":%llu,\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu},"
+		"\"calls_nested\":%llu,\"processes\":[",
 		r->seq, stamp, r->elapsed_s, r->final ? "true" : "false",
 		(unsigned long long)r->drops.events, (unsigned long long)r->drops.allocs_map_full,
-		(unsigned long long)r->drops.stacks, (unsigned long long)r->drops.procs_map_full);
+		(unsigned long long)r->drops.stacks, (unsigned long long)r->drops.procs_map_full,
+		(unsigned long long)r->drops.lifecycle_map_full, r->nested_calls);
 	for (int i = 0; i < r->nprocs; i++) {
 		if (i)
 			fputc(',', out);

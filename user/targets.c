@@ -411,6 +411,7 @@ static void add_drops(struct drops *sum, const struct drops *d)
 	sum->allocs_map_full += d->allocs_map_full;
 	sum->stacks += d->stacks;
 	sum->procs_map_full += d->procs_map_full;
+	sum->lifecycle_map_full += d->lifecycle_map_full;
 }
 
 void targets_report(struct target_set *ts, const struct report_options *ro, struct report *r)
@@ -424,6 +425,7 @@ void targets_report(struct target_set *ts, const struct report_options *ro, stru
 	memset(&r->drops, 0, sizeof(r->drops));
 	add_drops(&r->drops, &snap[0].drops);
 	add_drops(&r->drops, &snap[1].drops);
+	r->nested_calls = ts->heap.nested_calls ? *ts->heap.nested_calls : 0;
 	r->elapsed_s = now - ts->start_time;
 	r->wall = time(NULL);
 	r->procs = xcalloc(ts->n, sizeof(*r->procs));

@@ -46,9 +46,16 @@ def test_late_processes_picked_up_and_exited_ones_forgotten():
             p = subprocess.Popen([workload("short_lived")])
             p.wait(timeout=30)
             started.append(p.pid)
-        time.sleep(2.5)  # a few reports: each exited process reported once, then forgotten
+        # Each exited process is reported once, then forgotten: the tool may be
+        # some reports behind the spawning, so wait for it (a bounded time).
         pids = set(started)
-        left = {name: entries_owned(name, pids) for name in ("procs", "stack_counts", "allocs")}
+        deadline = time.time() + 60
+        while True:
+            time.sleep(2.5)
+            left = {name: entries_owned(name, pids)
+                    for name in ("procs", "stack_counts", "allocs")}
+            if not any(left.values()) or time.time() > deadline:
+                break
     finally:
         tool.send_signal(2)
         _, err = tool.communicate(timeout=60)

@@ -140,14 +140,15 @@ static void test_group_digits(void)
 static void test_elf_offsets_in_libc(void)
 {
 	const char *names[] = {"malloc", "free", "no_such_function_xyz"};
-	uint64_t off[3];
+	struct elf_func f[3];
 	struct objlist l = {0};
 
 	CHECK(discover_system(&l) == 0);
 	CHECK(l.n >= 1 && strstr(l.paths[0], "libc.so.6"));
-	CHECK(elf_func_offsets(l.paths[0], names, 3, off) == 2);
-	CHECK(off[0] && off[1] && off[0] != off[1] && off[2] == 0);
-	CHECK(elf_func_offsets("/nonexistent", names, 3, off) == -1);
+	CHECK(elf_funcs(l.paths[0], names, 3, f) == 2);
+	CHECK(f[0].offset && f[1].offset && f[0].offset != f[1].offset && f[2].offset == 0);
+	CHECK(f[0].size > 0 && f[0].size < 4096);
+	CHECK(elf_funcs("/nonexistent", names, 3, f) == -1);
 	objlist_free(&l);
 }
 

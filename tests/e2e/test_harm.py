@@ -1,0 +1,73 @@
+"""Doing no harm: a traced program behaves as untraced, and what tracing
+sees stays exact across failing new, exec from any thread and re-probing."""
+import json
+import subprocess
+
+from harness import check, check_eq, leaks_by_function, run_tool, valgrind_in_use, workload
+
+JEMALLOC = {"LD_PRELOAD": "libjemalloc.so.2"}
+
+
+def split(stdout):
+    """The JSON reports, and the lines the launched program printed among them."""
+    reports, program = [], []
+    for line in stdout.splitlines():
+        if line.startswith('{"type":"report"'):
+            reports.append(json.loads(line))
+        elif line.strip():
+            program.append(line)
+    return reports, program
+
+
+def untraced(argv, env=None):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                       env=dict(__import__("os").environ, **(env or {})))
+    return p.returncode, p.stdout.splitlines(), p.stderr
+
+
+def traced(argv, env=None, extra=()):
+    status, out, err = run_tool(["--json", "-T", "50"] + list(extra) + ["--"] + argv, env=env)
+    reps, program = split(out)
+    check(reps and reps[-1]["final"], "no final report (stderr: %s)" % err[-500:])
+    procs = reps[-1]["processes"]
+    check_eq(len(procs), 1, "processes in the final report")
+    return status, program, err, procs[0], reps[-1]
+
+
+def check_new_fails_as_untraced(env):
+    argv = [workload("new_fails")]
+    want_status, want_out, _ = untraced(argv, env)
+    check_eq((want_status, want_out), (7, ["bad_alloc caught 200, nothrow null 200"]),
+             "untraced run")
+    status, program, err, proc, _ = traced(argv, env)
+    check_eq((status, program), (want_status, want_out),
+             "traced run: status and output (stderr: %s)" % err[-300:])
+    check("terminate" not in err, "the program was terminated: " + err[-300:])
+    check_eq(leaks_by_function(proc).get("leak_some()"), [200, 5], "leak_some() (bytes, blocks)")
+
+
+def test_failing_new_behaves_as_untraced_glibc():
+    check_new_fails_as_untraced(None)
+
+
+def check_exec_from_thread(target, want):
+    argv = [workload("exec_thread"), workload(target)]
+    status, _, err, proc, _ = traced(argv)
+    check_eq(status, 0, "exit status (stderr: %s)" % err[-300:])
+    check_eq(proc["comm"], target, "the process's name after exec")
+    heap = proc["heap"]
+    got = (heap["outstanding_bytes"], heap["outstanding_allocs"])
+    check_eq(got, want, "the new image's (bytes, blocks)")
+    return got
+
+
+def test_exec_from_a_second_thread_equals_valgrind():
+    got = check_exec_from_thread("leaky_all_vg", (6088, 23))
+    check_eq(got, valgrind_in_use(["--trace-children=yes", workload("exec_thread"),
+                                   workload("leaky_all_vg")]), "against valgrind")
+
+
+def test_exec_from_a_thread_into_jemalloc_program():
+    got = check_exec_from_thread("leaky_cxx_je", (600 + 72704, 10))
+    check_eq(got, valgrind_in_use(["--trace-children=yes", workload("exec_thread"),
+                                   workload("leaky_cxx_je")]), "against valgrind")
