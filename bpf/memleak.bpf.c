@@ -2,10 +2,10 @@
 /*
  * Heap accounting on the allocator's entry points.
  *
- * Entry probes remember the outermost allocator call of each thread (its
- * stack pointer tells nested calls apart: allocators call each other, and
- * operator new calls malloc). The single return probe then records the new
- * block with the caller's stack, and free-like probes release blocks.
+ * Entry probes remember the outermost allocator call of each thread
+ * (allocators call each other, and operator new calls malloc). Its return
+ * probe then records the new block with the caller's stack, and free-like
+ * probes release blocks.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -18,29 +18,35 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u64 page_size = 4096;
 
 /*
- * A call in flight is identified by where it will return: its stack pointer
- * at entry and the return address found there. State left behind by a call
- * whose return was never seen (its probes removed meanwhile, a longjmp, a
- * throw, an exec) fails that check and is replaced, never obeyed: once the
- * call is gone, the caller's next call overwrites that stack slot before any
- * call can run deeper.
+ * Nothing here trusts the stack's contents to tell whether a call is still
+ * in flight: state left behind by a call whose return was never seen (its
+ * probes removed meanwhile, a longjmp, a throw, an exec) must be replaced,
+ * never obeyed. A call is nested in another only if it is called from that
+ * one's code (each probe's attach cookie is its function's size), and a
+ * return is the call's own only if it comes back to the very stack pointer
+ * and return address the call was entered with.
  */
 struct frame_id {
 	__u64 sp;  /* stack pointer at entry; 0: none */
 	__u64 ret; /* the return address stored there */
 };
 
+struct code_span {
+	__u64 lo, hi;
+};
+
 /* The operator new (libstdc++'s, calling malloc) entered last: the outermost
- * of a nest (nothrow new calls new) gives the caller, the innermost's code
- * tells the allocator call it makes. */
+ * of a nest (nothrow new calls new) gives the caller; the allocator call is
+ * made from the innermost's code. */
 struct new_wrapper {
 	struct frame_id outer;
-	__u64 inner_lo, inner_hi; /* the innermost's code */
+	struct code_span inner;
 };
 
 /* The thread's outermost allocator call in flight, and the wrapper. */
 struct call_state {
 	struct frame_id call;
+	struct code_span code; /* the called function's */
 	__u64 caller; /* the frame that called the wrapper around the call; 0: none */
 	struct new_wrapper wrapper;
 	__u64 size;
@@ -58,7 +64,8 @@ struct {
 } calls SEC(".maps");
 
 /* Entries ignored because a call already in flight encloses them: real
- * nesting only (realloc calling malloc, operator new calling malloc). */
+ * nesting only (reallocarray calling realloc, jemalloc's new[] jumping to
+ * its new). */
 __u64 nested_calls = 0;
 
 static __always_inline struct frame_id frame_at(struct pt_regs *ctx)
@@ -67,6 +74,19 @@ static __always_inline struct frame_id frame_at(struct pt_regs *ctx)
 
 	bpf_probe_read_user(&f.ret, sizeof(f.ret), (void *)f.sp);
 	return f;
+}
+
+/* The probed function's code: from its entry, its size long. */
+static __always_inline struct code_span code_at(struct pt_regs *ctx)
+{
+	__u64 ip = PT_REGS_IP(ctx);
+
+	return (struct code_span){.lo = ip, .hi = ip + bpf_get_attach_cookie(ctx)};
+}
+
+static __always_inline bool in_span(const struct code_span *c, __u64 addr)
+{
+	return addr >= c->lo && addr < c->hi;
 }
 
 /* Where a return probe sends a function back to: the kernel's trampoline,
@@ -79,18 +99,6 @@ static __always_inline __u64 uretprobe_trampoline(void)
 	return BPF_CORE_READ(task, mm, uprobes_state.xol_area, vaddr);
 }
 
-/* Whether the call entered at f is still running below sp. */
-static __always_inline bool in_flight(const struct frame_id *f, __u64 sp)
-{
-	__u64 ret = 0;
-
-	if (!f->sp || sp >= f->sp)
-		return false;
-	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)f->sp))
-		return false;
-	return ret == f->ret || ret == uretprobe_trampoline();
-}
-
 static __always_inline struct call_state *call_state(void)
 {
 	struct call_state *st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0,
@@ -101,10 +109,14 @@ static __always_inline struct call_state *call_state(void)
 	return st;
 }
 
-/* Whether addr lies in the code of the wrapper entered last. */
-static __always_inline bool in_code(const struct new_wrapper *w, __u64 addr)
+/* Called from the code of the call in flight, or jumped to from it as a tail
+ * call (the same stack pointer, its return already taken by its probe). */
+static __always_inline bool nested(const struct call_state *st, const struct frame_id *f)
 {
-	return addr >= w->inner_lo && addr < w->inner_hi;
+	if (!st->call.sp)
+		return false;
+	return in_span(&st->code, f->ret) ||
+	       (f->sp == st->call.sp && f->ret == uretprobe_trampoline());
 }
 
 /* Remember an allocator call unless it runs inside another one. */
@@ -115,15 +127,13 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 siz
 
 	if (current_tgid() == self_tgid || !(st = call_state()))
 		return 0;
-	/* Inside the call in flight, or jumped to from it as a tail call (jemalloc's
-	 * new[] is a jump to its new): the same sp, its return already taken. */
-	if (in_flight(&st->call, f.sp) ||
-	    (f.sp == st->call.sp && f.ret == uretprobe_trampoline())) {
+	if (nested(st, &f)) {
 		__sync_fetch_and_add(&nested_calls, 1);
 		return 0;
 	}
 	st->call = f;
-	st->caller = in_code(&st->wrapper, f.ret) ? st->wrapper.outer.ret : 0;
+	st->code = code_at(ctx);
+	st->caller = in_span(&st->wrapper.inner, f.ret) ? st->wrapper.outer.ret : 0;
 	st->size = size;
 	st->ptr = ptr;
 	st->kind = kind;
@@ -200,17 +210,15 @@ SEC("uprobe")
 int BPF_KPROBE(new_wrapper_enter)
 {
 	struct frame_id f = frame_at(ctx);
-	__u64 ip = PT_REGS_IP(ctx);
 	struct call_state *st;
 	struct new_wrapper *w;
 
 	if (current_tgid() == self_tgid || !(st = call_state()))
 		return 0;
 	w = &st->wrapper;
-	if (!in_code(w, f.ret) && (f.sp != w->outer.sp || f.ret != w->outer.ret))
+	if (!in_span(&w->inner, f.ret) && (f.sp != w->outer.sp || f.ret != w->outer.ret))
 		w->outer = f;
-	w->inner_lo = ip;
-	w->inner_hi = ip + bpf_get_attach_cookie(ctx);
+	w->inner = code_at(ctx);
 	return 0;
 }
 
@@ -294,6 +302,8 @@ int BPF_PROG(image_changed, struct task_struct *p, pid_t old_pid, struct linux_b
 	/* Its other threads are gone by now: nothing counts concurrently. */
 	if (proc)
 		*proc = (struct proc_counts){.image = proc->image + 1};
+	/* Calls in flight in the old program never return. */
+	bpf_task_storage_delete(&calls, bpf_get_current_task_btf());
 	return 0;
 }
 

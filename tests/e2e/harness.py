@@ -65,3 +65,35 @@ def check(cond, msg):
 def check_eq(got, want, what):
     if got != want:
         raise AssertionError("%s: got %r, want %r" % (what, got, want))
+
+
+class Lines:
+    """The lines a pipe gives, read as they come, waited for by what they hold."""
+
+    def __init__(self, pipe):
+        import queue
+        import threading
+        self.seen, self._q = [], queue.Queue()
+        threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
+
+    def _read(self, pipe):
+        for line in pipe:
+            self._q.put(line)
+        self._q.put(None)
+
+    def wait_for(self, text, timeout):
+        """The first line from now on that holds text; fails after timeout seconds."""
+        import queue
+        import time
+        deadline = time.time() + timeout
+        while True:
+            try:
+                line = self._q.get(timeout=max(0.01, deadline - time.time()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                raise AssertionError("no line with %r within %d s; last lines:\n%s"
+                                     % (text, timeout, "".join(self.seen[-8:])))
+            self.seen.append(line)
+            if text in line:
+                return line

@@ -1,9 +1,14 @@
 """Doing no harm: a traced program behaves as untraced, and what tracing
 sees stays exact across failing new, exec from any thread and re-probing."""
 import json
+import os
+import signal
 import subprocess
+import tempfile
+import time
 
-from harness import check, check_eq, leaks_by_function, run_tool, valgrind_in_use, workload
+from harness import (TOOL, Lines, check, check_eq, leaks_by_function, reports, run_tool,
+                     valgrind_in_use, workload)
 
 JEMALLOC = {"LD_PRELOAD": "libjemalloc.so.2"}
 
@@ -21,7 +26,7 @@ def split(stdout):
 
 def untraced(argv, env=None):
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60,
-                       env=dict(__import__("os").environ, **(env or {})))
+                       env=dict(os.environ, **(env or {})))
     return p.returncode, p.stdout.splitlines(), p.stderr
 
 
@@ -71,3 +76,37 @@ def test_exec_from_a_thread_into_jemalloc_program():
     got = check_exec_from_thread("leaky_cxx_je", (600 + 72704, 10))
     check_eq(got, valgrind_in_use(["--trace-children=yes", workload("exec_thread"),
                                    workload("leaky_cxx_je")]), "against valgrind")
+
+
+def test_reprobed_mid_storm_counts_exactly():
+    """Probed, unprobed and probed again while four threads allocate without
+    pause: what they leak after the second probe is counted to the block."""
+    out_file = tempfile.TemporaryFile(mode="w+")
+    tool = subprocess.Popen([TOOL, "--json", "1"], stdout=out_file, stderr=subprocess.PIPE,
+                            text=True)
+    storm = None
+    try:
+        err = Lines(tool.stderr)
+        err.wait_for("watching", 30)
+        storm = subprocess.Popen([workload("storm"), "12"])
+        tag = "pid %d (storm)" % storm.pid
+        err.wait_for(tag + " left its steady band", 90)
+        err.wait_for(tag + " is steady again", 120)
+        storm.send_signal(signal.SIGUSR2)  # grow again
+        err.wait_for(tag + " left its steady band", 90)
+        time.sleep(1)
+        storm.send_signal(signal.SIGUSR1)  # leak 4 x 600 blocks, then exit
+        check_eq(storm.wait(timeout=60), 0, "storm's exit status")
+        time.sleep(2.5)
+    finally:
+        if storm and storm.poll() is None:
+            storm.kill()
+        tool.send_signal(signal.SIGINT)
+        tool.wait(timeout=60)
+    check_eq(tool.returncode, 0, "exit status")
+    out_file.seek(0)
+    rs = reports(out_file.read())
+    last = [p for r in rs for p in r["processes"] if p["pid"] == storm.pid][-1]
+    check_eq(leaks_by_function(last).get("leak_after_reprobe"), [2400 * 48, 2400],
+             "leaks after the second probe (bytes, blocks)")
+    check_eq(rs[-1]["calls_nested"], 0, "allocator calls taken for nested ones")
