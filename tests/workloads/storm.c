@@ -1,7 +1,10 @@
 /*
  * Four threads in an allocation storm (malloc and free, constantly) while
  * the main thread's memory grows, holds, and grows again on SIGUSR2: a
- * watched process probed, unprobed and probed again mid-storm. On SIGUSR1
+ * watched process probed, unprobed and probed again mid-storm. From SIGUSR2
+ * on the storm runs a frame deeper than before, as the leaks do: calls a
+ * stale "call in flight" from the first probing would take for nested ones
+ * (the bug this exercises). On SIGUSR1
  * each storm thread leaks 600 blocks of 48 bytes in leak_after_reprobe()
  * (2,400 in all) and the process exits.
  */
@@ -14,7 +17,7 @@
 #define THREADS 4
 #define LEAKS	600
 
-static volatile sig_atomic_t grow = 1, finish;
+static volatile sig_atomic_t grow = 1, deeper, finish;
 static void *volatile sink;
 
 void leak_after_reprobe(void)
@@ -23,13 +26,24 @@ void leak_after_reprobe(void)
 		sink = malloc(48);
 }
 
+/* Blocks past the mmap threshold: each call spends microseconds inside the
+ * allocator, where a probe may come off. */
+void churn_deeper(void)
+{
+	free(malloc(1 << 18));
+}
+
 static void *storm(void *arg)
 {
 	(void)arg;
 	while (!finish) {
-		void *p = malloc(64);
+		if (deeper) {
+			churn_deeper();
+		} else {
+			void *p = malloc(1 << 18);
 
-		free(p);
+			free(p);
+		}
 	}
 	leak_after_reprobe();
 	return NULL;
@@ -45,7 +59,7 @@ void grow_heap(void)
 static void on_signal(int sig)
 {
 	if (sig == SIGUSR2)
-		grow = 1;
+		grow = deeper = 1;
 	else
 		finish = 1;
 }
