@@ -109,11 +109,12 @@ static __always_inline long set_caller(void *ctx, struct stack_frames *buf, long
 
 /* Deduplicate the current stack (user or kernel, by flags) into the stacks
  * map, its first frame caller if that is given; 0 if it could not be
- * recorded. */
-static __always_inline __u64 record_stack(void *ctx, __u64 flags, __u64 caller)
+ * recorded. Each use is stamped with now: the loader reclaims stacks that
+ * nothing references and nothing used since it began looking. */
+static __always_inline __u64 record_stack(void *ctx, __u64 flags, __u64 caller, __u64 now)
 {
 	__u32 zero = 0;
-	struct stack_frames *buf = bpf_map_lookup_elem(&stack_scratch, &zero);
+	struct stack_frames *buf = bpf_map_lookup_elem(&stack_scratch, &zero), *found;
 	__u64 hash = 0xcbf29ce484222325ULL;
 	long len;
 	int i;
@@ -132,8 +133,12 @@ static __always_inline __u64 record_stack(void *ctx, __u64 flags, __u64 caller)
 		hash ^= hash >> 29;
 	}
 	hash |= 1;
-	if (bpf_map_lookup_elem(&stacks, &hash))
+	found = bpf_map_lookup_elem(&stacks, &hash);
+	if (found) {
+		found->used_ns = now;
 		return hash;
+	}
+	buf->used_ns = now;
 	if (bpf_map_update_elem(&stacks, &hash, buf, BPF_NOEXIST) == 0)
 		return hash;
 	if (bpf_map_lookup_elem(&stacks, &hash)) /* another CPU just added it */
@@ -218,7 +223,7 @@ static __always_inline void record(void *ctx, __u32 space, __u32 owner, __u64 ad
 	info.image = p->image;
 	info.time_ns = bpf_ktime_get_ns();
 	if (sample_rate <= 1 || bpf_get_prandom_u32() % sample_rate == 0)
-		info.stack_id = record_stack(ctx, stack_flags, caller);
+		info.stack_id = record_stack(ctx, stack_flags, caller, info.time_ns);
 	if (bpf_map_update_elem(&allocs, &key, &info, BPF_NOEXIST)) {
 		/* The address is live already: its free was never seen. */
 		release(space, addr);

@@ -47,7 +47,7 @@ struct new_wrapper {
 struct call_state {
 	struct frame_id call;
 	struct code_span code; /* the called function's */
-	__u64 caller; /* the frame that called the wrapper around the call; 0: none */
+	__u64 caller;	       /* the frame that called the wrapper around the call; 0: none */
 	struct new_wrapper wrapper;
 	__u64 size;
 	__u64 ptr;

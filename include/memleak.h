@@ -11,7 +11,7 @@
 #define MAX_ALLOCS     (1 << 20)
 #define MAX_STACKS     (1 << 15)
 #define MAX_STACK_KEYS (1 << 16)
-#define MAX_PROCS      (1 << 12)
+#define MAX_PROCS      (1 << 15)
 
 /* What an allocator call does with its result, for the return probe. */
 enum call_kind {
@@ -77,6 +77,7 @@ struct stack_key {
 
 struct stack_frames {
 	__u64 ips[MAX_FRAMES];
+	__u64 used_ns; /* when an allocation last took this stack */
 };
 
 /* What the BPF side had to turn away; all counts only grow. */

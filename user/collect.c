@@ -112,27 +112,31 @@ static void add_live(struct snapshot *s, const struct alloc_info *a, __u64 cutof
 
 typedef void (*alloc_fn)(const struct alloc_key *k, const struct alloc_info *a, void *ctx);
 
-/* One pass over the live allocations, in batches. */
-static void for_each_alloc(int fd, alloc_fn fn, void *ctx)
+/* One pass over the live allocations, in batches; -errno if the map could
+ * not be read to its end. */
+static int for_each_alloc(int fd, alloc_fn fn, void *ctx)
 {
 	struct alloc_key *keys = xcalloc(BATCH, sizeof(*keys));
 	struct alloc_info *vals = xcalloc(BATCH, sizeof(*vals));
 	struct alloc_key out_batch;
 	void *in = NULL;
-	int err;
+	int err, status = 0;
 
 	do {
 		__u32 n = BATCH;
 
 		err = bpf_map_lookup_batch(fd, in, &out_batch, keys, vals, &n, NULL);
-		if (err && errno != ENOENT)
+		if (err && errno != ENOENT) { /* ENOENT: the end */
+			status = -errno;
 			break;
+		}
 		for (__u32 i = 0; i < n; i++)
 			fn(&keys[i], &vals[i], ctx);
 		in = &out_batch;
 	} while (!err);
 	free(keys);
 	free(vals);
+	return status;
 }
 
 struct live_ctx {
@@ -156,6 +160,7 @@ int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 olde
 {
 	__u64 now = monotonic_ns();
 	__u64 cutoff = older_than_ns < now ? now - older_than_ns : 0;
+	int err;
 
 	memset(s, 0, sizeof(*s));
 	if (m->procs < 0)
@@ -164,11 +169,11 @@ int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 olde
 	read_images(m->procs, s);
 	read_stack_counts(m->stack_counts, want, ctx, s);
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_key);
-	for_each_alloc(
+	err = for_each_alloc(
 	    m->allocs, add_wanted,
 	    &(struct live_ctx){.want = want, .want_ctx = ctx, .cutoff_ns = cutoff, .s = s});
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_outstanding);
-	return 0;
+	return err;
 }
 
 void snapshot_free(struct snapshot *s)
@@ -244,27 +249,112 @@ static void collect_theirs(const struct alloc_key *k, const struct alloc_info *a
 }
 
 /* Keys are collected first, then deleted: deleting would disturb the batches. */
-static void forget_allocs(int fd, const struct tgid_set *set)
+static int forget_allocs(int fd, const struct tgid_set *set)
 {
 	struct forget_ctx fc = {.set = set};
+	int err = for_each_alloc(fd, collect_theirs, &fc);
 
-	for_each_alloc(fd, collect_theirs, &fc);
 	for (size_t i = 0; i < fc.n; i++)
 		bpf_map_delete_elem(fd, &fc.keys[i]);
 	free(fc.keys);
+	return err;
 }
 
-void snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n)
+int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n)
 {
 	struct tgid_set set = {.tgids = tgids, .n = n};
 
 	if (m->procs < 0 || n == 0)
-		return;
+		return 0;
 	qsort(tgids, n, sizeof(*tgids), by_tgid);
 	for (size_t i = 0; i < n; i++)
 		bpf_map_delete_elem(m->procs, &tgids[i]);
 	forget_stack_counts(m->stack_counts, &set);
-	forget_allocs(m->allocs, &set);
+	return forget_allocs(m->allocs, &set);
+}
+
+/* The stack ids that counts or live blocks refer to, sorted, repeats kept. */
+struct id_list {
+	__u64 *ids;
+	size_t n, cap;
+};
+
+static void id_add(struct id_list *l, __u64 id)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 4096;
+		l->ids = xrealloc(l->ids, l->cap * sizeof(*l->ids));
+	}
+	l->ids[l->n++] = id;
+}
+
+static void add_block_stack(const struct alloc_key *k, const struct alloc_info *a, void *ctx)
+{
+	(void)k;
+	if (a->stack_id)
+		id_add(ctx, a->stack_id);
+}
+
+static int by_id(const void *a, const void *b)
+{
+	__u64 x = *(const __u64 *)a, y = *(const __u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int referenced_stacks(const struct heap_maps *m, struct id_list *l)
+{
+	struct stack_key key, next, *prev = NULL;
+	int err;
+
+	while (bpf_map_get_next_key(m->stack_counts, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		id_add(l, key.stack_id);
+	}
+	err = for_each_alloc(m->allocs, add_block_stack, l);
+	qsort(l->ids, l->n, sizeof(*l->ids), by_id);
+	return err;
+}
+
+/* A stack that BPF may be taking right now is put back: see heap.bpf.h. */
+#define STACK_GRACE_NS 1000000000ull
+
+int snapshot_sweep_stacks(const struct heap_maps *m, size_t *kept, size_t *reclaimed)
+{
+	__u64 key, next, *prev = NULL, start = monotonic_ns();
+	struct id_list refs = {0}, unused = {0};
+	struct stack_frames f;
+	int err;
+
+	*kept = *reclaimed = 0;
+	if (m->procs < 0)
+		return 0;
+	err = referenced_stacks(m, &refs);
+	if (err) /* a stack not seen referenced may be: reclaim nothing */
+		goto out;
+	while (bpf_map_get_next_key(m->stacks, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bsearch(&key, refs.ids, refs.n, sizeof(key), by_id))
+			++*kept;
+		else
+			id_add(&unused, key);
+	}
+	for (size_t i = 0; i < unused.n; i++) {
+		if (bpf_map_lookup_and_delete_elem(m->stacks, &unused.ids[i], &f))
+			continue;
+		if (f.used_ns + STACK_GRACE_NS >= start) {
+			bpf_map_update_elem(m->stacks, &unused.ids[i], &f, BPF_NOEXIST);
+			++*kept;
+		} else {
+			++*reclaimed;
+		}
+	}
+out:
+	free(refs.ids);
+	free(unused.ids);
+	return err;
 }
 
 int snapshot_frames(const struct heap_maps *m, __u64 stack_id, __u64 *ips)

@@ -38,6 +38,8 @@ struct snapshot {
 /* Only processes for which want(tgid) holds are read. */
 typedef int (*want_fn)(__u32 tgid, void *ctx);
 
+/* Returns -errno if the live blocks could not all be read (the snapshot
+ * holds what was). */
 int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 older_than_ns,
 		  struct snapshot *s);
 void snapshot_free(struct snapshot *s);
@@ -45,8 +47,12 @@ void snapshot_free(struct snapshot *s);
 struct counts snapshot_proc(const struct heap_maps *m, __u32 tgid);
 /* Delete every map entry of processes that have exited: their totals, their
  * stacks' totals and the live allocations they own, in one walk of each map.
- * The stacks map is shared. Sorts tgids. */
-void snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n);
+ * The stacks map is shared: see snapshot_sweep_stacks. Sorts tgids. */
+int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n);
+/* Delete the stacks that no counts and no live block refer to, and that no
+ * allocation took while this ran: the stacks map stays bounded however
+ * many processes come and go. */
+int snapshot_sweep_stacks(const struct heap_maps *m, size_t *kept, size_t *reclaimed);
 /* The frames of a stack, innermost first; returns their number. */
 int snapshot_frames(const struct heap_maps *m, __u64 stack_id, __u64 *ips);
 

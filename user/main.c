@@ -32,6 +32,8 @@
 #define DEFAULT_MAX_PROCS 10
 /* Samples between rescans of /proc in the default system-wide mode. */
 #define RESCAN_SAMPLES 60
+/* Samples between reclaiming the stacks nothing refers to any more. */
+#define SWEEP_SAMPLES 4
 
 enum exit_status {
 	EXIT_OK = 0,
@@ -400,11 +402,14 @@ static void unprobe_settled(struct tracer *tr)
 
 static void sample(struct tracer *tr)
 {
+	tr->samples++;
 	if (tr->targets.every_process)
 		watch_lifecycle(&tr->targets, bpf_map__fd(tr->skel->maps.lifecycle));
+	if (tr->samples % SWEEP_SAMPLES == 0)
+		targets_sweep_stacks(&tr->targets);
 	if (tr->targets.watching) {
 		/* Now and then, what a full lifecycle map turned away. */
-		if (++tr->samples % RESCAN_SAMPLES == 0)
+		if (tr->samples % RESCAN_SAMPLES == 0)
 			watch_scan(&tr->targets);
 		probe_growing(tr);
 		unprobe_settled(tr);

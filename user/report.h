@@ -45,6 +45,8 @@ struct report {
 	time_t wall;
 	struct drops drops;
 	unsigned long long nested_calls; /* allocator calls inside another, counted once */
+	size_t stack_entries;		 /* in the stacks maps, at the last sweep */
+	size_t stacks_reclaimed;	 /* so far */
 	int nprocs;
 	struct proc_report *procs; /* leaks first, then by verdict and growth */
 	int nfull;		   /* the first nfull in full; the rest without stacks */

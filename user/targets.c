@@ -308,6 +308,25 @@ void targets_sample(struct target_set *ts)
 	}
 }
 
+static void sweep(struct target_set *ts, const struct heap_maps *m, const char *what)
+{
+	size_t kept, reclaimed;
+	int err = snapshot_sweep_stacks(m, &kept, &reclaimed);
+
+	if (err)
+		warnx_("cannot read the %s maps to reclaim stacks: %s", what, strerror(-err));
+	ts->stack_entries += kept;
+	ts->stacks_reclaimed += reclaimed;
+}
+
+void targets_sweep_stacks(struct target_set *ts)
+{
+	ts->stack_entries = 0;
+	sweep(ts, &ts->heap, "user heap's");
+	if (targets_kernel(ts))
+		sweep(ts, &ts->kernel, "kernel's");
+}
+
 bool targets_any_leak(const struct target_set *ts)
 {
 	for (int i = 0; i < ts->n; i++)
@@ -418,14 +437,19 @@ void targets_report(struct target_set *ts, const struct report_options *ro, stru
 {
 	double now = monotonic_s();
 	struct snapshot snap[2];
+	int err;
 
 	add_every_owner(ts);
-	snapshot_read(&ts->heap, want_target, ts, ro->older_ns, &snap[0]);
-	snapshot_read(&ts->kernel, want_target, ts, ro->older_ns, &snap[1]);
+	if ((err = snapshot_read(&ts->heap, want_target, ts, ro->older_ns, &snap[0])) ||
+	    (err = snapshot_read(&ts->kernel, want_target, ts, ro->older_ns, &snap[1])))
+		warnx_("cannot read every live block: %s; this report's stacks leave them out",
+		       strerror(-err));
 	memset(&r->drops, 0, sizeof(r->drops));
 	add_drops(&r->drops, &snap[0].drops);
 	add_drops(&r->drops, &snap[1].drops);
 	r->nested_calls = ts->heap.nested_calls ? *ts->heap.nested_calls : 0;
+	r->stack_entries = ts->stack_entries;
+	r->stacks_reclaimed = ts->stacks_reclaimed;
 	r->elapsed_s = now - ts->start_time;
 	r->wall = time(NULL);
 	r->procs = xcalloc(ts->n, sizeof(*r->procs));

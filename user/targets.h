@@ -55,6 +55,8 @@ struct target_set {
 	struct heap_maps heap;	 /* the user heap's accounting */
 	struct heap_maps kernel; /* the kernel's (-k); procs < 0 without */
 	struct kallsyms ksyms;
+	size_t stack_entries;	 /* in the stacks maps, at the last sweep */
+	size_t stacks_reclaimed; /* by every sweep so far */
 };
 
 static inline bool targets_kernel(const struct target_set *ts)
@@ -80,6 +82,8 @@ struct report_options {
 /* Add a point to every live target's curve and judge it again. */
 void targets_sample(struct target_set *ts);
 bool targets_any_leak(const struct target_set *ts);
+/* Reclaim the stacks that no process's counts or live blocks refer to. */
+void targets_sweep_stacks(struct target_set *ts);
 
 void targets_report(struct target_set *ts, const struct report_options *ro, struct report *r);
 void report_free(struct report *r);

@@ -71,3 +71,47 @@ def test_late_processes_picked_up_and_exited_ones_forgotten():
     check(any(p["kernel_allocs"] > 0 for p in leaks), "no kernel allocations counted to them")
     check_eq(left, {"procs": 0, "stack_counts": 0, "allocs": 0},
              "map entries left by exited processes")
+
+
+STACK_PROCS = 60  # x 2,048 distinct stacks each: 3.75 times the stacks table
+STACKS_TABLE = 32768
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(next(l for l in f if l.startswith("VmRSS:")).split()[1])
+
+
+def test_stack_table_reclaimed_as_processes_come_and_go():
+    out_file = tempfile.TemporaryFile(mode="w+")
+    tool = subprocess.Popen([TOOL, "--all-stacks", "--json", "0.5"], stdout=out_file,
+                            stderr=subprocess.PIPE, text=True)
+    pids, rss = [], []
+    try:
+        check("tracing" in tool.stderr.readline(), "tool did not attach")
+        for i in range(STACK_PROCS):
+            p = subprocess.Popen([workload("many_stacks")])
+            p.wait(timeout=30)
+            pids.append(p.pid)
+            time.sleep(0.5)
+            if i in (STACK_PROCS // 3, STACK_PROCS - 1):
+                rss.append(rss_kib(tool.pid))
+        time.sleep(4)  # the last ones reported, forgotten, their stacks swept
+    finally:
+        tool.send_signal(2)
+        _, err = tool.communicate(timeout=60)
+        out_file.seek(0)
+        out = out_file.read()
+    check_eq(tool.returncode, 0, "exit status: " + err[-500:])
+    rs = reports(out)
+    last = rs[-1]
+    check_eq(last["dropped"]["stacks"], 0, "allocations that lost their stack")
+    check(last["stack_table"]["reclaimed"] >= STACK_PROCS * 2048 - STACKS_TABLE,
+          "stacks reclaimed: %r" % last["stack_table"])
+    check(last["stack_table"]["entries"] < STACKS_TABLE // 4,
+          "stacks left once they exited: %r" % last["stack_table"])
+    seen = {p["pid"]: p for r in rs for p in r["processes"] if p["pid"] in set(pids)}
+    check_eq(len(seen), STACK_PROCS, "many_stacks processes reported")
+    check(all(p["heap"]["outstanding_bytes"] == 100 for p in seen.values()),
+          "their leaks: %r" % [p["heap"] for p in list(seen.values())[:3]])
+    check(rss[1] <= rss[0] + 16 * 1024, "tool RSS grew from %d to %d KiB" % tuple(rss))

@@ -1,0 +1,40 @@
+/*
+ * 2,048 distinct allocation stacks in one short life: 64 call sites, each
+ * reached at 32 depths, each allocating and freeing a block; one leak of
+ * 100 bytes in leak_once(). Run many of them, each a new address layout,
+ * and their stacks outnumber any stack table.
+ */
+#include <stdlib.h>
+
+#define DEPTHS 32
+
+static void *volatile sink;
+
+void leak_once(void)
+{
+	sink = malloc(100);
+}
+
+#define SITE(n)                                                                                    \
+	void site_##n(int depth)                                                                   \
+	{                                                                                          \
+		if (depth > 0) {                                                                   \
+			site_##n(depth - 1);                                                       \
+			free(malloc(n + 1));                                                       \
+		}                                                                                  \
+	}
+#define SITES8(a)                                                                                  \
+	SITE(a##0) SITE(a##1) SITE(a##2) SITE(a##3) SITE(a##4) SITE(a##5) SITE(a##6) SITE(a##7)
+SITES8(1)
+SITES8(2) SITES8(3) SITES8(4) SITES8(5) SITES8(6) SITES8(7) SITES8(8)
+
+#define CALL8(a)                                                                                   \
+	site_##a##0(DEPTHS), site_##a##1(DEPTHS), site_##a##2(DEPTHS), site_##a##3(DEPTHS),        \
+	    site_##a##4(DEPTHS), site_##a##5(DEPTHS), site_##a##6(DEPTHS), site_##a##7(DEPTHS)
+
+    int main(void)
+{
+	CALL8(1), CALL8(2), CALL8(3), CALL8(4), CALL8(5), CALL8(6), CALL8(7), CALL8(8);
+	leak_once();
+	return 0;
+}
