@@ -70,14 +70,17 @@ static __always_inline __u32 current_tgid(void)
 	return bpf_get_current_pid_tgid() >> 32;
 }
 
+/* The owner's entry, made on its first allocation (named then, when the
+ * owner is the current process). */
 static __always_inline struct proc_counts *proc_of(__u32 owner)
 {
-	static const struct proc_counts zero;
-	struct proc_counts *p = bpf_map_lookup_elem(&procs, &owner);
+	struct proc_counts *p = bpf_map_lookup_elem(&procs, &owner), fresh = {};
 
 	if (p)
 		return p;
-	bpf_map_update_elem(&procs, &owner, &zero, BPF_NOEXIST);
+	if (owner == current_tgid())
+		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+	bpf_map_update_elem(&procs, &owner, &fresh, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&procs, &owner);
 }
 

@@ -300,8 +300,10 @@ int BPF_PROG(image_changed, struct task_struct *p, pid_t old_pid, struct linux_b
 	struct proc_counts *proc = bpf_map_lookup_elem(&procs, &tgid);
 
 	/* Its other threads are gone by now: nothing counts concurrently. */
-	if (proc)
+	if (proc) {
 		*proc = (struct proc_counts){.image = proc->image + 1};
+		bpf_get_current_comm(proc->comm, sizeof(proc->comm));
+	}
 	/* Calls in flight in the old program never return. */
 	bpf_task_storage_delete(&calls, bpf_get_current_task_btf());
 	return 0;

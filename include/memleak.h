@@ -62,11 +62,13 @@ struct counts {
 };
 
 /* A process's totals, and the program image they are of: how many times it
- * has exec'd since it was first traced. */
+ * has exec'd since it was first traced, and its name then (taken in the
+ * kernel: a process may be gone before the loader can ask /proc). */
 struct proc_counts {
 	struct counts c;
 	__u32 image;
 	__u32 pad;
+	char comm[16];
 };
 
 struct stack_key {

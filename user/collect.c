@@ -183,13 +183,13 @@ void snapshot_free(struct snapshot *s)
 	memset(s, 0, sizeof(*s));
 }
 
-struct counts snapshot_proc(const struct heap_maps *m, __u32 tgid)
+struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid)
 {
 	struct proc_counts p = {0};
 
 	if (m->procs >= 0)
 		bpf_map_lookup_elem(m->procs, &tgid, &p);
-	return p.c;
+	return p;
 }
 
 static int by_tgid(const void *a, const void *b)

@@ -43,8 +43,8 @@ typedef int (*want_fn)(__u32 tgid, void *ctx);
 int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 older_than_ns,
 		  struct snapshot *s);
 void snapshot_free(struct snapshot *s);
-/* The totals of one process; zeros if it made no traced allocation. */
-struct counts snapshot_proc(const struct heap_maps *m, __u32 tgid);
+/* The totals and name of one process; zeros if it made no traced allocation. */
+struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid);
 /* Delete every map entry of processes that have exited: their totals, their
  * stacks' totals and the live allocations they own, in one walk of each map.
  * The stacks map is shared: see snapshot_sweep_stacks. Sorts tgids. */

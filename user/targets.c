@@ -21,6 +21,19 @@ struct target *targets_find(struct target_set *ts, pid_t pid)
 	return NULL;
 }
 
+/* The name the kernel saw at the process's first allocation or last exec
+ * (the user heap's record, else the kernel's): for a process gone before
+ * /proc could name it, or that exec'd after /proc last did. */
+static void name_from_kernel(struct target_set *ts, struct target *t)
+{
+	struct proc_counts heap = snapshot_proc(&ts->heap, (__u32)t->pid);
+	struct proc_counts kernel = snapshot_proc(&ts->kernel, (__u32)t->pid);
+	const char *name = heap.comm[0] ? heap.comm : kernel.comm;
+
+	if (name[0] && (!t->alive || strcmp(t->comm, "?") == 0))
+		snprintf(t->comm, sizeof(t->comm), "%.16s", name);
+}
+
 struct target *targets_add(struct target_set *ts, pid_t pid)
 {
 	struct target *t = targets_find(ts, pid);
@@ -40,6 +53,7 @@ struct target *targets_add(struct target_set *ts, pid_t pid)
 	curve_init(&t->mem, CURVE_POINTS);
 	curve_init(&t->kernel, CURVE_POINTS);
 	target_refresh(t);
+	name_from_kernel(ts, t);
 	return t;
 }
 
@@ -245,6 +259,8 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	long long mem;
 
 	memset(p, 0, sizeof(*p));
+	if (!t->alive && t->pid != KERNEL_OWNER)
+		name_from_kernel(ts, t);
 	p->pid = t->pid;
 	snprintf(p->comm, sizeof(p->comm), "%s", t->comm);
 	p->alive = t->alive;
@@ -252,9 +268,9 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	p->anon_bytes = t->anon_bytes;
 	p->watched = t->watched;
 	p->probed = !t->watched || t->probed;
-	p->heap = snapshot_proc(&ts->heap, (__u32)t->pid);
+	p->heap = snapshot_proc(&ts->heap, (__u32)t->pid).c;
 	p->has_kernel = targets_kernel(ts);
-	p->kernel = snapshot_proc(&ts->kernel, (__u32)t->pid);
+	p->kernel = snapshot_proc(&ts->kernel, (__u32)t->pid).c;
 	p->verdict = t->verdict;
 	mem = (t->watched ? (long long)t->anon_bytes : outstanding_bytes(&p->heap)) +
 	      outstanding_bytes(&p->kernel);
@@ -289,8 +305,8 @@ void targets_sample(struct target_set *ts)
 			continue;
 		if (t->pid != KERNEL_OWNER)
 			read_rss(t);
-		heap = snapshot_proc(&ts->heap, (__u32)t->pid);
-		kernel = snapshot_proc(&ts->kernel, (__u32)t->pid);
+		heap = snapshot_proc(&ts->heap, (__u32)t->pid).c;
+		kernel = snapshot_proc(&ts->kernel, (__u32)t->pid).c;
 		t->heap_bytes = outstanding_bytes(&heap);
 		t->kernel_bytes = outstanding_bytes(&kernel);
 		if (targets_kernel(ts)) {

@@ -49,23 +49,27 @@ struct life {
 	__u32 tgid, events;
 };
 
-/* Keys are collected first: deleting during the walk could restart it. */
+/* Keys are collected first: deleting during the walk could restart it.
+ * Each is then taken out with its events in one step, so that an event
+ * noted meanwhile is either taken or left for the next drain. */
 static size_t drain(int fd, struct life **out)
 {
-	__u32 key, next, *prev = NULL;
-	size_t n = 0;
+	__u32 key, next, *prev = NULL, *keys = NULL;
+	size_t nkeys = 0, n = 0;
 
-	*out = NULL;
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
 		key = next;
 		prev = &key;
-		*out = xrealloc(*out, (n + 1) * sizeof(**out));
-		(*out)[n].tgid = key;
-		if (bpf_map_lookup_elem(fd, &key, &(*out)[n].events) == 0)
+		keys = xrealloc(keys, (nkeys + 1) * sizeof(*keys));
+		keys[nkeys++] = key;
+	}
+	*out = xcalloc(nkeys, sizeof(**out));
+	for (size_t i = 0; i < nkeys; i++) {
+		(*out)[n].tgid = keys[i];
+		if (bpf_map_lookup_and_delete_elem(fd, &keys[i], &(*out)[n].events) == 0)
 			n++;
 	}
-	for (size_t i = 0; i < n; i++)
-		bpf_map_delete_elem(fd, &(*out)[i].tgid);
+	free(keys);
 	return n;
 }
 

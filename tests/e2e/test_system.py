@@ -68,6 +68,8 @@ def test_late_processes_picked_up_and_exited_ones_forgotten():
     leaks = [p for r in reports(out) for p in r["processes"] if p["pid"] in pids and not p["alive"]]
     check(all(p["heap"]["outstanding_bytes"] == 3584 for p in leaks[:50]),  # 7 x 512
           "exited processes' leaks: %r" % [p["heap"] for p in leaks[:3]])
+    names = {p["comm"] for p in leaks}
+    check_eq(names, {"short_lived"}, "names of the short-lived processes once exited")
     check(any(p["kernel_allocs"] > 0 for p in leaks), "no kernel allocations counted to them")
     check_eq(left, {"procs": 0, "stack_counts": 0, "allocs": 0},
              "map entries left by exited processes")
@@ -112,6 +114,7 @@ def test_stack_table_reclaimed_as_processes_come_and_go():
           "stacks left once they exited: %r" % last["stack_table"])
     seen = {p["pid"]: p for r in rs for p in r["processes"] if p["pid"] in set(pids)}
     check_eq(len(seen), STACK_PROCS, "many_stacks processes reported")
+    check_eq({p["comm"] for p in seen.values()}, {"many_stacks"}, "their names")
     check(all(p["heap"]["outstanding_bytes"] == 100 for p in seen.values()),
           "their leaks: %r" % [p["heap"] for p in list(seen.values())[:3]])
     check(rss[1] <= rss[0] + 16 * 1024, "tool RSS grew from %d to %d KiB" % tuple(rss))
