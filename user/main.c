@@ -52,6 +52,7 @@ struct tracer {
 	bool launched;
 	int sigfd;
 	FILE *curve_csv;
+	bool output_failed; /* --curve or --plot could not be written: stop, status 1 */
 	long reports;
 	long samples;
 	int exit_status;
@@ -259,6 +260,14 @@ static int max_procs(const struct tracer *tr)
 	return tr->targets.every_process ? DEFAULT_MAX_PROCS : INT_MAX;
 }
 
+/* One line, once; tracing stops and the final report is still written. */
+static void output_failed(struct tracer *tr, const char *option, const char *path)
+{
+	warnx_("cannot write %s %s: %s; stopping after a final report", option, path,
+	       strerror(errno));
+	tr->output_failed = true;
+}
+
 static void write_report(struct tracer *tr, bool final)
 {
 	struct report_options ro = {
@@ -273,8 +282,8 @@ static void write_report(struct tracer *tr, bool final)
 	else
 		report_text(stdout, &r);
 	report_free(&r);
-	if (tr->opt.plot_path && svg_write(tr->opt.plot_path, &tr->targets))
-		warnx_("cannot write --plot %s: %s", tr->opt.plot_path, strerror(errno));
+	if (tr->opt.plot_path && !tr->output_failed && svg_write(tr->opt.plot_path, &tr->targets))
+		output_failed(tr, "--plot", tr->opt.plot_path);
 }
 
 static bool all_exited(const struct target_set *ts)
@@ -415,8 +424,8 @@ static void sample(struct tracer *tr)
 		unprobe_settled(tr);
 	}
 	targets_sample(&tr->targets);
-	if (tr->curve_csv)
-		csv_rows(tr->curve_csv, &tr->targets);
+	if (tr->curve_csv && !tr->output_failed && csv_rows(tr->curve_csv, &tr->targets))
+		output_failed(tr, "--curve", tr->opt.curve_path);
 }
 
 static void run(struct tracer *tr)
@@ -436,7 +445,7 @@ static void run(struct tracer *tr)
 				    (struct pollfd){.fd = tr->targets.t[i].pidfd, .events = POLLIN};
 		if (poll(fds, nfds, wait > 0 ? (int)(wait * 1000) + 1 : 0) < 0 && errno != EINTR)
 			return;
-		if (handle_signals(tr, &interrupts))
+		if (handle_signals(tr, &interrupts) || tr->output_failed)
 			return;
 		watch_pidfds(tr, fds, nfds);
 		if (!tr->targets.every_process && all_exited(&tr->targets))
@@ -463,7 +472,7 @@ static int start(struct tracer *tr)
 		warnx_("%s", err);
 		return -1;
 	}
-	if (tr->opt.plot_path && svg_check(tr->opt.plot_path, err, sizeof(err))) {
+	if (tr->opt.plot_path && svg_check(tr->opt.plot_path, &tr->targets, err, sizeof(err))) {
 		warnx_("%s", err);
 		return -1;
 	}
@@ -518,6 +527,8 @@ int main(int argc, char **argv)
 		status = tr.launched ? tr.exit_status : EXIT_OK;
 		if (tr.opt.fail_on_leak && targets_any_leak(&tr.targets))
 			status = EXIT_LEAK;
+		if (tr.output_failed)
+			status = EXIT_RUNTIME;
 	}
 	if (tr.curve_csv)
 		fclose(tr.curve_csv);

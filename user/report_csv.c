@@ -14,11 +14,16 @@ FILE *csv_open(const char *path, char *err, size_t errlen)
 	fputs("time_s,pid,comm,heap_bytes,rss_bytes,kernel_bytes,band_low_bytes,"
 	      "band_high_bytes,state\n",
 	      f);
+	if (fflush(f) || ferror(f)) {
+		snprintf(err, errlen, "cannot write --curve %s: %s", path, strerror(errno));
+		fclose(f);
+		return NULL;
+	}
 	return f;
 }
 
 /* The newest point of every live target; kernel_bytes stays empty without -k. */
-void csv_rows(FILE *out, const struct target_set *ts)
+int csv_rows(FILE *out, const struct target_set *ts)
 {
 	for (int i = 0; i < ts->n; i++) {
 		const struct target *t = &ts->t[i];
@@ -35,5 +40,5 @@ void csv_rows(FILE *out, const struct target_set *ts)
 			t->heap_bytes, t->rss_bytes, kernel, t->verdict.band_low,
 			t->verdict.band_high, verdict_name(t->verdict.state));
 	}
-	fflush(out);
+	return fflush(out) || ferror(out) ? -1 : 0;
 }

@@ -6,7 +6,9 @@
 
 #include "targets.h"
 
+/* Open path and write the header; NULL with the reason if it cannot be written. */
 FILE *csv_open(const char *path, char *err, size_t errlen);
-void csv_rows(FILE *out, const struct target_set *ts);
+/* Returns -1 with errno set if the rows could not be written. */
+int csv_rows(FILE *out, const struct target_set *ts);
 
 #endif

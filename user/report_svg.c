@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "memleak.h"
+#include "outfile.h"
 #include "report_svg.h"
 #include "util.h"
 
@@ -141,7 +142,7 @@ static int by_concern(const void *a, const void *b)
 int svg_write(const char *path, const struct target_set *ts)
 {
 	const struct target **shown = xcalloc(ts->n, sizeof(*shown));
-	char tmp[4096];
+	struct outfile out;
 	int n = 0;
 	FILE *f;
 
@@ -153,12 +154,11 @@ int svg_write(const char *path, const struct target_set *ts)
 		if (shown[i]->pid == KERNEL_OWNER)
 			shown[MAX_PANELS - 1] = shown[i];
 	n = n < MAX_PANELS ? n : MAX_PANELS;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "we");
-	if (!f) {
+	if (outfile_open(&out, path)) {
 		free(shown);
 		return -1;
 	}
+	f = out.f;
 	fprintf(f,
 		"<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
 		"font-family='sans-serif'>\n<rect width='100%%' height='100%%' fill='white'/>\n",
@@ -167,19 +167,14 @@ int svg_write(const char *path, const struct target_set *ts)
 		panel(f, shown[i], i * PANEL_H);
 	fputs("</svg>\n", f);
 	free(shown);
-	if (fclose(f) || rename(tmp, path))
-		return -1;
-	return 0;
+	return outfile_commit(&out);
 }
 
-int svg_check(const char *path, char *err, size_t errlen)
+int svg_check(const char *path, const struct target_set *ts, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "we");
-
-	if (!f) {
+	if (svg_write(path, ts)) {
 		snprintf(err, errlen, "cannot write --plot %s: %s", path, strerror(errno));
 		return -1;
 	}
-	fclose(f);
 	return 0;
 }

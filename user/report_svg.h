@@ -6,8 +6,8 @@
 
 #include "targets.h"
 
-/* Check now that path can be written, so a bad path fails before tracing. */
-int svg_check(const char *path, char *err, size_t errlen);
+/* Write the empty chart now, so a bad path fails before tracing. */
+int svg_check(const char *path, const struct target_set *ts, char *err, size_t errlen);
 /* Write the chart to path (through a temporary file, replaced at once). */
 int svg_write(const char *path, const struct target_set *ts);
 

@@ -121,3 +121,35 @@ def test_final_report_after_error_in_command():
     status, out, err = run_tool(["--json", "--", "sh", "-c", "kill -TERM $$"])
     check_eq(status, 128 + 15, "exit status of a command killed by SIGTERM")
     check(reports(out)[-1]["final"], "no final report")
+
+
+def test_output_to_a_full_device():
+    for opt in ("--curve", "--plot"):
+        one_line_error([opt, "/dev/full", "--", "true"], 1,
+                       ["cannot write %s /dev/full: No space left on device" % opt])
+        check(os.path.exists("/dev/full") and not os.path.isfile("/dev/full"),
+              "/dev/full was replaced by a file")
+
+
+def test_file_system_fills_while_tracing():
+    """The file system fills mid-run: one line, a final report, status 1, no .tmp."""
+    d = tempfile.mkdtemp()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", d], check=True)
+    try:
+        with open(os.path.join(d, "filler"), "wb") as f:
+            f.write(b"x" * 4096)  # one page of two left free
+        for opt, name in (("--curve", "c.csv"), ("--plot", "p.svg")):
+            path = os.path.join(d, name)
+            status, out, err = run_tool(["--json", opt, path, "0.4", "--", "sleep", "20"],
+                                        timeout=60)
+            check_eq(status, 1, "%s exit status (stderr: %s)" % (opt, err.strip()))
+            lines = err.strip().splitlines()
+            check_eq(len(lines), 1, "stderr lines: %r" % lines)
+            check("cannot write %s %s: No space left on device" % (opt, path) in lines[0],
+                  lines[0])
+            check(reports(out)[-1]["final"], "no final report")
+            check_eq(sorted(os.listdir(d)), sorted(["filler", name]), "files left")
+            os.unlink(path)
+    finally:
+        subprocess.run(["umount", d], check=True)
+        os.rmdir(d)
