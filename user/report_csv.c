@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "escape.h"
 #include "report_csv.h"
 
 FILE *csv_open(const char *path, char *err, size_t errlen)
@@ -36,9 +37,10 @@ int csv_rows(FILE *out, const struct target_set *ts)
 		p = &t->mem.p[t->mem.n - 1];
 		if (targets_kernel(ts))
 			snprintf(kernel, sizeof(kernel), "%lld", t->kernel_bytes);
-		fprintf(out, "%.3f,%d,%s,%lld,%llu,%s,%.0f,%.0f,%s\n", p->t, t->pid, t->comm,
-			t->heap_bytes, t->rss_bytes, kernel, t->verdict.band_low,
-			t->verdict.band_high, verdict_name(t->verdict.state));
+		fprintf(out, "%.3f,%d,", p->t, t->pid);
+		put_csv(out, t->comm);
+		fprintf(out, ",%lld,%llu,%s,%.0f,%.0f,%s\n", t->heap_bytes, t->rss_bytes, kernel,
+			t->verdict.band_low, t->verdict.band_high, verdict_name(t->verdict.state));
 	}
 	return fflush(out) || ferror(out) ? -1 : 0;
 }

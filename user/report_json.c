@@ -1,27 +1,12 @@
 #include <string.h>
 
+#include "escape.h"
 #include "report.h"
-
-static void json_string(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			fprintf(out, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(out, "\\u%04x", c);
-		else
-			fputc(c, out);
-	}
-	fputc('"', out);
-}
 
 static void json_string_or_null(FILE *out, const char *s)
 {
 	if (s[0])
-		json_string(out, s);
+		put_json(out, s);
 	else
 		fputs("null", out);
 }
@@ -77,7 +62,7 @@ static void print_proc(FILE *out, const struct proc_report *p)
 	const struct counts *c = &p->heap;
 
 	fprintf(out, "{\"pid\":%d,\"comm\":", p->pid);
-	json_string(out, p->comm);
+	put_json(out, p->comm);
 	fprintf(out, ",\"watched\":%s,\"probed\":%s", p->watched ? "true" : "false",
 		p->probed ? "true" : "false");
 	fprintf(out,

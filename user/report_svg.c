@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "escape.h"
 #include "memleak.h"
 #include "outfile.h"
 #include "report_svg.h"
@@ -92,11 +93,11 @@ static void panel(FILE *f, const struct target *t, int top)
 	s.y1 *= 1.1;
 	if (s.t1 <= 0)
 		s.t1 = 1;
-	fprintf(
-	    f,
-	    "<text x='%d' y='%d' font-size='14' font-weight='bold'>pid %d (%s): %s, %s/s</text>\n",
-	    LEFT, top + 18, t->pid, t->comm, verdict_name(v->state),
-	    human_bytes(v->growth_bps, rate, sizeof(rate)));
+	fprintf(f, "<text x='%d' y='%d' font-size='14' font-weight='bold'>pid %d (", LEFT, top + 18,
+		t->pid);
+	put_xml(f, t->comm);
+	fprintf(f, "): %s, %s/s</text>\n", verdict_name(v->state),
+		human_bytes(v->growth_bps, rate, sizeof(rate)));
 	if (v->state != VERDICT_WARMUP)
 		fprintf(
 		    f,

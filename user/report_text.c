@@ -1,5 +1,6 @@
 #include <string.h>
 
+#include "escape.h"
 #include "memleak.h"
 #include "report.h"
 #include "util.h"
@@ -13,13 +14,21 @@ static const char *basename_of(const char *path)
 
 static void print_frame(FILE *out, const struct frame *f)
 {
-	if (f->symbol[0])
-		fprintf(out, "        %s+0x%llx", f->symbol, (unsigned long long)f->offset);
-	else
-		fprintf(out, "        0x%llx", (unsigned long long)f->addr);
-	if (f->file[0])
-		fprintf(out, "  %s:%d", basename_of(f->file), f->line);
-	fprintf(out, "  (%s)\n", f->module[0] ? f->module : "?");
+	fputs("        ", out);
+	if (f->symbol[0]) {
+		put_text(out, f->symbol);
+		fprintf(out, "+0x%llx", (unsigned long long)f->offset);
+	} else {
+		fprintf(out, "0x%llx", (unsigned long long)f->addr);
+	}
+	if (f->file[0]) {
+		fputs("  ", out);
+		put_text(out, basename_of(f->file));
+		fprintf(out, ":%d", f->line);
+	}
+	fputs("  (", out);
+	put_text(out, f->module[0] ? f->module : "?");
+	fputs(")\n", out);
 }
 
 static void print_stack(FILE *out, const struct stack_report *s)
@@ -65,8 +74,11 @@ static void print_headline(FILE *out, const char *stamp, const struct proc_repor
 
 	if (p->pid == KERNEL_OWNER) /* the kernel's own allocations: no heap, no RSS */
 		fprintf(out, "[%s] the kernel itself (interrupts, kernel threads):", stamp);
-	else
-		fprintf(out, "[%s] pid %d (%s)", stamp, p->pid, p->comm);
+	else {
+		fprintf(out, "[%s] pid %d (", stamp, p->pid);
+		put_text(out, p->comm);
+		fputc(')', out);
+	}
 	if (p->probed && p->pid != KERNEL_OWNER)
 		fprintf(out, " heap %s in %s allocs,",
 			human_bytes((double)outstanding_bytes(&p->heap), heap, sizeof(heap)),

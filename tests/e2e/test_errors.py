@@ -153,3 +153,36 @@ def test_file_system_fills_while_tracing():
     finally:
         subprocess.run(["umount", d], check=True)
         os.rmdir(d)
+
+
+def test_names_that_are_not_utf8():
+    """A program whose name holds bytes that are not UTF-8, quotes and markup:
+    every JSON line parses strictly, the text escapes them, CSV and SVG stay valid."""
+    import csv
+    import json
+    import shutil
+    import xml.etree.ElementTree as ET
+    from harness import workload
+    d = tempfile.mkdtemp()
+    name = b'x\xff\xfe"<&,y'
+    prog = os.path.join(d.encode(), name)
+    shutil.copy(workload("leaky_all"), prog)
+    curve, plot = os.path.join(d, "c.csv"), os.path.join(d, "p.svg")
+    try:
+        for fmt in (["--json"], []):
+            p = subprocess.run([TOOL] + fmt + ["--curve", curve, "--plot", plot, "--", prog],
+                               capture_output=True, timeout=60)
+            check_eq(p.returncode, 0, "exit status: %r" % p.stderr)
+            out = p.stdout.decode("utf-8")  # strict: fails on a byte that is not UTF-8
+            if fmt:
+                comms = {q["comm"] for line in out.splitlines() if line.strip()
+                         for q in json.loads(line)["processes"]}
+                check_eq(comms, {'x\ufffd\ufffd"<&,y'}, "comm in JSON")
+            else:
+                check('(x\\xff\\xfe"<&,y)' in out, "text headline: " + out[:300])
+        rows = list(csv.DictReader(open(curve, encoding="utf-8")))
+        check(rows and all(r["comm"] == 'x\\xff\\xfe"<&,y' for r in rows), "CSV: %r" % rows[:2])
+        title = "".join(ET.parse(plot).getroot().itertext())
+        check('x\ufffd\ufffd"<&,y' in title, "SVG title: %r" % title[:200])
+    finally:
+        shutil.rmtree(d)

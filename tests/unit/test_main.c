@@ -15,6 +15,7 @@
 int unit_failed;
 
 void test_verdict_synthetic(void);
+void test_escape_each_format(void);
 void test_verdict_warmup_and_band(void);
 void test_curve_bounded_keeps_extremes(void);
 
@@ -272,6 +273,7 @@ int main(void)
 	    TEST(test_options_system_wide),
 	    TEST(test_kallsyms_lookup),
 	    TEST(test_watch_scan_finds_user_processes),
+	    TEST(test_escape_each_format),
 	};
 	int failed = 0;
 
