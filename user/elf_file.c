@@ -1,7 +1,10 @@
+#include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "elf_file.h"
@@ -29,6 +32,63 @@ static void elf_close(Elf *elf, int fd)
 {
 	elf_end(elf);
 	close(fd);
+}
+
+#if defined(__x86_64__)
+#define HOST_MACHINE EM_X86_64
+#elif defined(__aarch64__)
+#define HOST_MACHINE EM_AARCH64
+#endif
+
+static bool within(uint64_t off, uint64_t n, uint64_t size, uint64_t filesize)
+{
+	return off <= filesize && n * size <= filesize - off;
+}
+
+static const char *elf_problem(Elf *elf, uint64_t filesize)
+{
+	GElf_Ehdr eh;
+
+	if (!gelf_getehdr(elf, &eh))
+		return "a truncated or corrupt ELF header";
+	if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_machine != HOST_MACHINE)
+		return "an ELF file for another architecture";
+	if (eh.e_type != ET_EXEC && eh.e_type != ET_DYN)
+		return "not an executable or shared library (an object file or core dump?)";
+	if (!within(eh.e_phoff, eh.e_phnum, eh.e_phentsize, filesize) ||
+	    !within(eh.e_shoff, eh.e_shnum, eh.e_shentsize, filesize))
+		return "a truncated ELF file (its headers point past its end)";
+	return NULL;
+}
+
+int elf_check(const char *path, char *why, size_t whylen)
+{
+	struct stat st;
+	const char *problem;
+	int fd;
+	Elf *elf;
+
+	elf_version(EV_CURRENT);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st)) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	elf = S_ISREG(st.st_mode) ? elf_begin(fd, ELF_C_READ_MMAP, NULL) : NULL;
+	if (!S_ISREG(st.st_mode))
+		problem = "not a regular file";
+	else if (!elf || elf_kind(elf) != ELF_K_ELF)
+		problem = st.st_size ? "not an ELF file" : "an empty file";
+	else
+		problem = elf_problem(elf, (uint64_t)st.st_size);
+	if (elf)
+		elf_end(elf);
+	close(fd);
+	if (problem)
+		snprintf(why, whylen, "%s", problem);
+	return problem ? -1 : 0;
 }
 
 /* The file offset at which the loadable segment holding vaddr keeps it. */

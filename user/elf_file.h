@@ -3,6 +3,7 @@
 #define ELF_FILE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct elf_func {
@@ -16,6 +17,10 @@ struct elf_func {
  * readable ELF file.
  */
 int elf_funcs(const char *path, const char *const *names, int n, struct elf_func *funcs);
+
+/* Whether path is an ELF executable or shared library this machine can run,
+ * whole: 0, or -1 with what is wrong with it in why. */
+int elf_check(const char *path, char *why, size_t whylen);
 
 struct elf_deps {
 	char **needed; /* DT_NEEDED sonames */

@@ -14,6 +14,7 @@
 #include <bpf/libbpf.h>
 
 #include "discover.h"
+#include "elf_file.h"
 #include "kmem.h"
 #include "launch.h"
 #include "memleak.h"
@@ -123,22 +124,42 @@ static int start_kernel(struct tracer *tr, char *err, size_t errlen)
 	return 0;
 }
 
+/* Each --lib is probed alone, so that one that defines no allocator
+ * function is named. */
+static int attach_libs(struct tracer *tr, pid_t pid, struct probes *p, char *err, size_t errlen)
+{
+	char why[128];
+
+	for (int i = 0; i < tr->opt.nlibs; i++) {
+		const char *lib = tr->opt.libs[i];
+		struct objlist one = {0};
+		int n;
+
+		if (elf_check(lib, why, sizeof(why))) {
+			snprintf(err, errlen, "--lib %s: %s", lib, why);
+			return -1;
+		}
+		objlist_add(&one, lib);
+		n = probes_attach(tr->skel, &one, pid, p, err, errlen);
+		objlist_free(&one);
+		if (n == 0)
+			snprintf(err, errlen,
+				 "--lib %s: defines none of the allocator functions (malloc, "
+				 "free, operator new, ...)",
+				 lib);
+		if (n <= 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int attach_objects(struct tracer *tr, struct objlist *objs, pid_t pid, struct probes *p,
 			  const char *what, char *err, size_t errlen)
 {
 	int n;
 
-	for (int i = 0; i < tr->opt.nlibs; i++) {
-		if (access(tr->opt.libs[i], R_OK)) {
-			snprintf(err, errlen, "--lib %s: %s", tr->opt.libs[i], strerror(errno));
-			return -1;
-		}
-	}
-	if (tr->opt.nlibs) {
-		objlist_free(objs);
-		for (int i = 0; i < tr->opt.nlibs; i++)
-			objlist_add(objs, tr->opt.libs[i]);
-	}
+	if (tr->opt.nlibs)
+		return attach_libs(tr, pid, p, err, errlen);
 	n = probes_attach(tr->skel, objs, pid, p, err, errlen);
 	if (n == 0)
 		snprintf(err, errlen,
@@ -194,6 +215,11 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 
 		if (kill(pid, 0) && errno == ESRCH) {
 			snprintf(err, errlen, "no process with PID %d", pid);
+			return -1;
+		}
+		if (pid == getpid()) {
+			snprintf(err, errlen, "PID %d is memleak-bpf itself, which it never traces",
+				 pid);
 			return -1;
 		}
 		if (discover_pid(pid, &objs)) {

@@ -186,3 +186,35 @@ def test_names_that_are_not_utf8():
         check('x\ufffd\ufffd"<&,y' in title, "SVG title: %r" % title[:200])
     finally:
         shutil.rmtree(d)
+
+
+def test_pid_of_the_tracer_itself():
+    p = subprocess.Popen(["sh", "-c", 'exec "$0" -p $$', TOOL], stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True)
+    _, err = p.communicate(timeout=30)
+    check_eq(p.returncode, 1, "exit status: " + err)
+    check_eq(err.strip().splitlines(), ["memleak-bpf: PID %d is memleak-bpf itself, "
+                                        "which it never traces" % p.pid], "stderr")
+
+
+def test_lib_that_is_not_a_usable_allocator():
+    import shutil
+    d = tempfile.mkdtemp()
+    libc = "/lib/x86_64-linux-gnu/libc.so.6"
+    data = open(libc, "rb").read()
+    files = {
+        "trunc.so": (data[:3000], "a truncated ELF file"),
+        "empty.so": (b"", "an empty file"),
+        "text.so": (b"not a library\n", "not an ELF file"),
+        "arm.so": (data[:18] + bytes([0xb7, 0]) + data[20:], "an ELF file for another architecture"),
+    }
+    try:
+        for name, (content, why) in files.items():
+            path = os.path.join(d, name)
+            with open(path, "wb") as f:
+                f.write(content)
+            one_line_error(["--lib", path, "--", "true"], 1, ["--lib %s: %s" % (path, why)])
+        one_line_error(["--lib", "/lib/x86_64-linux-gnu/libz.so.1", "--", "true"], 1,
+                       ["--lib /lib/x86_64-linux-gnu/libz.so.1: defines none of the allocator"])
+    finally:
+        shutil.rmtree(d)
