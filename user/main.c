@@ -104,6 +104,7 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 					 .stacks = bpf_map__fd(skel->maps.stacks),
 					 .drops = &skel->bss->drops,
 					 .nested_calls = &skel->bss->nested_calls});
+	tr->targets.older_ns = tr->opt.older_ms * 1000000;
 	return 0;
 }
 

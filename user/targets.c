@@ -24,11 +24,10 @@ struct target *targets_find(struct target_set *ts, pid_t pid)
 /* The name the kernel saw at the process's first allocation or last exec
  * (the user heap's record, else the kernel's): for a process gone before
  * /proc could name it, or that exec'd after /proc last did. */
-static void name_from_kernel(struct target_set *ts, struct target *t)
+static void name_from_kernel(struct target *t, const struct proc_counts *heap,
+			     const struct proc_counts *kernel)
 {
-	struct proc_counts heap = snapshot_proc(&ts->heap, (__u32)t->pid);
-	struct proc_counts kernel = snapshot_proc(&ts->kernel, (__u32)t->pid);
-	const char *name = heap.comm[0] ? heap.comm : kernel.comm;
+	const char *name = heap->comm[0] ? heap->comm : kernel->comm;
 
 	if (name[0] && (!t->alive || strcmp(t->comm, "?") == 0))
 		snprintf(t->comm, sizeof(t->comm), "%.16s", name);
@@ -53,7 +52,13 @@ struct target *targets_add(struct target_set *ts, pid_t pid)
 	curve_init(&t->mem, CURVE_POINTS);
 	curve_init(&t->kernel, CURVE_POINTS);
 	target_refresh(t);
-	name_from_kernel(ts, t);
+	name_from_kernel(t, &(struct proc_counts){0}, &(struct proc_counts){0});
+	if (strcmp(t->comm, "?") == 0) {
+		struct proc_counts heap = snapshot_proc(&ts->heap, (__u32)pid);
+		struct proc_counts kernel = snapshot_proc(&ts->kernel, (__u32)pid);
+
+		name_from_kernel(t, &heap, &kernel);
+	}
 	return t;
 }
 
@@ -129,18 +134,62 @@ static void add_owners(struct target_set *ts, int fd)
 
 /* A stack seen for the first time held nothing before: its curve starts
  * with that, so a new stack is judged on the whole run, not from now on. */
+static size_t first_slot(const struct target *t, __u64 stack_id, bool kernel)
+{
+	return (size_t)(((stack_id ^ kernel) * 0x9e3779b97f4a7c15ULL) >> 32) & (t->index_slots - 1);
+}
+
+static void index_stack(struct target *t, size_t i)
+{
+	size_t s = first_slot(t, t->stacks[i].stack_id, t->stacks[i].kernel);
+
+	while (t->stack_index[s])
+		s = (s + 1) & (t->index_slots - 1);
+	t->stack_index[s] = (unsigned)i + 1;
+}
+
+static struct stack_history *find_history(const struct target *t, __u64 stack_id, bool kernel)
+{
+	if (!t->index_slots)
+		return NULL;
+	for (size_t s = first_slot(t, stack_id, kernel); t->stack_index[s];
+	     s = (s + 1) & (t->index_slots - 1)) {
+		struct stack_history *h = &t->stacks[t->stack_index[s] - 1];
+
+		if (h->stack_id == stack_id && h->kernel == kernel)
+			return h;
+	}
+	return NULL;
+}
+
+/* Room for one more history, the index kept at most half full. */
+static void grow_histories(struct target *t)
+{
+	if (t->nstacks == t->stacks_cap) {
+		t->stacks_cap = t->stacks_cap ? t->stacks_cap * 2 : 16;
+		t->stacks = xrealloc(t->stacks, t->stacks_cap * sizeof(*t->stacks));
+	}
+	if ((t->nstacks + 1) * 2 <= t->index_slots)
+		return;
+	free(t->stack_index);
+	t->index_slots = t->index_slots ? t->index_slots * 2 : 64;
+	t->stack_index = xcalloc(t->index_slots, sizeof(*t->stack_index));
+	for (size_t i = 0; i < t->nstacks; i++)
+		index_stack(t, i);
+}
+
 static struct stack_history *history_of(struct target *t, __u64 stack_id, bool kernel, double since)
 {
-	struct stack_history *h;
+	struct stack_history *h = find_history(t, stack_id, kernel);
 
-	for (size_t i = 0; i < t->nstacks; i++)
-		if (t->stacks[i].stack_id == stack_id && t->stacks[i].kernel == kernel)
-			return &t->stacks[i];
-	t->stacks = xrealloc(t->stacks, (t->nstacks + 1) * sizeof(*t->stacks));
-	h = &t->stacks[t->nstacks++];
+	if (h)
+		return h;
+	grow_histories(t);
+	h = &t->stacks[t->nstacks];
 	memset(h, 0, sizeof(*h));
 	h->stack_id = stack_id;
 	h->kernel = kernel;
+	index_stack(t, t->nstacks++);
 	curve_init(&h->curve, STACK_CURVE_POINTS);
 	curve_add(&h->curve, 0, 0);
 	if (since > 0)
@@ -204,7 +253,11 @@ static void add_frames(struct target_set *ts, struct target *t, double now, stru
 	__u64 ips[MAX_FRAMES];
 
 	s->oldest_age_s = s->st.oldest_ns ? now - s->st.oldest_ns / 1e9 : 0;
-	s->nframes = snapshot_frames(s->kernel ? &ts->kernel : &ts->heap, s->st.stack_id, ips);
+	if (t->retired)
+		s->nframes = retired_frames(t->retired, s->st.stack_id, s->kernel, ips);
+	else
+		s->nframes =
+		    snapshot_frames(s->kernel ? &ts->kernel : &ts->heap, s->st.stack_id, ips);
 	s->frames = xcalloc(s->nframes, sizeof(*s->frames));
 	for (int i = 0; i < s->nframes; i++) {
 		if (s->kernel)
@@ -240,11 +293,15 @@ static void build_stacks(struct target_set *ts, struct target *t, const struct s
 	size_t nheap, nkernel;
 	const struct stack_stat *heap = stacks_of(&snap[0], t->pid, &nheap);
 	const struct stack_stat *kernel = stacks_of(&snap[1], t->pid, &nkernel);
-	struct stack_report *all = xcalloc(nheap + nkernel, sizeof(*all));
-	double at = now - ts->start_time;
+	struct stack_report *all;
 
-	judge_stacks(t, heap, nheap, false, at, dt, all);
-	judge_stacks(t, kernel, nkernel, true, at, dt, all + nheap);
+	if (t->retired) {
+		heap = t->retired->stacks[0], nheap = t->retired->nstacks[0];
+		kernel = t->retired->stacks[1], nkernel = t->retired->nstacks[1];
+	}
+	all = xcalloc(nheap + nkernel, sizeof(*all));
+	judge_stacks(t, heap, nheap, false, now - ts->start_time, dt, all);
+	judge_stacks(t, kernel, nkernel, true, now - ts->start_time, dt, all + nheap);
 	qsort(all, nheap + nkernel, sizeof(*all), by_suspicion);
 	p->stacks = xcalloc(ro->top, sizeof(*p->stacks));
 	for (size_t i = 0; i < nheap + nkernel && p->nstacks < ro->top && all[i].st.out_allocs; i++)
@@ -259,8 +316,6 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	long long mem;
 
 	memset(p, 0, sizeof(*p));
-	if (!t->alive && t->pid != KERNEL_OWNER)
-		name_from_kernel(ts, t);
 	p->pid = t->pid;
 	snprintf(p->comm, sizeof(p->comm), "%s", t->comm);
 	p->alive = t->alive;
@@ -268,9 +323,9 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	p->anon_bytes = t->anon_bytes;
 	p->watched = t->watched;
 	p->probed = !t->watched || t->probed;
-	p->heap = snapshot_proc(&ts->heap, (__u32)t->pid).c;
+	p->heap = t->retired ? t->retired->heap.c : snapshot_proc(&ts->heap, (__u32)t->pid).c;
 	p->has_kernel = targets_kernel(ts);
-	p->kernel = snapshot_proc(&ts->kernel, (__u32)t->pid).c;
+	p->kernel = t->retired ? t->retired->kernel.c : snapshot_proc(&ts->kernel, (__u32)t->pid).c;
 	p->verdict = t->verdict;
 	mem = (t->watched ? (long long)t->anon_bytes : outstanding_bytes(&p->heap)) +
 	      outstanding_bytes(&p->kernel);
@@ -292,11 +347,41 @@ static void add_every_owner(struct target_set *ts)
 		add_owners(ts, ts->kernel.procs);
 }
 
+/* Processes seen to have exited leave the maps at once, their figures kept
+ * for their last report. */
+static void retire_exited(struct target_set *ts)
+{
+	const struct heap_maps *maps[2] = {&ts->heap, &ts->kernel};
+	__u32 *tgids = xcalloc(ts->n + 1, sizeof(*tgids));
+	struct retired **out = xcalloc(ts->n + 1, sizeof(*out));
+	size_t n = 0, k = 0;
+	int err;
+
+	for (int i = 0; i < ts->n; i++)
+		if (!ts->t[i].alive && !ts->t[i].retired && ts->t[i].pid != KERNEL_OWNER)
+			tgids[n++] = (__u32)ts->t[i].pid;
+	if (n && (err = retire_take(maps, tgids, n, ts->older_ns, out)))
+		warnx_("cannot read every live block of exited processes: %s; their stacks "
+		       "leave them out",
+		       strerror(-err));
+	for (int i = 0; i < ts->n && k < n; i++) {
+		struct target *t = &ts->t[i];
+
+		if (t->pid != (pid_t)tgids[k])
+			continue;
+		t->retired = out[k++];
+		name_from_kernel(t, &t->retired->heap, &t->retired->kernel);
+	}
+	free(tgids);
+	free(out);
+}
+
 void targets_sample(struct target_set *ts)
 {
 	double at = monotonic_s() - ts->start_time;
 
 	add_every_owner(ts);
+	retire_exited(ts);
 	for (int i = 0; i < ts->n; i++) {
 		struct target *t = &ts->t[i];
 		struct counts heap, kernel;
@@ -356,8 +441,10 @@ static void free_stacks(struct target *t)
 	for (size_t k = 0; k < t->nstacks; k++)
 		curve_free(&t->stacks[k].curve);
 	free(t->stacks);
+	free(t->stack_index);
 	t->stacks = NULL;
-	t->nstacks = 0;
+	t->stack_index = NULL;
+	t->nstacks = t->stacks_cap = t->index_slots = 0;
 }
 
 void target_unprobe(struct target_set *ts, struct target *t)
@@ -373,6 +460,7 @@ void target_unprobe(struct target_set *ts, struct target *t)
 
 static void target_free(struct target *t)
 {
+	retired_free(t->retired);
 	symbolizer_free(&t->sym);
 	probes_detach(&t->probes);
 	free_stacks(t);
@@ -382,24 +470,19 @@ static void target_free(struct target *t)
 		close(t->pidfd);
 }
 
-/* A process that has exited and had its last report leaves nothing behind. */
+/* A process that has exited and had its last report leaves nothing behind
+ * (its map entries went when it was retired). */
 static void forget_gone(struct target_set *ts)
 {
-	__u32 *gone = xcalloc(ts->n + 1, sizeof(*gone));
-	int kept = 0, ngone = 0;
+	int kept = 0;
 
 	for (int i = 0; i < ts->n; i++) {
-		if (!ts->t[i].gone) {
+		if (ts->t[i].gone)
+			target_free(&ts->t[i]);
+		else
 			ts->t[kept++] = ts->t[i];
-			continue;
-		}
-		gone[ngone++] = (__u32)ts->t[i].pid;
-		target_free(&ts->t[i]);
 	}
 	ts->n = kept;
-	snapshot_forget(&ts->heap, gone, ngone);
-	snapshot_forget(&ts->kernel, gone, ngone);
-	free(gone);
 }
 
 static int want_target(__u32 tgid, void *ctx)
@@ -456,6 +539,7 @@ void targets_report(struct target_set *ts, const struct report_options *ro, stru
 	int err;
 
 	add_every_owner(ts);
+	retire_exited(ts);
 	if ((err = snapshot_read(&ts->heap, want_target, ts, ro->older_ns, &snap[0])) ||
 	    (err = snapshot_read(&ts->kernel, want_target, ts, ro->older_ns, &snap[1])))
 		warnx_("cannot read every live block: %s; this report's stacks leave them out",

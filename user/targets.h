@@ -10,6 +10,7 @@
 #include "kallsyms.h"
 #include "probes.h"
 #include "report.h"
+#include "retire.h"
 #include "symbolize.h"
 
 /* One stack's outstanding bytes at each report, and their verdict. */
@@ -42,8 +43,11 @@ struct target {
 	struct verdict kernel_verdict;
 	double prev_time; /* of the previous report, for growth while warming up */
 	long long prev_mem, prev_kernel;
+	struct retired *retired; /* exited: its figures, out of the maps */
 	struct stack_history *stacks;
-	size_t nstacks;
+	size_t nstacks, stacks_cap;
+	unsigned *stack_index; /* open addressing: 1 + index into stacks; 0 empty */
+	size_t index_slots;    /* a power of two, at least twice nstacks */
 };
 
 struct target_set {
@@ -55,6 +59,7 @@ struct target_set {
 	struct heap_maps heap;	 /* the user heap's accounting */
 	struct heap_maps kernel; /* the kernel's (-k); procs < 0 without */
 	struct kallsyms ksyms;
+	__u64 older_ns;		 /* -o: stacks count only blocks older than this */
 	size_t stack_entries;	 /* in the stacks maps, at the last sweep */
 	size_t stacks_reclaimed; /* by every sweep so far */
 };
