@@ -21,17 +21,21 @@ static const char *const default_dirs[] = {
     "/usr/local/lib",
 };
 
+static void add_path(struct objlist *l, const char *path)
+{
+	for (int i = 0; i < l->n; i++)
+		if (strcmp(l->paths[i], path) == 0)
+			return;
+	l->paths = xrealloc(l->paths, (l->n + 1) * sizeof(char *));
+	l->paths[l->n++] = xstrdup(path);
+}
+
 void objlist_add(struct objlist *l, const char *path)
 {
 	char real[PATH_MAX];
 
-	if (!realpath(path, real))
-		return;
-	for (int i = 0; i < l->n; i++)
-		if (strcmp(l->paths[i], real) == 0)
-			return;
-	l->paths = xrealloc(l->paths, (l->n + 1) * sizeof(char *));
-	l->paths[l->n++] = xstrdup(real);
+	if (realpath(path, real))
+		add_path(l, real);
 }
 
 void objlist_free(struct objlist *l)
@@ -189,8 +193,14 @@ int discover_pid(pid_t pid, struct objlist *out)
 		if (sscanf(line, "%*s %7s", perms) != 1 || perms[2] != 'x' || !file)
 			continue;
 		file[strcspn(file, "\n")] = '\0';
-		if (strstr(file, " (deleted)"))
+		/* A file deleted since it was mapped (a library upgraded under a
+		 * running server) is still reached through the mapping itself. */
+		if (strstr(file, " (deleted)")) {
+			snprintf(path, sizeof(path), "/proc/%d/map_files/%.*s", pid,
+				 (int)strcspn(line, " "), line);
+			add_path(out, path);
 			continue;
+		}
 		/* The process may live in another mount namespace. */
 		snprintf(path, sizeof(path), "/proc/%d/root%s", pid, file);
 		objlist_add(out, path);

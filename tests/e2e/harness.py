@@ -97,3 +97,12 @@ class Lines:
             self.seen.append(line)
             if text in line:
                 return line
+
+    def rest(self):
+        """Every line still to come, once the pipe has closed."""
+        lines = []
+        while True:
+            line = self._q.get(timeout=30)
+            if line is None:
+                return lines
+            lines.append(line)

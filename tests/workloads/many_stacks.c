@@ -31,7 +31,8 @@ SITES8(3)
 SITES8(4)
 SITES8(5)
 SITES8(6)
-SITES8(7) SITES8(8)
+SITES8(7)
+SITES8(8)
 
 #define CALL8(a)                                                                                   \
 	site_##a##0(DEPTHS), site_##a##1(DEPTHS), site_##a##2(DEPTHS), site_##a##3(DEPTHS),        \
