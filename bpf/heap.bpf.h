@@ -146,6 +146,7 @@ static __always_inline __u64 record_stack(void *ctx, __u64 flags, __u64 caller, 
 		return hash;
 	if (bpf_map_lookup_elem(&stacks, &hash)) /* another CPU just added it */
 		return hash;
+	__sync_fetch_and_add(&drops.stacks_map_full, 1);
 dropped:
 	__sync_fetch_and_add(&drops.stacks, 1);
 	return 0;
@@ -243,6 +244,7 @@ static __always_inline void record(void *ctx, __u32 space, __u32 owner, __u64 ad
 		c = stack_counts_of(&sk);
 		if (!c) {
 			__sync_fetch_and_add(&drops.stacks, 1);
+			__sync_fetch_and_add(&drops.stack_counts_full, 1);
 			return;
 		}
 		__sync_fetch_and_add(&c->allocs, 1);

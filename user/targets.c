@@ -210,13 +210,20 @@ static void judge_stacks(struct target *t, const struct stack_stat *first, size_
 			 double at, double dt, struct stack_report *all)
 {
 	for (size_t i = 0; i < n; i++) {
-		struct stack_history *h = history_of(t, first[i].stack_id, kernel, at - dt);
-		double prev = h->curve.n ? h->curve.p[h->curve.n - 1].last : 0;
+		struct stack_history *h;
+		double prev;
 
-		curve_add(&h->curve, at, (double)first[i].out_bytes);
-		curve_judge(&h->curve, &h->verdict);
 		all[i].st = first[i];
 		all[i].kernel = kernel;
+		/* A stack that has never held a block has a flat zero curve: nothing
+		 * to judge or keep until it holds one (its curve then starts with
+		 * that zero, as a new stack's does). Most stacks are such churn. */
+		if (!first[i].out_bytes && !find_history(t, first[i].stack_id, kernel))
+			continue;
+		h = history_of(t, first[i].stack_id, kernel, at - dt);
+		prev = h->curve.n ? h->curve.p[h->curve.n - 1].last : 0;
+		curve_add(&h->curve, at, (double)first[i].out_bytes);
+		curve_judge(&h->curve, &h->verdict);
 		all[i].growth_bps = growth_of(&h->verdict, (double)first[i].out_bytes, prev, dt);
 		all[i].suspect =
 		    h->verdict.state == VERDICT_LEAK || h->verdict.state == VERDICT_GROWING;
@@ -528,6 +535,8 @@ static void add_drops(struct drops *sum, const struct drops *d)
 	sum->events += d->events;
 	sum->allocs_map_full += d->allocs_map_full;
 	sum->stacks += d->stacks;
+	sum->stacks_map_full += d->stacks_map_full;
+	sum->stack_counts_full += d->stack_counts_full;
 	sum->procs_map_full += d->procs_map_full;
 	sum->lifecycle_map_full += d->lifecycle_map_full;
 }
