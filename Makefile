@@ -34,7 +34,7 @@ vmlinux/vmlinux.h:
 
 $(BUILD)/%.bpf.o: bpf/%.bpf.c bpf/heap.bpf.h include/memleak.h vmlinux/vmlinux.h
 	@mkdir -p $(@D)
-	$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_x86 -Ivmlinux -Iinclude -Wall -Werror -c $< -o $@
+	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Ivmlinux -Iinclude -Wall -Werror -c $< -o $@
 
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $*_bpf > $@.tmp && mv $@.tmp $@

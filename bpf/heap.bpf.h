@@ -58,12 +58,43 @@ struct {
 	__type(value, struct stack_frames);
 } stacks SEC(".maps");
 
+/*
+ * Per-CPU scratch space, one slot per context that can nest on a CPU (task,
+ * softirq, hardirq, NMI): a kernel allocation traced in an interrupt must not
+ * write over the buffers of the program it interrupted. A program takes the
+ * slot of its nesting depth (scratch_enter) and gives it back on its way out.
+ */
+#define SCRATCH_SLOTS 4
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SCRATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct stack_frames);
+} stack_scratch SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct stack_frames);
-} stack_scratch SEC(".maps");
+	__type(value, __u32);
+} nesting SEC(".maps");
+
+/* The slot of this program's context; SCRATCH_SLOTS or more: none is free. */
+static __always_inline __u32 scratch_enter(void)
+{
+	__u32 zero = 0, *depth = bpf_map_lookup_elem(&nesting, &zero);
+
+	return depth ? __sync_fetch_and_add(depth, 1) : SCRATCH_SLOTS;
+}
+
+static __always_inline void scratch_exit(void)
+{
+	__u32 zero = 0, *depth = bpf_map_lookup_elem(&nesting, &zero);
+
+	if (depth)
+		__sync_fetch_and_add(depth, -1);
+}
 
 static __always_inline __u32 current_tgid(void)
 {
@@ -114,10 +145,10 @@ static __always_inline long set_caller(void *ctx, struct stack_frames *buf, long
  * map, its first frame caller if that is given; 0 if it could not be
  * recorded. Each use is stamped with now: the loader reclaims stacks that
  * nothing references and nothing used since it began looking. */
-static __always_inline __u64 record_stack(void *ctx, __u64 flags, __u64 caller, __u64 now)
+static __always_inline __u64 record_stack(void *ctx, __u32 slot, __u64 flags, __u64 caller,
+					  __u64 now)
 {
-	__u32 zero = 0;
-	struct stack_frames *buf = bpf_map_lookup_elem(&stack_scratch, &zero), *found;
+	struct stack_frames *buf = bpf_map_lookup_elem(&stack_scratch, &slot), *found;
 	__u64 hash = 0xcbf29ce484222325ULL;
 	long len;
 	int i;
@@ -146,7 +177,7 @@ static __always_inline __u64 record_stack(void *ctx, __u64 flags, __u64 caller, 
 		return hash;
 	if (bpf_map_lookup_elem(&stacks, &hash)) /* another CPU just added it */
 		return hash;
-	__sync_fetch_and_add(&drops.stacks_map_full, 1);
+	__sync_fetch_and_add(&drops.stacks_map_failed, 1);
 dropped:
 	__sync_fetch_and_add(&drops.stacks, 1);
 	return 0;
@@ -209,8 +240,8 @@ static __always_inline void release(__u32 space, __u64 addr)
 
 /* A new live block of `owner`, with the stack that `stack_flags` selects
  * (its first frame `caller`, if given). */
-static __always_inline void record(void *ctx, __u32 space, __u32 owner, __u64 addr, __u64 size,
-				   __u64 stack_flags, __u64 caller)
+static __always_inline void record(void *ctx, __u32 slot, __u32 space, __u32 owner, __u64 addr,
+				   __u64 size, __u64 stack_flags, __u64 caller)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
 	struct alloc_info info = {.size = size, .owner = owner};
@@ -227,7 +258,7 @@ static __always_inline void record(void *ctx, __u32 space, __u32 owner, __u64 ad
 	info.image = p->image;
 	info.time_ns = bpf_ktime_get_ns();
 	if (sample_rate <= 1 || bpf_get_prandom_u32() % sample_rate == 0)
-		info.stack_id = record_stack(ctx, stack_flags, caller, info.time_ns);
+		info.stack_id = record_stack(ctx, slot, stack_flags, caller, info.time_ns);
 	if (bpf_map_update_elem(&allocs, &key, &info, BPF_NOEXIST)) {
 		/* The address is live already: its free was never seen. */
 		release(space, addr);

@@ -26,7 +26,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define PF_KTHREAD_FLAG	 0x00200000u /* PF_KTHREAD */
 #define THREAD_SIZE	 16384u	     /* x86_64's task stack, without KASAN */
 #define PAGE_TYPE_SHIFT	 24
-#define PAGE_TYPE_SLAB	 0xf5u /* PGTY_slab */
+/* enum pagetype's values where the running kernel's BTF does not say them */
+#define PAGE_TYPE_SLAB	 0xf5u /* PGTY_slab (6.12 on) */
 #define PAGE_TYPE_KLARGE 0xf8u /* PGTY_large_kmalloc */
 
 const volatile __u64 page_size = 4096;
@@ -41,18 +42,20 @@ struct {
 	__type(value, __u8);
 } owners SEC(".maps");
 
-/* Where each CPU's program runs now, read back as a plain number. */
+/* Where each CPU's program runs now, read back as a plain number; one slot
+ * per nesting context (see heap.bpf.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } frame_addr SEC(".maps");
 
-/* The page each CPU allocated last, until a slab event tells what it became. */
+/* The page each CPU's context allocated last, until a slab event in the same
+ * context tells what it became. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } last_page SEC(".maps");
@@ -64,25 +67,24 @@ struct {
  * own frame may be a private one. (The preempt count would tell too, but
  * this kernel's kallsyms does not list per-CPU variables.)
  */
-static __always_inline bool on_task_stack(void *ctx, struct task_struct *task)
+static __always_inline bool on_task_stack(void *ctx, __u32 slot, struct task_struct *task)
 {
-	__u32 zero = 0;
-	__u64 *slot = bpf_map_lookup_elem(&frame_addr, &zero);
+	__u64 *addr = bpf_map_lookup_elem(&frame_addr, &slot);
 	__u64 stack = (__u64)task->stack;
 
-	if (!slot)
+	if (!addr)
 		return true;
-	*slot = (__u64)ctx;
-	return *slot - stack < THREAD_SIZE;
+	*addr = (__u64)ctx;
+	return *addr - stack < THREAD_SIZE;
 }
 
 /* Who this allocation is for; -1 when it is not traced. */
-static __always_inline long owner_now(void *ctx)
+static __always_inline long owner_now(void *ctx, __u32 slot)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 tgid;
 
-	if ((task->flags & PF_KTHREAD_FLAG) || !on_task_stack(ctx, task))
+	if ((task->flags & PF_KTHREAD_FLAG) || !on_task_stack(ctx, slot, task))
 		return KERNEL_OWNER;
 	tgid = task->tgid;
 	if (tgid == self_tgid)
@@ -94,10 +96,20 @@ static __always_inline long owner_now(void *ctx)
 
 /* The page allocated just before a slab object became a slab (or a large
  * kmalloc block): its bytes are the object's now. */
-static __always_inline void settle_last_page(void)
+static __always_inline __u32 page_type_value(bool large)
 {
-	__u32 zero = 0;
-	__u64 *last = bpf_map_lookup_elem(&last_page, &zero);
+	if (large)
+		return bpf_core_enum_value_exists(enum pagetype, PGTY_large_kmalloc)
+			   ? bpf_core_enum_value(enum pagetype, PGTY_large_kmalloc)
+			   : PAGE_TYPE_KLARGE;
+	return bpf_core_enum_value_exists(enum pagetype, PGTY_slab)
+		   ? bpf_core_enum_value(enum pagetype, PGTY_slab)
+		   : PAGE_TYPE_SLAB;
+}
+
+static __always_inline void settle_last_page(__u32 slot)
+{
+	__u64 *last = bpf_map_lookup_elem(&last_page, &slot);
 	struct page *page;
 	__u32 type;
 
@@ -106,18 +118,21 @@ static __always_inline void settle_last_page(void)
 	page = (struct page *)*last;
 	*last = 0;
 	type = BPF_CORE_READ(page, page_type) >> PAGE_TYPE_SHIFT;
-	if (type == PAGE_TYPE_SLAB || type == PAGE_TYPE_KLARGE)
+	if (type == page_type_value(false) || type == page_type_value(true))
 		release(KSPACE_PAGE, (__u64)page);
 }
 
 static __always_inline void object_alloc(void *ctx, const void *ptr, __u64 bytes, bool reclaimable)
 {
+	__u32 slot = scratch_enter();
 	long owner;
 
-	settle_last_page();
-	if (!ptr || reclaimable || (owner = owner_now(ctx)) < 0)
-		return;
-	record(ctx, KSPACE_SLAB, (__u32)owner, (__u64)ptr, bytes, 0, 0);
+	if (slot < SCRATCH_SLOTS) {
+		settle_last_page(slot);
+		if (ptr && !reclaimable && (owner = owner_now(ctx, slot)) >= 0)
+			record(ctx, slot, KSPACE_SLAB, (__u32)owner, (__u64)ptr, bytes, 0, 0);
+	}
+	scratch_exit();
 }
 
 SEC("tp_btf/kmalloc")
@@ -155,16 +170,18 @@ int BPF_PROG(kmem_cache_free, unsigned long call_site, const void *ptr, struct k
 SEC("tp_btf/mm_page_alloc")
 int BPF_PROG(mm_page_alloc, struct page *page, unsigned int order, gfp_t gfp, int migratetype)
 {
-	__u32 zero = 0;
+	__u32 slot = scratch_enter();
 	__u64 *last;
 	long owner;
 
-	if (!page || (gfp & (GFP_MOVABLE | GFP_RECLAIMABLE)) || (owner = owner_now(ctx)) < 0)
-		return 0;
-	record(ctx, KSPACE_PAGE, (__u32)owner, (__u64)page, page_size << order, 0, 0);
-	last = bpf_map_lookup_elem(&last_page, &zero);
-	if (last)
-		*last = (__u64)page;
+	if (slot < SCRATCH_SLOTS && page && !(gfp & (GFP_MOVABLE | GFP_RECLAIMABLE)) &&
+	    (owner = owner_now(ctx, slot)) >= 0) {
+		record(ctx, slot, KSPACE_PAGE, (__u32)owner, (__u64)page, page_size << order, 0, 0);
+		last = bpf_map_lookup_elem(&last_page, &slot);
+		if (last)
+			*last = (__u64)page;
+	}
+	scratch_exit();
 	return 0;
 }
 
@@ -187,11 +204,13 @@ int BPF_PROG(percpu_alloc_percpu, unsigned long call_site, bool reserved, bool i
 	     size_t size, size_t align, void *base_addr, int off, void *ptr, size_t bytes_alloc,
 	     gfp_t gfp)
 {
+	__u32 slot = scratch_enter();
 	long owner;
 
-	if (!ptr || (owner = owner_now(ctx)) < 0)
-		return 0;
-	record(ctx, KSPACE_PERCPU, (__u32)owner, (__u64)ptr, bytes_alloc * ncpus, 0, 0);
+	if (slot < SCRATCH_SLOTS && ptr && (owner = owner_now(ctx, slot)) >= 0)
+		record(ctx, slot, KSPACE_PERCPU, (__u32)owner, (__u64)ptr, bytes_alloc * ncpus, 0,
+		       0);
+	scratch_exit();
 	return 0;
 }
 

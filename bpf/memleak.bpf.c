@@ -252,7 +252,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		break;
 	}
 	if (addr)
-		record(ctx, tgid, tgid, addr, st->size, BPF_F_USER_STACK, st->caller);
+		record(ctx, 0, tgid, tgid, addr, st->size, BPF_F_USER_STACK, st->caller);
 	return 0;
 }
 

@@ -87,7 +87,7 @@ struct drops {
 	__u64 events;		  /* no per-thread call state could be had */
 	__u64 allocs_map_full;	  /* allocations not tracked: allocs map full */
 	__u64 stacks;		  /* allocations tracked without their stack, of which: */
-	__u64 stacks_map_full;	  /* the stacks map was full */
+	__u64 stacks_map_failed;  /* the stacks map refused it: full, or busy in a nested context */
 	__u64 stack_counts_full;  /* the per-(process, stack) counts map was full */
 	__u64 procs_map_full;	  /* allocations not counted: procs map full */
 	__u64 lifecycle_map_full; /* process births, exits, execs not noted */

@@ -4,10 +4,38 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "kmem.h"
 #include "kmem.skel.h"
+#include "util.h"
+
+/* A program for a tracepoint this kernel lacks is switched off, with a note,
+ * rather than failing -k whole. */
+static void skip_missing_tracepoints(struct kmem_bpf *skel)
+{
+	struct btf *vmlinux = btf__load_vmlinux_btf();
+	struct bpf_program *prog;
+
+	if (!vmlinux)
+		return; /* the load says what is wrong */
+	bpf_object__for_each_program(prog, skel->obj)
+	{
+		const char *tp = strchr(bpf_program__section_name(prog), '/');
+		char name[128];
+
+		if (!tp)
+			continue;
+		snprintf(name, sizeof(name), "btf_trace_%s", tp + 1);
+		if (btf__find_by_name_kind(vmlinux, name, BTF_KIND_TYPEDEF) >= 0)
+			continue;
+		bpf_program__set_autoload(prog, false);
+		warnx_("-k: this kernel has no tracepoint %s: what it reports is not counted",
+		       tp + 1);
+	}
+	btf__free(vmlinux);
+}
 
 struct kmem_bpf *kmem_start(const struct options *o, bool every_process, char *err, size_t errlen)
 {
@@ -25,6 +53,7 @@ struct kmem_bpf *kmem_start(const struct options *o, bool every_process, char *e
 	skel->rodata->page_size = (__u64)sysconf(_SC_PAGESIZE);
 	skel->rodata->ncpus = (__u32)libbpf_num_possible_cpus();
 	skel->rodata->every_process = every_process;
+	skip_missing_tracepoints(skel);
 	e = kmem_bpf__load(skel);
 	if (!e)
 		e = kmem_bpf__attach(skel);

@@ -99,13 +99,13 @@ void report_json(FILE *out, const struct report *r)
 	fprintf(out,
 		"{\"type\":\"report\",\"seq\":%ld,\"time\":\"%s\",\"elapsed_s\":%.3f,"
 		"\"final\":%s,\"dropped\":{\"events\":%llu,\"allocs_map_full\":%llu,"
-		"\"stacks\":%llu,\"stacks_map_full\":%llu,\"stack_counts_full\":%llu,"
+		"\"stacks\":%llu,\"stacks_map_failed\":%llu,\"stack_counts_full\":%llu,"
 		"\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu},"
 		"\"calls_nested\":%llu,\"stack_table\":{\"entries\":%zu,\"reclaimed\":%zu},"
 		"\"processes\":[",
 		r->seq, stamp, r->elapsed_s, r->final ? "true" : "false",
 		(unsigned long long)r->drops.events, (unsigned long long)r->drops.allocs_map_full,
-		(unsigned long long)r->drops.stacks, (unsigned long long)r->drops.stacks_map_full,
+		(unsigned long long)r->drops.stacks, (unsigned long long)r->drops.stacks_map_failed,
 		(unsigned long long)r->drops.stack_counts_full,
 		(unsigned long long)r->drops.procs_map_full,
 		(unsigned long long)r->drops.lifecycle_map_full, r->nested_calls, r->stack_entries,

@@ -535,7 +535,7 @@ static void add_drops(struct drops *sum, const struct drops *d)
 	sum->events += d->events;
 	sum->allocs_map_full += d->allocs_map_full;
 	sum->stacks += d->stacks;
-	sum->stacks_map_full += d->stacks_map_full;
+	sum->stacks_map_failed += d->stacks_map_failed;
 	sum->stack_counts_full += d->stack_counts_full;
 	sum->procs_map_full += d->procs_map_full;
 	sum->lifecycle_map_full += d->lifecycle_map_full;

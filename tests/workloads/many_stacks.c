@@ -38,7 +38,7 @@ SITES8(8)
 	site_##a##0(DEPTHS), site_##a##1(DEPTHS), site_##a##2(DEPTHS), site_##a##3(DEPTHS),        \
 	    site_##a##4(DEPTHS), site_##a##5(DEPTHS), site_##a##6(DEPTHS), site_##a##7(DEPTHS)
 
-    int main(void)
+int main(void)
 {
 	CALL8(1), CALL8(2), CALL8(3), CALL8(4), CALL8(5), CALL8(6), CALL8(7), CALL8(8);
 	leak_once();
