@@ -6,7 +6,7 @@ BUILD   := build
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror
 CPPFLAGS += -Iinclude -I$(BUILD) -D_GNU_SOURCE
-LDLIBS  := -lbpf -ldw -lelf -lz -lstdc++ -lm
+LDLIBS  := -lbpf -ldw -lelf -lcapstone -lz -lstdc++ -lm
 
 USER_SRC := $(wildcard user/*.c)
 USER_OBJ := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRC))
@@ -14,7 +14,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 SKELS    := $(BUILD)/memleak.skel.h $(BUILD)/kmem.skel.h
 
-WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails storm many_stacks survivor fork_exec
+WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je storm many_stacks survivor fork_exec
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
 WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 
@@ -62,6 +62,10 @@ $(BUILD)/workloads/leaky_all_vg: tests/workloads/leaky_all.c
 	$(CC) $(WL_CFLAGS) -DNO_PVALLOC $< -o $@
 
 $(BUILD)/workloads/leaky_cxx_je: tests/workloads/leaky_cxx.cpp
+	@mkdir -p $(@D)
+	g++ $(WL_CFLAGS) $< -ljemalloc -o $@
+
+$(BUILD)/workloads/new_fails_je: tests/workloads/new_fails.cpp
 	@mkdir -p $(@D)
 	g++ $(WL_CFLAGS) $< -ljemalloc -o $@
 

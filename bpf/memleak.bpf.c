@@ -256,6 +256,35 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	return 0;
 }
 
+/*
+ * An allocator's own operator new (jemalloc's) may throw too, so it has no
+ * return probe either: this program sits on each of its ret instructions
+ * (and those of the code it jumps to), found by the loader. There the stack
+ * pointer is back at the slot holding the return address the call was
+ * entered with: only the outermost call's own return matches.
+ */
+SEC("uprobe")
+int BPF_KPROBE(alloc_ret_site)
+{
+	struct call_state *st;
+	__u32 tgid = current_tgid();
+	__u64 sp = PT_REGS_SP(ctx), ret = 0, addr = PT_REGS_RC(ctx);
+
+	if (tgid == self_tgid)
+		return 0;
+	st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
+	if (!st || !st->call.sp || sp != st->call.sp)
+		return 0;
+	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp) || ret != st->call.ret)
+		return 0;
+	st->call.sp = 0;
+	/* The walk starts in the allocator: the first frame is the caller. */
+	if (addr)
+		record(ctx, 0, tgid, tgid, addr, st->size, BPF_F_USER_STACK,
+		       st->caller ? st->caller : st->call.ret);
+	return 0;
+}
+
 /* Processes born and ended since the loader last drained the map. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -9,6 +9,7 @@
 #include "memleak.h"
 #include "memleak.skel.h"
 #include "probes.h"
+#include "ret_sites.h"
 #include "util.h"
 
 /* How an entry point's arguments are read; each has its own BPF program. */
@@ -123,35 +124,80 @@ static int resolve(const char *path, struct elf_func *funcs)
 }
 
 /*
- * An object's operator new that calls an allocator of another object
- * (libstdc++'s calls malloc) is a wrapper: it may throw, so it gets no
- * return probe (the kernel's trampoline cannot be unwound through), and its
- * blocks are counted at the malloc inside it. An allocator's own operator
- * new (jemalloc's, tcmalloc's) keeps its return probe.
+ * operator new may throw, and an exception cannot unwind through the
+ * kernel's return-probe trampoline: new never gets a return probe. One that
+ * calls an allocator of another object (libstdc++'s calls malloc) is a
+ * wrapper, its blocks counted at the malloc inside it. An allocator's own
+ * (jemalloc's, tcmalloc's) is watched at its ret instructions instead.
  */
 static bool is_wrapper(const struct elf_func *funcs, enum entry e)
 {
 	return e == E_NEW && !funcs[0].offset; /* alloc_fns[0] is malloc */
 }
 
-static struct bpf_program *return_prog(struct memleak_bpf *skel, const struct elf_func *funcs,
-				       enum entry e)
+/* The ret instructions of an allocator's own new, each probed once: how
+ * many it has, -1 if they cannot be found, -2 if one cannot be probed. */
+static int attach_ret_sites(struct memleak_bpf *skel, const char *path, const struct elf_func *fn,
+			    const char *name, pid_t pid, struct probes *p, uint64_t *done,
+			    int *ndone, char *err, size_t errlen)
 {
-	return e == E_FREE || is_wrapper(funcs, e) ? NULL : skel->progs.alloc_return;
+	uint64_t sites[MAX_RET_SITES];
+	int n = ret_sites(path, fn->offset, fn->size, sites, MAX_RET_SITES);
+
+	for (int i = 0; i < n; i++) {
+		struct elf_func site = {.offset = sites[i]};
+		bool seen = false;
+
+		for (int k = 0; k < *ndone; k++)
+			seen |= done[k] == sites[i];
+		if (seen || *ndone == MAX_RET_SITES * 4)
+			continue;
+		done[(*ndone)++] = sites[i];
+		if (add_link(p, skel->progs.alloc_ret_site, false, pid, path, &site, name, err,
+			     errlen))
+			return -2;
+	}
+	return n;
+}
+
+/* How each allocating function's result is seen: a return probe, or probes
+ * on its ret instructions (operator new of an allocator); wrappers and frees
+ * need neither. */
+static int attach_returns(struct memleak_bpf *skel, const char *path, const struct elf_func *funcs,
+			  pid_t pid, struct probes *p, char *err, size_t errlen)
+{
+	uint64_t done[MAX_RET_SITES * 4];
+	int ndone = 0;
+
+	for (size_t i = 0; i < NFUNCS; i++) {
+		enum entry e = alloc_fns[i].entry;
+		int n = 0;
+
+		if (!funcs[i].offset || e == E_FREE || is_wrapper(funcs, e))
+			continue;
+		if (e == E_NEW)
+			n = attach_ret_sites(skel, path, &funcs[i], alloc_fns[i].name, pid, p, done,
+					     &ndone, err, errlen);
+		if (n == -2)
+			return -1;
+		if (n == -1)
+			warnx_("%s in %s: its returns cannot be found; it gets a return probe, "
+			       "and a new that throws there would end the program",
+			       alloc_fns[i].name, path);
+		if (n <= 0 && add_link(p, skel->progs.alloc_return, true, pid, path, &funcs[i],
+				       alloc_fns[i].name, err, errlen))
+			return -1;
+	}
+	return 0;
 }
 
 static int attach_object(struct memleak_bpf *skel, const char *path, const struct elf_func *funcs,
 			 pid_t pid, struct probes *p, char *err, size_t errlen)
 {
-	/* Return probes first (and off last): an entry seen without its return
-	 * would leave a call in flight that never returns. */
-	for (size_t i = 0; i < NFUNCS; i++) {
-		struct bpf_program *ret = return_prog(skel, funcs, alloc_fns[i].entry);
-
-		if (funcs[i].offset && ret &&
-		    add_link(p, ret, true, pid, path, &funcs[i], alloc_fns[i].name, err, errlen))
-			return -1;
-	}
+	/* Returns first (and off last): an entry seen without its return would
+	 * leave a call in flight that never returns. */
+	if (attach_returns(skel, path, funcs, pid, p, err, errlen))
+		return -1;
 	for (size_t i = 0; i < NFUNCS; i++) {
 		struct bpf_program *entry = is_wrapper(funcs, alloc_fns[i].entry)
 						? skel->progs.new_wrapper_enter

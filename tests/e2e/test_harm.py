@@ -39,8 +39,8 @@ def traced(argv, env=None, extra=()):
     return status, program, err, procs[0], reps[-1]
 
 
-def check_new_fails_as_untraced(env):
-    argv = [workload("new_fails")]
+def check_new_fails_as_untraced(env, program="new_fails"):
+    argv = [workload(program)]
     want_status, want_out, _ = untraced(argv, env)
     check_eq((want_status, want_out), (7, ["bad_alloc caught 200, nothrow null 200"]),
              "untraced run")
@@ -53,6 +53,12 @@ def check_new_fails_as_untraced(env):
 
 def test_failing_new_behaves_as_untraced_glibc():
     check_new_fails_as_untraced(None)
+
+
+def test_failing_new_behaves_as_untraced_jemalloc():
+    """jemalloc's own operator new: watched at its ret instructions."""
+    check_new_fails_as_untraced(JEMALLOC)
+    check_new_fails_as_untraced(None, "new_fails_je")
 
 
 def check_exec_from_thread(target, want):

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "elf_file.h"
+#include "ret_sites.h"
 #include "symbolize.h"
 #include "unit.h"
 #include "util.h"
@@ -42,9 +43,11 @@ static const char *read_every_way(const char *path, size_t len)
 	struct symbolizer s;
 	struct frame fr;
 	char why[128], maps[512];
+	uint64_t sites[MAX_RET_SITES];
 	struct stat st;
 
 	elf_check(path, why, sizeof(why));
+	ret_sites(path, 4096, 4096, sites, MAX_RET_SITES);
 	elf_funcs(path, names, 3, funcs);
 	if (elf_read_deps(path, &deps) == 0)
 		elf_deps_free(&deps);

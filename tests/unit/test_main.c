@@ -17,6 +17,7 @@ int unit_failed;
 void test_verdict_synthetic(void);
 void test_escape_each_format(void);
 void test_fuzz_readers(void);
+void test_ret_sites_of_jemalloc_new(void);
 void test_verdict_warmup_and_band(void);
 void test_curve_bounded_keeps_extremes(void);
 
@@ -276,6 +277,7 @@ int main(void)
 	    TEST(test_watch_scan_finds_user_processes),
 	    TEST(test_escape_each_format),
 	    TEST(test_fuzz_readers),
+	    TEST(test_ret_sites_of_jemalloc_new),
 	};
 	int failed = 0;
 

@@ -1,0 +1,221 @@
+#include <capstone/capstone.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ret_sites.h"
+#include "util.h"
+
+#define MAX_FUNCS 8	    /* a function and the ones it tail-calls, transitively */
+#define MAX_CODE  (1 << 16) /* bytes of one function */
+
+struct span {
+	uint64_t lo, hi; /* vaddr */
+};
+
+struct walk {
+	int fd;
+	Elf *elf;
+	uint64_t hdr_vaddr;   /* .eh_frame_hdr's */
+	const int32_t *table; /* its sorted (function start, FDE) pairs, datarel */
+	size_t nentries;
+	csh cs;
+	struct span funcs[MAX_FUNCS];
+	int nfuncs;
+	uint64_t *sites;
+	int nsites, max;
+};
+
+/* The executable segment holding vaddr: its file offset for it, or 0. */
+static uint64_t file_offset(Elf *elf, uint64_t vaddr)
+{
+	size_t n;
+
+	if (elf_getphdrnum(elf, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		GElf_Phdr ph;
+
+		if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X) &&
+		    vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_filesz)
+			return vaddr - ph.p_vaddr + ph.p_offset;
+	}
+	return 0;
+}
+
+static uint64_t vaddr_of(Elf *elf, uint64_t offset)
+{
+	size_t n;
+
+	if (elf_getphdrnum(elf, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		GElf_Phdr ph;
+
+		if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X) &&
+		    offset >= ph.p_offset && offset < ph.p_offset + ph.p_filesz)
+			return offset - ph.p_offset + ph.p_vaddr;
+	}
+	return 0;
+}
+
+/*
+ * The search table of .eh_frame_hdr lists where every function with unwind
+ * information starts, sorted: a function runs to the next one's start (the
+ * padding between decodes as no-ops). Only the encoding linkers write is read
+ * (start and FDE as 4-byte offsets from the header).
+ */
+static void read_eh_frame_hdr(struct walk *w)
+{
+	Elf_Scn *scn = NULL;
+	size_t shstrndx;
+
+	if (elf_getshdrstrndx(w->elf, &shstrndx))
+		return;
+	while ((scn = elf_nextscn(w->elf, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+		const char *name;
+		const uint8_t *h;
+
+		if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(w->elf, shstrndx, sh.sh_name)) ||
+		    strcmp(name, ".eh_frame_hdr") || !(d = elf_getdata(scn, NULL)) ||
+		    d->d_size < 12)
+			continue;
+		h = d->d_buf;
+		if (h[0] != 1 || h[1] != 0x1b || h[2] != 0x03 || h[3] != 0x3b)
+			return; /* version 1; pcrel, udata4, datarel sdata4 */
+		w->hdr_vaddr = sh.sh_addr;
+		memcpy(&w->nentries, h + 8, 4);
+		w->nentries &= 0xffffffffu;
+		if (12 + w->nentries * 8 > d->d_size)
+			w->nentries = 0;
+		w->table = (const int32_t *)(h + 12);
+		return;
+	}
+}
+
+static uint64_t entry_start(const struct walk *w, size_t i)
+{
+	return w->hdr_vaddr + (int64_t)w->table[2 * i];
+}
+
+/* The first function in the search table starting after vaddr. */
+static size_t next_entry(const struct walk *w, uint64_t vaddr)
+{
+	size_t lo = 0, hi = w->nentries;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (entry_start(w, mid) <= vaddr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Add the code from vaddr (a function, or the cold part of one that compilers
+ * split off) to the start of the next function in the search table. */
+static int add_func(struct walk *w, uint64_t vaddr)
+{
+	size_t next = next_entry(w, vaddr);
+
+	for (int i = 0; i < w->nfuncs; i++)
+		if (vaddr >= w->funcs[i].lo && vaddr < w->funcs[i].hi)
+			return 0; /* known already: a jump within the set */
+	if (w->nfuncs == MAX_FUNCS || next == 0 || next == w->nentries)
+		return -1; /* outside every function with unwind information */
+	w->funcs[w->nfuncs++] = (struct span){.lo = vaddr, .hi = entry_start(w, next)};
+	return 0;
+}
+
+static int add_site(struct walk *w, uint64_t vaddr)
+{
+	uint64_t off = file_offset(w->elf, vaddr);
+
+	if (!off || w->nsites == w->max)
+		return -1;
+	for (int i = 0; i < w->nsites; i++)
+		if (w->sites[i] == off)
+			return 0;
+	w->sites[w->nsites++] = off;
+	return 0;
+}
+
+/* Decode one function from its start to its end, every byte an instruction. */
+static int decode(struct walk *w, struct span f)
+{
+	uint64_t len = f.hi - f.lo, off = file_offset(w->elf, f.lo);
+	uint8_t *code;
+	cs_insn *insn = NULL;
+	size_t n, done = 0;
+	int err = 0;
+
+	if (!off || len == 0 || len > MAX_CODE)
+		return -1;
+	code = xcalloc(len, 1);
+	if (pread(w->fd, code, len, (off_t)off) != (ssize_t)len) {
+		free(code);
+		return -1;
+	}
+	n = cs_disasm(w->cs, code, len, f.lo, 0, &insn);
+	for (size_t i = 0; i < n && !err; i++) {
+		cs_x86 *x = &insn[i].detail->x86;
+
+		done += insn[i].size;
+		if (insn[i].id == X86_INS_RET)
+			err = add_site(w, insn[i].address);
+		else if (cs_insn_group(w->cs, &insn[i], CS_GRP_JUMP) && x->op_count == 1 &&
+			 x->operands[0].type == X86_OP_IMM) {
+			uint64_t to = (uint64_t)x->operands[0].imm;
+
+			if (to < f.lo || to >= f.hi)
+				err = add_func(w, to); /* a tail call */
+		} else if (cs_insn_group(w->cs, &insn[i], CS_GRP_JUMP)) {
+			err = -1; /* an indirect jump: where it goes is not known */
+		}
+	}
+	if (done != len)
+		err = -1;
+	cs_free(insn, n);
+	free(code);
+	return err;
+}
+
+int ret_sites(const char *path, uint64_t offset, uint64_t size, uint64_t *sites, int max)
+{
+	struct walk w = {.sites = sites, .max = max};
+	uint64_t vaddr;
+	int err = -1;
+
+	elf_version(EV_CURRENT);
+	w.fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (w.fd < 0)
+		return -1;
+	w.elf = elf_begin(w.fd, ELF_C_READ_MMAP, NULL);
+	if (!w.elf || cs_open(CS_ARCH_X86, CS_MODE_64, &w.cs) != CS_ERR_OK)
+		goto out;
+	cs_option(w.cs, CS_OPT_DETAIL, CS_OPT_ON);
+	read_eh_frame_hdr(&w);
+	vaddr = vaddr_of(w.elf, offset);
+	/* Decoding starts only where a function does, as its unwind table says. */
+	if (!vaddr || !size || next_entry(&w, vaddr) == 0 ||
+	    entry_start(&w, next_entry(&w, vaddr) - 1) != vaddr)
+		goto close;
+	w.funcs[w.nfuncs++] = (struct span){.lo = vaddr, .hi = vaddr + size};
+	err = 0;
+	for (int i = 0; i < w.nfuncs && !err; i++)
+		err = decode(&w, w.funcs[i]);
+close:
+	cs_close(&w.cs);
+out:
+	if (w.elf)
+		elf_end(w.elf);
+	close(w.fd);
+	return err ? -1 : w.nsites;
+}
