@@ -332,6 +332,7 @@ int BPF_PROG(image_changed, struct task_struct *p, pid_t old_pid, struct linux_b
 	if (proc) {
 		*proc = (struct proc_counts){.image = proc->image + 1};
 		bpf_get_current_comm(proc->comm, sizeof(proc->comm));
+		note_life(tgid, LIFE_EXEC); /* its new allocator is to be probed */
 	}
 	/* Calls in flight in the old program never return. */
 	bpf_task_storage_delete(&calls, bpf_get_current_task_btf());

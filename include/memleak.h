@@ -24,6 +24,7 @@ enum call_kind {
 enum life_event {
 	LIFE_BORN = 1,	/* forked: a new process */
 	LIFE_ENDED = 2, /* its last thread exited */
+	LIFE_EXEC = 4,	/* a traced process ran a new program */
 };
 
 /*

@@ -35,12 +35,11 @@ while [ $(($(date +%s) - start)) -lt $((minutes * 60)) ]; do
 	if [ "$(date +%s)" -ge "$next_report" ]; then
 		next_report=$((next_report + 60))
 		rss=$(awk '/VmRSS/{print $2}' "/proc/$tool/status")
-		line=$(tail -n 1 "$out")
-		python3 - "$line" "$(( ($(date +%s) - start) / 60 ))" "$spawned" "$rss" "$(entries procs)" <<'PY'
+		tail -n 1 "$out" | python3 -c '
 import json, sys
-r = json.loads(sys.argv[1])
-print(sys.argv[2], sys.argv[3], sys.argv[4], r["stack_table"]["entries"],
-      r["stack_table"]["reclaimed"], sys.argv[5], json.dumps(r["dropped"]), flush=True)
-PY
+r = json.loads(sys.stdin.read())
+print(sys.argv[1], sys.argv[2], sys.argv[3], r["stack_table"]["entries"],
+      r["stack_table"]["reclaimed"], sys.argv[4], json.dumps(r["dropped"]), flush=True)' \
+			"$(( ($(date +%s) - start) / 60 ))" "$spawned" "$rss" "$(entries procs)"
 	fi
 done

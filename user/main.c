@@ -436,11 +436,26 @@ static void unprobe_settled(struct tracer *tr)
 	}
 }
 
+/* A process with probes of its own that ran a new program, from any thread,
+ * is probed again (a launched command already was, held at its exec). */
+static void reprobe_execs(struct tracer *tr)
+{
+	for (int i = 0; i < tr->targets.n; i++) {
+		struct target *t = &tr->targets.t[i];
+
+		if (!t->exec_pending)
+			continue;
+		t->exec_pending = false;
+		if (t->alive && t->probes.nlinks && !(tr->launched && i == 0))
+			reprobe(tr, t);
+	}
+}
+
 static void sample(struct tracer *tr)
 {
 	tr->samples++;
-	if (tr->targets.every_process)
-		watch_lifecycle(&tr->targets, bpf_map__fd(tr->skel->maps.lifecycle));
+	watch_lifecycle(&tr->targets, bpf_map__fd(tr->skel->maps.lifecycle));
+	reprobe_execs(tr);
 	if (tr->samples % SWEEP_SAMPLES == 0)
 		targets_sweep_stacks(&tr->targets);
 	if (tr->targets.watching) {

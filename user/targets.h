@@ -28,6 +28,7 @@ struct target {
 	bool gone;    /* exited and shown in a report since: no longer listed */
 	bool watched; /* judged on its anonymous RSS: its allocator is probed once it grows */
 	bool probed;  /* a watched process whose allocator probes are attached */
+	bool exec_pending; /* ran a new program: its own probes are to be redone */
 	struct probes probes; /* a watched process's own, while probed */
 	double probed_at;
 	int pidfd; /* -1 if not watched through one */

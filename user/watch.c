@@ -83,6 +83,8 @@ void watch_lifecycle(struct target_set *ts, int fd)
 		pid_t pid = (pid_t)lives[i].tgid;
 		struct target *t = targets_find(ts, pid);
 
+		if (t && (lives[i].events & LIFE_EXEC))
+			t->exec_pending = true;
 		if (lives[i].events & LIFE_ENDED) {
 			if (t)
 				target_exited(t);

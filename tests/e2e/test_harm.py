@@ -116,3 +116,32 @@ def test_reprobed_mid_storm_counts_exactly():
     check_eq(leaks_by_function(last).get("leak_after_reprobe"), [2400 * 48, 2400],
              "leaks after the second probe (bytes, blocks)")
     check_eq(rs[-1]["calls_nested"], 0, "allocator calls taken for nested ones")
+
+
+def test_attached_process_execs_from_a_thread():
+    """-p: a process whose second thread execs a new program is probed again
+    (at the next sample); what the new program leaks after that is exact."""
+    target = subprocess.Popen([workload("exec_thread"), "-w", workload("attach_target")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    tool = subprocess.Popen([TOOL, "--json", "-p", str(target.pid)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        Lines(tool.stderr).wait_for("tracing", 30)
+        target.stdin.write("exec\n")
+        target.stdin.flush()
+        check_eq(target.stdout.readline(), "ready\n", "the new program's first line")
+        time.sleep(2)  # a sample or two: the new program's allocator is probed
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        check_eq(target.stdout.readline(), "done\n", "the new program's second line")
+        target.stdin.close()
+        target.wait(timeout=30)
+        out, _ = tool.communicate(timeout=60)
+    finally:
+        for p in (tool, target):
+            if p.poll() is None:
+                p.kill()
+    proc = reports(out)[-1]["processes"][0]
+    check_eq(proc["comm"], "attach_target", "the process's name after exec")
+    check_eq(leaks_by_function(proc).get("leak_after_attach"), [3584, 7],
+             "leak_after_attach (bytes, blocks)")
