@@ -91,22 +91,38 @@ int elf_check(const char *path, char *why, size_t whylen)
 	return problem ? -1 : 0;
 }
 
-/* The file offset at which the loadable segment holding vaddr keeps it. */
-static uint64_t vaddr_to_offset(Elf *elf, uint64_t vaddr)
+/* The executable segment that holds `at`, as a vaddr or as a file offset. */
+static bool code_segment(Elf *elf, uint64_t at, bool is_vaddr, GElf_Phdr *ph)
 {
 	size_t n;
 
 	if (elf_getphdrnum(elf, &n))
-		return 0;
+		return false;
 	for (size_t i = 0; i < n; i++) {
-		GElf_Phdr ph;
+		uint64_t start;
 
-		if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_X))
+		if (!gelf_getphdr(elf, (int)i, ph) || ph->p_type != PT_LOAD ||
+		    !(ph->p_flags & PF_X))
 			continue;
-		if (vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_memsz)
-			return vaddr - ph.p_vaddr + ph.p_offset;
+		start = is_vaddr ? ph->p_vaddr : ph->p_offset;
+		if (at >= start && at < start + ph->p_filesz)
+			return true;
 	}
-	return 0;
+	return false;
+}
+
+uint64_t elf_code_offset(Elf *elf, uint64_t vaddr)
+{
+	GElf_Phdr ph;
+
+	return code_segment(elf, vaddr, true, &ph) ? vaddr - ph.p_vaddr + ph.p_offset : 0;
+}
+
+uint64_t elf_code_vaddr(Elf *elf, uint64_t offset)
+{
+	GElf_Phdr ph;
+
+	return code_segment(elf, offset, false, &ph) ? offset - ph.p_offset + ph.p_vaddr : 0;
 }
 
 static void scan_symtab(Elf *elf, Elf_Scn *scn, const char *const *names, int n,
@@ -130,7 +146,7 @@ static void scan_symtab(Elf *elf, Elf_Scn *scn, const char *const *names, int n,
 		for (int k = 0; k < n; k++) {
 			if (funcs[k].offset || strcmp(name, names[k]))
 				continue;
-			funcs[k].offset = vaddr_to_offset(elf, sym.st_value);
+			funcs[k].offset = elf_code_offset(elf, sym.st_value);
 			funcs[k].size = sym.st_size;
 		}
 	}

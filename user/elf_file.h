@@ -6,6 +6,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libelf.h>
+
+/* In an executable segment of elf: the file offset of a vaddr, the vaddr of
+ * a file offset; 0 if none holds it. */
+uint64_t elf_code_offset(Elf *elf, uint64_t vaddr);
+uint64_t elf_code_vaddr(Elf *elf, uint64_t offset);
+
 struct elf_func {
 	uint64_t offset; /* in the file; 0: not defined there */
 	uint64_t size;	 /* bytes of code, as the symbol says */

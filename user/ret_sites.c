@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "elf_file.h"
 #include "ret_sites.h"
 #include "util.h"
 
@@ -28,39 +29,6 @@ struct walk {
 	uint64_t *sites;
 	int nsites, max;
 };
-
-/* The executable segment holding vaddr: its file offset for it, or 0. */
-static uint64_t file_offset(Elf *elf, uint64_t vaddr)
-{
-	size_t n;
-
-	if (elf_getphdrnum(elf, &n))
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		GElf_Phdr ph;
-
-		if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X) &&
-		    vaddr >= ph.p_vaddr && vaddr < ph.p_vaddr + ph.p_filesz)
-			return vaddr - ph.p_vaddr + ph.p_offset;
-	}
-	return 0;
-}
-
-static uint64_t vaddr_of(Elf *elf, uint64_t offset)
-{
-	size_t n;
-
-	if (elf_getphdrnum(elf, &n))
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		GElf_Phdr ph;
-
-		if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X) &&
-		    offset >= ph.p_offset && offset < ph.p_offset + ph.p_filesz)
-			return offset - ph.p_offset + ph.p_vaddr;
-	}
-	return 0;
-}
 
 /*
  * The search table of .eh_frame_hdr lists where every function with unwind
@@ -136,7 +104,7 @@ static int add_func(struct walk *w, uint64_t vaddr)
 
 static int add_site(struct walk *w, uint64_t vaddr)
 {
-	uint64_t off = file_offset(w->elf, vaddr);
+	uint64_t off = elf_code_offset(w->elf, vaddr);
 
 	if (!off || w->nsites == w->max)
 		return -1;
@@ -150,7 +118,7 @@ static int add_site(struct walk *w, uint64_t vaddr)
 /* Decode one function from its start to its end, every byte an instruction. */
 static int decode(struct walk *w, struct span f)
 {
-	uint64_t len = f.hi - f.lo, off = file_offset(w->elf, f.lo);
+	uint64_t len = f.hi - f.lo, off = elf_code_offset(w->elf, f.lo);
 	uint8_t *code;
 	cs_insn *insn = NULL;
 	size_t n, done = 0;
@@ -202,7 +170,7 @@ int ret_sites(const char *path, uint64_t offset, uint64_t size, uint64_t *sites,
 		goto out;
 	cs_option(w.cs, CS_OPT_DETAIL, CS_OPT_ON);
 	read_eh_frame_hdr(&w);
-	vaddr = vaddr_of(w.elf, offset);
+	vaddr = elf_code_vaddr(w.elf, offset);
 	/* Decoding starts only where a function does, as its unwind table says. */
 	if (!vaddr || !size || next_entry(&w, vaddr) == 0 ||
 	    entry_start(&w, next_entry(&w, vaddr) - 1) != vaddr)

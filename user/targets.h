@@ -25,9 +25,9 @@ struct target {
 	pid_t pid;
 	char comm[17];
 	bool alive;
-	bool gone;    /* exited and shown in a report since: no longer listed */
-	bool watched; /* judged on its anonymous RSS: its allocator is probed once it grows */
-	bool probed;  /* a watched process whose allocator probes are attached */
+	bool gone;	   /* exited and shown in a report since: no longer listed */
+	bool watched;	   /* judged on its anonymous RSS: its allocator is probed once it grows */
+	bool probed;	   /* a watched process whose allocator probes are attached */
 	bool exec_pending; /* ran a new program: its own probes are to be redone */
 	struct probes probes; /* a watched process's own, while probed */
 	double probed_at;
