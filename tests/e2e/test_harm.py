@@ -145,3 +145,16 @@ def test_attached_process_execs_from_a_thread():
     check_eq(proc["comm"], "attach_target", "the process's name after exec")
     check_eq(leaks_by_function(proc).get("leak_after_attach"), [3584, 7],
              "leak_after_attach (bytes, blocks)")
+
+
+def test_realloc_racing_malloc_in_threads_equals_valgrind():
+    argv = [workload("realloc_race")]
+    for _ in range(3):  # the race is rare: a few runs
+        status, _, err, proc, _ = traced(argv)
+        check_eq(status, 0, "exit status (stderr: %s)" % err[-300:])
+        check_eq(leaks_by_function(proc).get("leak_after_race"), [4000, 100],
+                 "leak_after_race (bytes, blocks)")
+        heap = proc["heap"]
+        check_eq(heap["allocs"] - heap["frees"], heap["outstanding_allocs"], "allocs - frees")
+    check_eq((heap["outstanding_bytes"], heap["outstanding_allocs"]), valgrind_in_use(argv),
+             "(bytes, blocks) against valgrind")
