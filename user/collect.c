@@ -302,23 +302,50 @@ static int by_id(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int referenced_stacks(const struct heap_maps *m, struct id_list *l)
+/* A stack that BPF may be taking right now is put back: see heap.bpf.h. */
+#define STACK_GRACE_NS 1000000000ull
+/* A live process's stack that holds nothing and was not taken for this long
+ * loses its counts entry (and so may lose its frames). */
+#define STACK_IDLE_NS (30 * 1000000000ull)
+
+/* Whether a stack's counts entry can go: nothing outstanding, long unused. */
+static bool idle(const struct heap_maps *m, const struct stack_key *key, __u64 now)
 {
-	struct stack_key key, next, *prev = NULL;
+	struct stack_frames f;
+	struct counts c;
+
+	if (bpf_map_lookup_elem(m->stack_counts, key, &c) || c.allocs != c.frees)
+		return false;
+	return bpf_map_lookup_elem(m->stacks, &key->stack_id, &f) ||
+	       f.used_ns + STACK_IDLE_NS < now;
+}
+
+/* The stacks that counts or live blocks refer to; counts entries of idle
+ * stacks are deleted, so that a long-lived process that goes through many
+ * stacks does not hold them all for its life. */
+static int referenced_stacks(const struct heap_maps *m, struct id_list *l, __u64 now)
+{
+	struct stack_key key, next, *prev = NULL, *idle_keys = NULL;
+	size_t nidle = 0;
 	int err;
 
 	while (bpf_map_get_next_key(m->stack_counts, prev, &next) == 0) {
 		key = next;
 		prev = &key;
-		id_add(l, key.stack_id);
+		if (!idle(m, &key, now)) {
+			id_add(l, key.stack_id);
+			continue;
+		}
+		idle_keys = xrealloc(idle_keys, (nidle + 1) * sizeof(*idle_keys));
+		idle_keys[nidle++] = key;
 	}
+	for (size_t i = 0; i < nidle; i++) /* after the walk: deleting would restart it */
+		bpf_map_delete_elem(m->stack_counts, &idle_keys[i]);
+	free(idle_keys);
 	err = for_each_alloc(m->allocs, add_block_stack, l);
 	qsort(l->ids, l->n, sizeof(*l->ids), by_id);
 	return err;
 }
-
-/* A stack that BPF may be taking right now is put back: see heap.bpf.h. */
-#define STACK_GRACE_NS 1000000000ull
 
 int snapshot_sweep_stacks(const struct heap_maps *m, size_t *kept, size_t *reclaimed)
 {
@@ -330,7 +357,7 @@ int snapshot_sweep_stacks(const struct heap_maps *m, size_t *kept, size_t *recla
 	*kept = *reclaimed = 0;
 	if (m->procs < 0)
 		return 0;
-	err = referenced_stacks(m, &refs);
+	err = referenced_stacks(m, &refs, start);
 	if (err) /* a stack not seen referenced may be: reclaim nothing */
 		goto out;
 	while (bpf_map_get_next_key(m->stacks, prev, &next) == 0) {
