@@ -222,8 +222,12 @@ static void judge_stacks(struct target *t, const struct stack_stat *first, size_
 			continue;
 		h = history_of(t, first[i].stack_id, kernel, at - dt);
 		prev = h->curve.n ? h->curve.p[h->curve.n - 1].last : 0;
-		curve_add(&h->curve, at, (double)first[i].out_bytes);
-		curve_judge(&h->curve, &h->verdict);
+		/* After its exit a process's stacks can no longer change: their last
+		 * report's judgement stands. */
+		if (!t->retired || h->curve.n <= 2) {
+			curve_add(&h->curve, at, (double)first[i].out_bytes);
+			curve_judge(&h->curve, &h->verdict);
+		}
 		all[i].growth_bps = growth_of(&h->verdict, (double)first[i].out_bytes, prev, dt);
 		all[i].suspect =
 		    h->verdict.state == VERDICT_LEAK || h->verdict.state == VERDICT_GROWING;
