@@ -32,7 +32,7 @@ vmlinux/vmlinux.h:
 		$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@; \
 	else cp vmlinux/vmlinux_x86_64.h $@; fi
 
-$(BUILD)/%.bpf.o: bpf/%.bpf.c bpf/heap.bpf.h include/memleak.h vmlinux/vmlinux.h
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) include/memleak.h vmlinux/vmlinux.h
 	@mkdir -p $(@D)
 	$(CLANG) -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -Ivmlinux -Iinclude -Wall -Werror -c $< -o $@
 

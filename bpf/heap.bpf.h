@@ -126,40 +126,25 @@ static __always_inline struct counts *stack_counts_of(const struct stack_key *ke
 	return bpf_map_lookup_elem(&stack_counts, key);
 }
 
-/* The stack starts at caller, not in the wrapper that called the allocator:
- * the wrapper's frame gives way to it. A wrapper that keeps a frame pointer
- * has the walk find the caller too: then the stack is walked again past both. */
-static __always_inline long set_caller(void *ctx, struct stack_frames *buf, long len, __u64 flags,
-				       __u64 caller)
+/* Whether the next allocation, of size bytes, is recorded with its stack. */
+static __always_inline bool stack_wanted(__u64 size)
 {
-	if (len < 8)
-		return len;
-	buf->ips[0] = caller;
-	if (len < 16 || buf->ips[1] != caller)
-		return len;
-	len = bpf_get_stack(ctx, &buf->ips[1], sizeof(buf->ips) - 8, flags | 2);
-	return len < 0 ? 8 : len + 8;
+	if (size < min_size || size > max_size)
+		return false;
+	return sample_rate <= 1 || bpf_get_prandom_u32() % sample_rate == 0;
 }
 
-/* Deduplicate the current stack (user or kernel, by flags) into the stacks
- * map, its first frame caller if that is given; 0 if it could not be
- * recorded. Each use is stamped with now: the loader reclaims stacks that
- * nothing references and nothing used since it began looking. */
-static __always_inline __u64 record_stack(void *ctx, __u32 slot, __u64 flags, __u64 caller,
-					  __u64 now)
+/* Deduplicate the first len bytes of buf's frames into the stacks map; 0 if
+ * it could not be stored. Each use is stamped: the loader reclaims stacks
+ * that nothing references and nothing used since it began looking. */
+static __always_inline __u64 store_stack(struct stack_frames *buf, long len)
 {
-	struct stack_frames *buf = bpf_map_lookup_elem(&stack_scratch, &slot), *found;
-	__u64 hash = 0xcbf29ce484222325ULL;
-	long len;
+	__u64 hash = 0xcbf29ce484222325ULL, now = bpf_ktime_get_ns();
+	struct stack_frames *found;
 	int i;
 
-	if (!buf)
-		return 0;
-	len = bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), flags);
 	if (len <= 0)
 		goto dropped;
-	if (caller)
-		len = set_caller(ctx, buf, len, flags, caller);
 	for (i = 0; i < MAX_FRAMES; i++) {
 		if (i * 8 >= len)
 			break;
@@ -181,6 +166,19 @@ static __always_inline __u64 record_stack(void *ctx, __u32 slot, __u64 flags, __
 dropped:
 	__sync_fetch_and_add(&drops.stacks, 1);
 	return 0;
+}
+
+/* The kernel stack of the current context, stored (0 if it could not be). */
+static __always_inline __u64 kernel_stack(void *ctx, __u32 slot)
+{
+	struct stack_frames *buf = bpf_map_lookup_elem(&stack_scratch, &slot);
+
+	if (!buf) {
+		__sync_fetch_and_add(&drops.stacks, 1);
+		return 0;
+	}
+	buf->how = 0;
+	return store_stack(buf, bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), 0));
 }
 
 /* A block of an image its process has left by exec was dropped from its
@@ -238,13 +236,12 @@ static __always_inline void release(__u32 space, __u64 addr)
 	release_same(space, addr, 0);
 }
 
-/* A new live block of `owner`, with the stack that `stack_flags` selects
- * (its first frame `caller`, if given). */
-static __always_inline void record(void *ctx, __u32 slot, __u32 space, __u32 owner, __u64 addr,
-				   __u64 size, __u64 stack_flags, __u64 caller)
+/* A new live block of `owner`, allocated at the stored stack stack_id (0:
+ * none was recorded). */
+static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 size, __u64 stack_id)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
-	struct alloc_info info = {.size = size, .owner = owner};
+	struct alloc_info info = {.size = size, .owner = owner, .stack_id = stack_id};
 	struct proc_counts *p;
 	struct counts *c;
 
@@ -257,8 +254,6 @@ static __always_inline void record(void *ctx, __u32 slot, __u32 space, __u32 own
 	}
 	info.image = p->image;
 	info.time_ns = bpf_ktime_get_ns();
-	if (sample_rate <= 1 || bpf_get_prandom_u32() % sample_rate == 0)
-		info.stack_id = record_stack(ctx, slot, stack_flags, caller, info.time_ns);
 	if (bpf_map_update_elem(&allocs, &key, &info, BPF_NOEXIST)) {
 		/* The address is live already: its free was never seen. */
 		release(space, addr);

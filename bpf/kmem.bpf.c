@@ -122,6 +122,12 @@ static __always_inline void settle_last_page(__u32 slot)
 		release(KSPACE_PAGE, (__u64)page);
 }
 
+/* The kernel stack of an allocation of size bytes, if one is to be recorded. */
+static __always_inline __u64 kstack(void *ctx, __u32 slot, __u64 size)
+{
+	return stack_wanted(size) ? kernel_stack(ctx, slot) : 0;
+}
+
 static __always_inline void object_alloc(void *ctx, const void *ptr, __u64 bytes, bool reclaimable)
 {
 	__u32 slot = scratch_enter();
@@ -130,7 +136,8 @@ static __always_inline void object_alloc(void *ctx, const void *ptr, __u64 bytes
 	if (slot < SCRATCH_SLOTS) {
 		settle_last_page(slot);
 		if (ptr && !reclaimable && (owner = owner_now(ctx, slot)) >= 0)
-			record(ctx, slot, KSPACE_SLAB, (__u32)owner, (__u64)ptr, bytes, 0, 0);
+			record(KSPACE_SLAB, (__u32)owner, (__u64)ptr, bytes,
+			       kstack(ctx, slot, bytes));
 	}
 	scratch_exit();
 }
@@ -176,7 +183,8 @@ int BPF_PROG(mm_page_alloc, struct page *page, unsigned int order, gfp_t gfp, in
 
 	if (slot < SCRATCH_SLOTS && page && !(gfp & (GFP_MOVABLE | GFP_RECLAIMABLE)) &&
 	    (owner = owner_now(ctx, slot)) >= 0) {
-		record(ctx, slot, KSPACE_PAGE, (__u32)owner, (__u64)page, page_size << order, 0, 0);
+		record(KSPACE_PAGE, (__u32)owner, (__u64)page, page_size << order,
+		       kstack(ctx, slot, page_size << order));
 		last = bpf_map_lookup_elem(&last_page, &slot);
 		if (last)
 			*last = (__u64)page;
@@ -208,8 +216,8 @@ int BPF_PROG(percpu_alloc_percpu, unsigned long call_site, bool reserved, bool i
 	long owner;
 
 	if (slot < SCRATCH_SLOTS && ptr && (owner = owner_now(ctx, slot)) >= 0)
-		record(ctx, slot, KSPACE_PERCPU, (__u32)owner, (__u64)ptr, bytes_alloc * ncpus, 0,
-		       0);
+		record(KSPACE_PERCPU, (__u32)owner, (__u64)ptr, bytes_alloc * ncpus,
+		       kstack(ctx, slot, bytes_alloc * ncpus));
 	scratch_exit();
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "heap.bpf.h"
+#include "unwind.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -54,6 +55,7 @@ struct call_state {
 	__u64 old_time; /* realloc: the moved block's allocation time, its identity */
 	__u32 kind;
 	__u32 pad;
+	struct walk walk; /* the stack of the block, once returned */
 };
 
 struct {
@@ -97,6 +99,15 @@ static __always_inline __u64 uretprobe_trampoline(void)
 	struct task_struct *task = bpf_get_current_task_btf();
 
 	return BPF_CORE_READ(task, mm, uprobes_state.xol_area, vaddr);
+}
+
+/* The stack of an allocation of size bytes, from caller on (if given), if
+ * one is to be recorded. */
+static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st, __u64 caller)
+{
+	if (!stack_wanted(st->size))
+		return 0;
+	return user_stack(ctx, &st->walk, caller, uretprobe_trampoline());
 }
 
 static __always_inline struct call_state *call_state(void)
@@ -252,7 +263,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		break;
 	}
 	if (addr)
-		record(ctx, 0, tgid, tgid, addr, st->size, BPF_F_USER_STACK, st->caller);
+		record(tgid, tgid, addr, st->size, stack_of(ctx, st, st->caller));
 	return 0;
 }
 
@@ -278,10 +289,10 @@ int BPF_KPROBE(alloc_ret_site)
 	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp) || ret != st->call.ret)
 		return 0;
 	st->call.sp = 0;
-	/* The walk starts in the allocator: the first frame is the caller. */
+	/* The walk starts in the allocator: the first frame is its caller. */
 	if (addr)
-		record(ctx, 0, tgid, tgid, addr, st->size, BPF_F_USER_STACK,
-		       st->caller ? st->caller : st->call.ret);
+		record(tgid, tgid, addr, st->size,
+		       stack_of(ctx, st, st->caller ? st->caller : st->call.ret));
 	return 0;
 }
 

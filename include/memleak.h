@@ -81,6 +81,58 @@ struct stack_key {
 struct stack_frames {
 	__u64 ips[MAX_FRAMES];
 	__u64 used_ns; /* when an allocation last took this stack */
+	__u32 how;     /* a user stack: how it was walked (UNWIND_*) */
+	__u32 pad;
+};
+
+/* How a user stack was walked, and why it ends where it does if it is
+ * cut short (no bit of UNWIND_CUT: it ends at the program's first frame). */
+#define UNWIND_CFI	  0x01 /* frames found through unwind tables */
+#define UNWIND_FP	  0x02 /* frames found through frame pointers */
+#define UNWIND_CUT_DEPTH  0x04 /* it goes on beyond MAX_FRAMES */
+#define UNWIND_CUT_READ	  0x08 /* a saved register could not be read */
+#define UNWIND_CUT_TABLE  0x10 /* code with no unwind table nor a frame pointer */
+#define UNWIND_CUT_BUSY	  0x20 /* the memory map was locked: a frame's code not known */
+#define UNWIND_CUT_PROBED 0x40 /* a frame whose return is probed (its address is replaced) */
+#define UNWIND_CUT_CALLER 0x80 /* the walk lost the allocator's caller: it alone is given */
+#define UNWIND_CUT	  0xfc
+
+/*
+ * Unwind tables: for each object (executable or library, by the device and
+ * inode the kernel maps it from), rows sorted by file offset, each saying
+ * from that offset on how to find the caller's frame: the canonical frame
+ * address (CFA: the stack pointer before the call) from rsp or rbp, the
+ * return address at CFA - 8, and where rbp was saved.
+ */
+#define MAX_UNWIND_OBJS 4096
+
+enum unwind_cfa {
+	CFA_NONE = 0, /* no unwind information here */
+	CFA_RSP,      /* CFA = rsp + off */
+	CFA_RBP,      /* CFA = rbp + off */
+	CFA_PLT,      /* a PLT entry: rsp + 8, + 8 more from byte off of its 16 on */
+	CFA_END,      /* the outermost frame: no caller */
+};
+
+#define RBP_LOST                                                                                   \
+	1 /* rbp is not recoverable in the caller (else 0: unchanged, or                           \
+	     negative k: saved at CFA + 8k) */
+
+struct unwind_row {
+	__u32 off; /* file offset of the code the row starts at */
+	__s16 cfa_off;
+	__u8 cfa; /* enum unwind_cfa */
+	__s8 rbp;
+};
+
+struct unwind_key {
+	__u64 dev; /* the kernel's dev_t: major << 20 | minor */
+	__u64 ino;
+};
+
+struct unwind_span {
+	__u32 first; /* index of its first row */
+	__u32 count;
 };
 
 /* What the BPF side had to turn away; all counts only grow. */

@@ -125,6 +125,55 @@ uint64_t elf_code_vaddr(Elf *elf, uint64_t offset)
 	return code_segment(elf, offset, false, &ph) ? offset - ph.p_offset + ph.p_vaddr : 0;
 }
 
+/* Only the encoding linkers write is read: version 1, the table's entries
+ * 4-byte offsets from the header. */
+void elf_fde_index(Elf *elf, struct fde_index *idx)
+{
+	Elf_Scn *scn = NULL;
+	size_t shstrndx;
+
+	*idx = (struct fde_index){0};
+	if (elf_getshdrstrndx(elf, &shstrndx))
+		return;
+	while ((scn = elf_nextscn(elf, scn))) {
+		GElf_Shdr sh;
+		Elf_Data *d;
+		const char *name;
+		const uint8_t *h;
+		uint32_t n;
+
+		if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(elf, shstrndx, sh.sh_name)) ||
+		    strcmp(name, ".eh_frame_hdr") || !(d = elf_getdata(scn, NULL)) ||
+		    d->d_size < 12)
+			continue;
+		h = d->d_buf;
+		if (h[0] != 1 || h[1] != 0x1b || h[2] != 0x03 || h[3] != 0x3b)
+			return; /* version 1; pcrel, udata4, datarel sdata4 */
+		memcpy(&n, h + 8, 4);
+		if (12 + (uint64_t)n * 8 > d->d_size)
+			return;
+		idx->hdr_vaddr = sh.sh_addr;
+		idx->table = (const int32_t *)(h + 12);
+		idx->n = n;
+		return;
+	}
+}
+
+size_t fde_after(const struct fde_index *idx, uint64_t vaddr)
+{
+	size_t lo = 0, hi = idx->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (fde_start(idx, mid) <= vaddr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static void scan_symtab(Elf *elf, Elf_Scn *scn, const char *const *names, int n,
 			struct elf_func *funcs)
 {

@@ -13,6 +13,24 @@
 uint64_t elf_code_offset(Elf *elf, uint64_t vaddr);
 uint64_t elf_code_vaddr(Elf *elf, uint64_t offset);
 
+/* Where every function with unwind information starts, sorted: the search
+ * table of .eh_frame_hdr. */
+struct fde_index {
+	uint64_t hdr_vaddr;   /* the header's */
+	const int32_t *table; /* (function start, FDE) pairs, relative to the header */
+	size_t n;	      /* 0: no table (none, or an encoding linkers do not write) */
+};
+
+void elf_fde_index(Elf *elf, struct fde_index *idx);
+
+static inline uint64_t fde_start(const struct fde_index *idx, size_t i)
+{
+	return idx->hdr_vaddr + (int64_t)idx->table[2 * i];
+}
+
+/* The index of the first function starting after vaddr (n: none). */
+size_t fde_after(const struct fde_index *idx, uint64_t vaddr);
+
 struct elf_func {
 	uint64_t offset; /* in the file; 0: not defined there */
 	uint64_t size;	 /* bytes of code, as the symbol says */

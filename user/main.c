@@ -26,6 +26,7 @@
 #include "report_csv.h"
 #include "report_svg.h"
 #include "targets.h"
+#include "unwinder.h"
 #include "util.h"
 #include "watch.h"
 
@@ -35,6 +36,11 @@
 #define RESCAN_SAMPLES 60
 /* Samples between reclaiming the stacks nothing refers to any more. */
 #define SWEEP_SAMPLES 4
+/* Samples between freeing the unwind tables no traced process needs. */
+#define UNWIND_SAMPLES 8
+/* Rows of unwind tables: about 30k for libc, 65k for python3 (8 bytes each). */
+#define UNWIND_ROWS	   (1u << 19)
+#define UNWIND_ROWS_SYSTEM (1u << 22)
 
 enum exit_status {
 	EXIT_OK = 0,
@@ -48,6 +54,7 @@ struct tracer {
 	struct memleak_bpf *skel;
 	struct kmem_bpf *kmem; /* with -k */
 	struct probes probes;
+	struct unwinder unwind;
 	struct target_set targets;
 	struct child child;
 	bool launched;
@@ -65,6 +72,12 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
 	if (level == LIBBPF_DEBUG || !getenv("MEMLEAK_BPF_DEBUG"))
 		return 0;
 	return vfprintf(stderr, fmt, ap);
+}
+
+/* Tracing every process takes room for the tables of all their objects. */
+static __u32 unwind_rows(const struct tracer *tr)
+{
+	return tr->opt.command || tr->opt.npids ? UNWIND_ROWS : UNWIND_ROWS_SYSTEM;
 }
 
 static int load_bpf(struct tracer *tr, char *err, size_t errlen)
@@ -85,6 +98,8 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	 * allocations traced in turn: the table is preallocated then. */
 	e = tr->opt.kernel ? bpf_map__set_map_flags(skel->maps.allocs, 0) : 0;
 	if (!e)
+		e = bpf_map__set_max_entries(skel->maps.unwind_rows, unwind_rows(tr));
+	if (!e)
 		e = memleak_bpf__load(skel);
 	if (!e && !(skel->links.image_changed = bpf_program__attach(skel->progs.image_changed)))
 		e = -errno;
@@ -97,6 +112,9 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 		return -1;
 	}
 	tr->skel = skel;
+	unwinder_init(&tr->unwind, bpf_map__fd(skel->maps.unwind_rows),
+		      bpf_map__fd(skel->maps.unwind_objs), bpf_map__fd(skel->maps.unwind_wanted),
+		      unwind_rows(tr));
 	targets_init(&tr->targets,
 		     &(struct heap_maps){.allocs = bpf_map__fd(skel->maps.allocs),
 					 .procs = bpf_map__fd(skel->maps.procs),
@@ -170,6 +188,13 @@ static int attach_objects(struct tracer *tr, struct objlist *objs, pid_t pid, st
 	return n > 0 ? 0 : -1;
 }
 
+/* The unwind tables of a program about to run, before it maps them. */
+static void add_tables(struct tracer *tr, const struct objlist *objs)
+{
+	for (int i = 0; i < objs->n; i++)
+		unwinder_add_file(&tr->unwind, objs->paths[i]);
+}
+
 static int start_command(struct tracer *tr, char *err, size_t errlen)
 {
 	struct probes probes = {0};
@@ -189,6 +214,7 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 			 tr->child.path);
 	else
 		r = attach_objects(tr, &objs, tr->child.pid, &probes, tr->child.path, err, errlen);
+	add_tables(tr, &objs);
 	objlist_free(&objs);
 	if (r == 0)
 		r = launch_release(&tr->child, err, errlen);
@@ -235,6 +261,7 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 		objlist_free(&objs);
 		if (r)
 			return -1;
+		unwinder_add_pid(&tr->unwind, pid);
 		t = targets_add(&tr->targets, pid);
 		t->probes = probes;
 		t->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -340,6 +367,7 @@ static void reprobe(struct tracer *tr, struct target *t)
 	} else {
 		t->probes = fresh;
 	}
+	add_tables(tr, &objs);
 	objlist_free(&objs);
 	probes_detach(&old);
 	target_refresh(t);
@@ -416,6 +444,7 @@ static void probe_growing(struct tracer *tr)
 			warnx_("pid %d (%s) left its steady band: probing its allocator to name "
 			       "the growing stacks",
 			       t->pid, t->comm);
+		unwinder_add_pid(&tr->unwind, t->pid);
 		objlist_free(&objs);
 		target_refresh(t);
 	}
@@ -451,9 +480,32 @@ static void reprobe_execs(struct tracer *tr)
 	}
 }
 
+/* Tables for what traced processes mapped since (dlopen), and off for what
+ * none maps any more (with every process probed, what none maps: walks ask
+ * for the tables they need). */
+static void keep_tables(struct tracer *tr)
+{
+	pid_t *pids = xcalloc(tr->targets.n + 1, sizeof(*pids));
+	size_t n = 0;
+
+	for (int i = 0; i < tr->targets.n; i++) {
+		struct target *t = &tr->targets.t[i];
+
+		if (!t->alive || !t->probes.nlinks)
+			continue;
+		unwinder_add_pid(&tr->unwind, t->pid);
+		pids[n++] = t->pid;
+	}
+	unwinder_collect(&tr->unwind, pids, n, tr->probes.nlinks > 0);
+	free(pids);
+}
+
 static void sample(struct tracer *tr)
 {
 	tr->samples++;
+	unwinder_serve(&tr->unwind);
+	if (tr->samples % UNWIND_SAMPLES == 0)
+		keep_tables(tr);
 	watch_lifecycle(&tr->targets, bpf_map__fd(tr->skel->maps.lifecycle));
 	reprobe_execs(tr);
 	if (tr->samples % SWEEP_SAMPLES == 0)
@@ -575,6 +627,7 @@ int main(int argc, char **argv)
 	if (tr.curve_csv)
 		fclose(tr.curve_csv);
 	probes_detach(&tr.probes);
+	unwinder_free(&tr.unwind);
 	targets_free(&tr.targets);
 	if (tr.kmem)
 		kmem_stop(tr.kmem);

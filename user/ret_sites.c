@@ -20,9 +20,7 @@ struct span {
 struct walk {
 	int fd;
 	Elf *elf;
-	uint64_t hdr_vaddr;   /* .eh_frame_hdr's */
-	const int32_t *table; /* its sorted (function start, FDE) pairs, datarel */
-	size_t nentries;
+	struct fde_index fdes;
 	csh cs;
 	struct span funcs[MAX_FUNCS];
 	int nfuncs;
@@ -30,75 +28,18 @@ struct walk {
 	int nsites, max;
 };
 
-/*
- * The search table of .eh_frame_hdr lists where every function with unwind
- * information starts, sorted: a function runs to the next one's start (the
- * padding between decodes as no-ops). Only the encoding linkers write is read
- * (start and FDE as 4-byte offsets from the header).
- */
-static void read_eh_frame_hdr(struct walk *w)
-{
-	Elf_Scn *scn = NULL;
-	size_t shstrndx;
-
-	if (elf_getshdrstrndx(w->elf, &shstrndx))
-		return;
-	while ((scn = elf_nextscn(w->elf, scn))) {
-		GElf_Shdr sh;
-		Elf_Data *d;
-		const char *name;
-		const uint8_t *h;
-
-		if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(w->elf, shstrndx, sh.sh_name)) ||
-		    strcmp(name, ".eh_frame_hdr") || !(d = elf_getdata(scn, NULL)) ||
-		    d->d_size < 12)
-			continue;
-		h = d->d_buf;
-		if (h[0] != 1 || h[1] != 0x1b || h[2] != 0x03 || h[3] != 0x3b)
-			return; /* version 1; pcrel, udata4, datarel sdata4 */
-		w->hdr_vaddr = sh.sh_addr;
-		memcpy(&w->nentries, h + 8, 4);
-		w->nentries &= 0xffffffffu;
-		if (12 + w->nentries * 8 > d->d_size)
-			w->nentries = 0;
-		w->table = (const int32_t *)(h + 12);
-		return;
-	}
-}
-
-static uint64_t entry_start(const struct walk *w, size_t i)
-{
-	return w->hdr_vaddr + (int64_t)w->table[2 * i];
-}
-
-/* The first function in the search table starting after vaddr. */
-static size_t next_entry(const struct walk *w, uint64_t vaddr)
-{
-	size_t lo = 0, hi = w->nentries;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (entry_start(w, mid) <= vaddr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 /* Add the code from vaddr (a function, or the cold part of one that compilers
  * split off) to the start of the next function in the search table. */
 static int add_func(struct walk *w, uint64_t vaddr)
 {
-	size_t next = next_entry(w, vaddr);
+	size_t next = fde_after(&w->fdes, vaddr);
 
 	for (int i = 0; i < w->nfuncs; i++)
 		if (vaddr >= w->funcs[i].lo && vaddr < w->funcs[i].hi)
 			return 0; /* known already: a jump within the set */
-	if (w->nfuncs == MAX_FUNCS || next == 0 || next == w->nentries)
+	if (w->nfuncs == MAX_FUNCS || next == 0 || next == w->fdes.n)
 		return -1; /* outside every function with unwind information */
-	w->funcs[w->nfuncs++] = (struct span){.lo = vaddr, .hi = entry_start(w, next)};
+	w->funcs[w->nfuncs++] = (struct span){.lo = vaddr, .hi = fde_start(&w->fdes, next)};
 	return 0;
 }
 
@@ -169,11 +110,11 @@ int ret_sites(const char *path, uint64_t offset, uint64_t size, uint64_t *sites,
 	if (!w.elf || cs_open(CS_ARCH_X86, CS_MODE_64, &w.cs) != CS_ERR_OK)
 		goto out;
 	cs_option(w.cs, CS_OPT_DETAIL, CS_OPT_ON);
-	read_eh_frame_hdr(&w);
+	elf_fde_index(w.elf, &w.fdes);
 	vaddr = elf_code_vaddr(w.elf, offset);
 	/* Decoding starts only where a function does, as its unwind table says. */
-	if (!vaddr || !size || next_entry(&w, vaddr) == 0 ||
-	    entry_start(&w, next_entry(&w, vaddr) - 1) != vaddr)
+	if (!vaddr || !size || fde_after(&w.fdes, vaddr) == 0 ||
+	    fde_start(&w.fdes, fde_after(&w.fdes, vaddr) - 1) != vaddr)
 		goto close;
 	w.funcs[w.nfuncs++] = (struct span){.lo = vaddr, .hi = vaddr + size};
 	err = 0;

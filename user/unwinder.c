@@ -1,0 +1,245 @@
+#include <dirent.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <bpf/bpf.h>
+
+#include "unwind_table.h"
+#include "unwinder.h"
+#include "util.h"
+
+void unwinder_init(struct unwinder *u, int rows_fd, int objs_fd, int wanted_fd, __u32 capacity)
+{
+	*u = (struct unwinder){
+	    .rows_fd = rows_fd, .objs_fd = objs_fd, .wanted_fd = wanted_fd, .capacity = capacity};
+	u->free = xcalloc(1, sizeof(*u->free));
+	u->free[0] = (struct extent){0, capacity};
+	u->nfree = 1;
+}
+
+static struct unwind_obj *find_obj(struct unwinder *u, const struct unwind_key *key)
+{
+	for (size_t i = 0; i < u->nobjs; i++)
+		if (u->objs[i].key.dev == key->dev && u->objs[i].key.ino == key->ino)
+			return &u->objs[i];
+	return NULL;
+}
+
+/* First fit; false if no free extent is long enough. */
+static bool take_rows(struct unwinder *u, __u32 count, __u32 *first)
+{
+	for (size_t i = 0; i < u->nfree; i++) {
+		struct extent *e = &u->free[i];
+
+		if (e->count < count)
+			continue;
+		*first = e->first;
+		e->first += count;
+		e->count -= count;
+		if (!e->count)
+			memmove(e, e + 1, (--u->nfree - i) * sizeof(*e));
+		u->rows_used += count;
+		return true;
+	}
+	return false;
+}
+
+static int by_first(const void *a, const void *b)
+{
+	const struct extent *x = a, *y = b;
+
+	return x->first < y->first ? -1 : x->first > y->first;
+}
+
+/* Rows freed at the previous collection become free now: no walk that
+ * found their object before it was deleted can still be reading them. */
+static void release_freed(struct unwinder *u)
+{
+	size_t n = 0;
+
+	u->free = xrealloc(u->free, (u->nfree + u->nfreed + 1) * sizeof(*u->free));
+	memcpy(u->free + u->nfree, u->freed, u->nfreed * sizeof(*u->freed));
+	u->nfree += u->nfreed;
+	u->nfreed = 0;
+	qsort(u->free, u->nfree, sizeof(*u->free), by_first);
+	for (size_t i = 0; i < u->nfree; i++) {
+		if (n && u->free[n - 1].first + u->free[n - 1].count == u->free[i].first)
+			u->free[n - 1].count += u->free[i].count;
+		else
+			u->free[n++] = u->free[i];
+	}
+	u->nfree = n;
+}
+
+static int load_rows(struct unwinder *u, const struct unwind_row *rows, __u32 first, __u32 n)
+{
+	__u32 *keys = xcalloc(n, sizeof(*keys)), count = n;
+	int err;
+
+	for (__u32 i = 0; i < n; i++)
+		keys[i] = first + i;
+	err = bpf_map_update_batch(u->rows_fd, keys, rows, &count, NULL);
+	free(keys);
+	return err || count != n ? -1 : 0;
+}
+
+/* Build the table of the object at path, known by key, unless it exists. */
+static void add_obj(struct unwinder *u, const struct unwind_key *key, const char *path)
+{
+	struct unwind_obj *o = find_obj(u, key);
+	struct unwind_row *rows;
+	size_t n;
+
+	if (o) {
+		o->mapped = true;
+		return;
+	}
+	u->objs = xrealloc(u->objs, (u->nobjs + 1) * sizeof(*u->objs));
+	o = &u->objs[u->nobjs++];
+	*o = (struct unwind_obj){.key = *key, .mapped = true};
+	if (unwind_table_build(path, &rows, &n) == 0 && n && n <= UINT32_MAX) {
+		if (!take_rows(u, (__u32)n, &o->span.first))
+			u->no_room++;
+		else if (load_rows(u, rows, o->span.first, (__u32)n) == 0)
+			o->span.count = (__u32)n;
+	}
+	free(rows);
+	/* An object without rows is entered too: walks stop asking for it. */
+	bpf_map_update_elem(u->objs_fd, key, &o->span, BPF_ANY);
+}
+
+void unwinder_add_file(struct unwinder *u, const char *path)
+{
+	struct stat st;
+	struct unwind_key key;
+
+	if (stat(path, &st))
+		return;
+	key = (struct unwind_key){.dev = (__u64)major(st.st_dev) << 20 | minor(st.st_dev),
+				  .ino = st.st_ino};
+	add_obj(u, &key, path);
+}
+
+/* Each mapping of pid's code from a file: fn(u, key, path to open). */
+typedef void (*mapping_fn)(struct unwinder *u, const struct unwind_key *key, const char *path,
+			   void *ctx);
+
+static void for_each_code_mapping(struct unwinder *u, pid_t pid, mapping_fn fn, void *ctx)
+{
+	char path[64], line[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long start, end, off, ino;
+		unsigned int maj, min;
+		char perms[5], file[80];
+
+		if (sscanf(line, "%lx-%lx %4s %lx %x:%x %lu", &start, &end, perms, &off, &maj, &min,
+			   &ino) != 7 ||
+		    perms[2] != 'x' || !ino)
+			continue;
+		/* The mapping itself opens the file, wherever it lives. */
+		snprintf(file, sizeof(file), "/proc/%d/map_files/%lx-%lx", pid, start, end);
+		fn(u, &(struct unwind_key){.dev = (__u64)maj << 20 | min, .ino = ino}, file, ctx);
+	}
+	fclose(f);
+}
+
+static void add_mapping(struct unwinder *u, const struct unwind_key *key, const char *path,
+			void *ctx)
+{
+	(void)ctx;
+	add_obj(u, key, path);
+}
+
+void unwinder_add_pid(struct unwinder *u, pid_t pid)
+{
+	for_each_code_mapping(u, pid, add_mapping, NULL);
+}
+
+static void add_wanted(struct unwinder *u, const struct unwind_key *key, const char *path,
+		       void *ctx)
+{
+	const struct unwind_key *want = ctx;
+
+	if (key->dev == want->dev && key->ino == want->ino)
+		add_obj(u, key, path);
+}
+
+void unwinder_serve(struct unwinder *u)
+{
+	struct unwind_key key, next;
+	__u32 tgid;
+	bool first = true;
+
+	while (bpf_map_get_next_key(u->wanted_fd, first ? NULL : &key, &next) == 0) {
+		first = false;
+		key = next;
+		if (bpf_map_lookup_elem(u->wanted_fd, &key, &tgid) == 0 && !find_obj(u, &key))
+			for_each_code_mapping(u, (pid_t)tgid, add_wanted, &key);
+		/* One that cannot be built now (its process gone) is asked for again. */
+		bpf_map_delete_elem(u->wanted_fd, &key);
+		first = true;
+	}
+}
+
+static void mark_mapping(struct unwinder *u, const struct unwind_key *key, const char *path,
+			 void *ctx)
+{
+	struct unwind_obj *o = find_obj(u, key);
+
+	(void)path, (void)ctx;
+	if (o)
+		o->mapped = true;
+}
+
+void unwinder_collect(struct unwinder *u, const pid_t *pids, size_t n, bool all)
+{
+	size_t kept = 0;
+
+	release_freed(u);
+	for (size_t i = 0; i < u->nobjs; i++)
+		u->objs[i].mapped = false;
+	if (all) {
+		DIR *d = opendir("/proc");
+		struct dirent *e;
+
+		while (d && (e = readdir(d)))
+			if (e->d_name[0] >= '1' && e->d_name[0] <= '9')
+				for_each_code_mapping(u, atoi(e->d_name), mark_mapping, NULL);
+		if (d)
+			closedir(d);
+	}
+	for (size_t i = 0; i < n; i++)
+		for_each_code_mapping(u, pids[i], mark_mapping, NULL);
+	for (size_t i = 0; i < u->nobjs; i++) {
+		struct unwind_obj *o = &u->objs[i];
+
+		if (o->mapped) {
+			u->objs[kept++] = *o;
+			continue;
+		}
+		bpf_map_delete_elem(u->objs_fd, &o->key);
+		if (!o->span.count)
+			continue;
+		u->freed = xrealloc(u->freed, (u->nfreed + 1) * sizeof(*u->freed));
+		u->freed[u->nfreed++] = (struct extent){o->span.first, o->span.count};
+		u->rows_used -= o->span.count;
+	}
+	u->nobjs = kept;
+}
+
+void unwinder_free(struct unwinder *u)
+{
+	free(u->free);
+	free(u->freed);
+	free(u->objs);
+}
