@@ -14,7 +14,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 SKELS    := $(BUILD)/memleak.skel.h $(BUILD)/kmem.skel.h
 
-WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je storm many_stacks survivor fork_exec realloc_race
+WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je storm many_stacks survivor fork_exec realloc_race deep_nofp deep_fp deep_split cxx_template dlopen_leak libdlleak.so
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
 WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 
@@ -68,6 +68,36 @@ $(BUILD)/workloads/leaky_cxx_je: tests/workloads/leaky_cxx.cpp
 $(BUILD)/workloads/new_fails_je: tests/workloads/new_fails.cpp
 	@mkdir -p $(@D)
 	g++ $(WL_CFLAGS) $< -ljemalloc -o $@
+
+# Built as distributions build: -O2, no frame pointers (deep_fp: with them).
+OPT_CFLAGS := -O2 -g -fno-builtin-malloc
+
+$(BUILD)/workloads/deep_nofp: tests/workloads/deep.c
+	@mkdir -p $(@D)
+	$(CC) $(OPT_CFLAGS) -fomit-frame-pointer $< -o $@
+
+$(BUILD)/workloads/deep_fp: tests/workloads/deep.c
+	@mkdir -p $(@D)
+	$(CC) $(OPT_CFLAGS) -fno-omit-frame-pointer $< -o $@
+
+# The debug information in a separate file, as Debian's -dbgsym packages ship it.
+$(BUILD)/workloads/deep_split: $(BUILD)/workloads/deep_nofp
+	cp $< $@
+	objcopy --only-keep-debug $@ $@.debug
+	strip --strip-debug $@
+	objcopy --add-gnu-debuglink=$@.debug $@
+
+$(BUILD)/workloads/cxx_template: tests/workloads/cxx_template.cpp
+	@mkdir -p $(@D)
+	g++ $(OPT_CFLAGS) -fomit-frame-pointer $< -o $@
+
+$(BUILD)/workloads/libdlleak.so: tests/workloads/dlleak.c
+	@mkdir -p $(@D)
+	$(CC) $(OPT_CFLAGS) -fomit-frame-pointer -shared -fPIC $< -o $@
+
+$(BUILD)/workloads/dlopen_leak: tests/workloads/dlopen_leak.c
+	@mkdir -p $(@D)
+	$(CC) $(OPT_CFLAGS) -fomit-frame-pointer $< -ldl -o $@
 
 test: deps memleak-bpf $(BUILD)/unit_tests $(WORKLOAD_BIN)
 	@python3 tests/run.py

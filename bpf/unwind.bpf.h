@@ -82,10 +82,12 @@ static long area_found(struct task_struct *task, struct vm_area_struct *vma, str
 	return 0;
 }
 
-/* Find pc's memory area and its object's table, unless the last one holds it. */
+/* Find pc's memory area and its object's table, unless the last one holds it:
+ * 0, -1 if the area is not known, 1 if its object's table is not built. */
 static __always_inline int find_area(struct walk *w, __u64 pc)
 {
 	struct unwind_span *span;
+	__u32 tgid;
 	struct area a = {};
 
 	if (pc >= w->vm_start && pc < w->vm_end)
@@ -104,12 +106,13 @@ static __always_inline int find_area(struct walk *w, __u64 pc)
 	if (span) {
 		w->first = span->first;
 		w->count = span->count;
-	} else {
-		__u32 tgid = current_tgid();
-
-		bpf_map_update_elem(&unwind_wanted, &w->key, &tgid, BPF_NOEXIST);
+		return 0;
 	}
-	return 0;
+	/* Not built yet (mapped since the loader last looked: a dlopen): the
+	 * walk stops rather than guess, and the loader is asked for it. */
+	tgid = current_tgid();
+	bpf_map_update_elem(&unwind_wanted, &w->key, &tgid, BPF_NOEXIST);
+	return 1;
 }
 
 struct search {
@@ -246,8 +249,9 @@ static long walk_step(__u32 i, struct walk_ref *ref)
 	/* A caller's registers are those at its call, the instruction before the
 	 * return address; the first frame's are those at pc itself. */
 	lookup = w->frames++ ? pc - 1 : pc;
-	if (find_area(w, lookup)) {
-		w->how |= UNWIND_CUT_BUSY;
+	r = find_area(w, lookup);
+	if (r) {
+		w->how |= r < 0 ? UNWIND_CUT_BUSY : UNWIND_CUT_TABLE;
 		return 1;
 	}
 	if (w->count)

@@ -91,8 +91,8 @@ struct stack_frames {
 #define UNWIND_FP	  0x02 /* frames found through frame pointers */
 #define UNWIND_CUT_DEPTH  0x04 /* it goes on beyond MAX_FRAMES */
 #define UNWIND_CUT_READ	  0x08 /* a saved register could not be read */
-#define UNWIND_CUT_TABLE  0x10 /* code with no unwind table nor a frame pointer */
-#define UNWIND_CUT_BUSY	  0x20 /* the memory map was locked: a frame's code not known */
+#define UNWIND_CUT_TABLE  0x10 /* code whose table is not built yet, or has neither */
+#define UNWIND_CUT_BUSY	  0x20 /* a frame's code not found: its memory map was locked */
 #define UNWIND_CUT_PROBED 0x40 /* a frame whose return is probed (its address is replaced) */
 #define UNWIND_CUT_CALLER 0x80 /* the walk lost the allocator's caller: it alone is given */
 #define UNWIND_CUT	  0xfc

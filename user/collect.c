@@ -384,13 +384,15 @@ out:
 	return err;
 }
 
-int snapshot_frames(const struct heap_maps *m, __u64 stack_id, __u64 *ips)
+int snapshot_frames(const struct heap_maps *m, __u64 stack_id, __u64 *ips, __u32 *how)
 {
 	struct stack_frames f;
 	int n = 0;
 
+	*how = 0;
 	if (bpf_map_lookup_elem(m->stacks, &stack_id, &f))
 		return 0;
+	*how = f.how;
 	while (n < MAX_FRAMES && f.ips[n]) {
 		ips[n] = f.ips[n];
 		n++;

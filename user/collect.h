@@ -53,7 +53,8 @@ int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n);
  * allocation took while this ran: the stacks map stays bounded however
  * many processes come and go. */
 int snapshot_sweep_stacks(const struct heap_maps *m, size_t *kept, size_t *reclaimed);
-/* The frames of a stack, innermost first; returns their number. */
-int snapshot_frames(const struct heap_maps *m, __u64 stack_id, __u64 *ips);
+/* The frames of a stack, innermost first, and how they were walked
+ * (UNWIND_*); returns their number. */
+int snapshot_frames(const struct heap_maps *m, __u64 stack_id, __u64 *ips, __u32 *how);
 
 #endif

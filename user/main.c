@@ -480,32 +480,34 @@ static void reprobe_execs(struct tracer *tr)
 	}
 }
 
-/* Tables for what traced processes mapped since (dlopen), and off for what
- * none maps any more (with every process probed, what none maps: walks ask
- * for the tables they need). */
-static void keep_tables(struct tracer *tr)
+/* What traced processes mapped since (dlopen) gets its unwind table, and its
+ * file stays known to the symbolizer once unmapped (dlclose); now and then
+ * the tables no traced process maps any more are freed (with every process
+ * probed: those no process maps; walks ask for the tables they need). */
+static void follow_maps(struct tracer *tr)
 {
 	pid_t *pids = xcalloc(tr->targets.n + 1, sizeof(*pids));
 	size_t n = 0;
 
+	unwinder_serve(&tr->unwind);
 	for (int i = 0; i < tr->targets.n; i++) {
 		struct target *t = &tr->targets.t[i];
 
 		if (!t->alive || !t->probes.nlinks)
 			continue;
+		symbolizer_refresh(&t->sym);
 		unwinder_add_pid(&tr->unwind, t->pid);
 		pids[n++] = t->pid;
 	}
-	unwinder_collect(&tr->unwind, pids, n, tr->probes.nlinks > 0);
+	if (tr->samples % UNWIND_SAMPLES == 0)
+		unwinder_collect(&tr->unwind, pids, n, tr->probes.nlinks > 0);
 	free(pids);
 }
 
 static void sample(struct tracer *tr)
 {
 	tr->samples++;
-	unwinder_serve(&tr->unwind);
-	if (tr->samples % UNWIND_SAMPLES == 0)
-		keep_tables(tr);
+	follow_maps(tr);
 	watch_lifecycle(&tr->targets, bpf_map__fd(tr->skel->maps.lifecycle));
 	reprobe_execs(tr);
 	if (tr->samples % SWEEP_SAMPLES == 0)

@@ -13,6 +13,7 @@
 struct stack_report {
 	struct stack_stat st;
 	bool kernel;	   /* a kernel stack (-k) */
+	__u32 how;	   /* a user stack: how it was walked (UNWIND_*) */
 	double growth_bps; /* outstanding bytes per second: the floor's trend */
 	bool suspect;	   /* its own floor keeps rising */
 	double oldest_age_s;
@@ -61,6 +62,10 @@ static inline long long outstanding_allocs(const struct counts *c)
 {
 	return (long long)(c->allocs - c->frees);
 }
+
+/* Why a user stack ends early (UNWIND_CUT_*): NULL if it reaches the
+ * program's first frame. */
+const char *unwind_cut_name(__u32 how);
 
 void report_text(FILE *out, const struct report *r);
 void report_json(FILE *out, const struct report *r);

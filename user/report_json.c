@@ -20,9 +20,28 @@ static void print_frame(FILE *out, const struct frame *f)
 	fputs(",\"file\":", out);
 	json_string_or_null(out, f->file);
 	if (f->file[0])
-		fprintf(out, ",\"line\":%d}", f->line);
+		fprintf(out, ",\"line\":%d", f->line);
 	else
-		fputs(",\"line\":null}", out);
+		fputs(",\"line\":null", out);
+	fprintf(out, ",\"inlined\":%s}", f->inlined ? "true" : "false");
+}
+
+/* How the stack was walked, and why it ends early if it does. */
+static void print_unwind(FILE *out, const struct stack_report *s)
+{
+	const char *how = "cfi", *cut = unwind_cut_name(s->how);
+
+	if (s->kernel)
+		how = "kernel";
+	else if ((s->how & UNWIND_FP) && (s->how & UNWIND_CFI))
+		how = "mixed";
+	else if (s->how & UNWIND_FP)
+		how = "fp";
+	fprintf(out, "\"unwind\":\"%s\",\"truncated\":", how);
+	if (cut)
+		fprintf(out, "\"%s\"", cut);
+	else
+		fputs("null", out);
 }
 
 static void print_stack(FILE *out, const struct stack_report *s)
@@ -32,11 +51,13 @@ static void print_stack(FILE *out, const struct stack_report *s)
 	fprintf(out,
 		"{\"outstanding_bytes\":%llu,\"outstanding_allocs\":%llu,\"allocs\":%llu,"
 		"\"alloc_bytes\":%llu,\"growth_bytes_per_s\":%.1f,\"oldest_age_s\":%.3f,"
-		"\"suspect\":%s,\"kernel\":%s,\"frames\":[",
+		"\"suspect\":%s,\"kernel\":%s,",
 		(unsigned long long)st->out_bytes, (unsigned long long)st->out_allocs,
 		(unsigned long long)st->c.allocs, (unsigned long long)st->c.alloc_bytes,
 		s->growth_bps, s->oldest_age_s, s->suspect ? "true" : "false",
 		s->kernel ? "true" : "false");
+	print_unwind(out, s);
+	fputs(",\"frames\":[", out);
 	for (int i = 0; i < s->nframes; i++) {
 		if (i)
 			fputc(',', out);

@@ -28,7 +28,7 @@ static void print_frame(FILE *out, const struct frame *f)
 	}
 	fputs("  (", out);
 	put_text(out, f->module[0] ? f->module : "?");
-	fputs(")\n", out);
+	fputs(f->inlined ? ")  inlined\n" : ")\n", out);
 }
 
 static void print_stack(FILE *out, const struct stack_report *s)
@@ -42,6 +42,25 @@ static void print_stack(FILE *out, const struct stack_report *s)
 		s->kernel ? "  kernel" : "", s->suspect ? "  suspect" : "");
 	for (int i = 0; i < s->nframes; i++)
 		print_frame(out, &s->frames[i]);
+	if (!s->kernel && unwind_cut_name(s->how))
+		fprintf(out, "        ... (the stack goes on: %s)\n", unwind_cut_name(s->how));
+}
+
+const char *unwind_cut_name(__u32 how)
+{
+	static const struct {
+		__u32 bit;
+		const char *name;
+	} cuts[] = {
+	    {UNWIND_CUT_DEPTH, "depth"},	  {UNWIND_CUT_READ, "unreadable"},
+	    {UNWIND_CUT_TABLE, "no_table"},	  {UNWIND_CUT_BUSY, "map_busy"},
+	    {UNWIND_CUT_PROBED, "probed_return"}, {UNWIND_CUT_CALLER, "caller_lost"},
+	};
+
+	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++)
+		if (how & cuts[i].bit)
+			return cuts[i].name;
+	return NULL;
 }
 
 static void print_verdict(FILE *out, const struct verdict *v)

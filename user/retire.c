@@ -43,7 +43,7 @@ static void take_stacks(const struct heap_maps *m, const struct snapshot *s, __u
 		f = &r->frames[r->nframes++];
 		f->stack_id = st->stack_id;
 		f->kernel = kernel;
-		f->n = snapshot_frames(m, st->stack_id, f->ips);
+		f->n = snapshot_frames(m, st->stack_id, f->ips, &f->how);
 	}
 	r->nstacks[k] = n;
 }
@@ -78,12 +78,13 @@ int retire_take(const struct heap_maps *maps[2], const __u32 *tgids, size_t n, _
 	return err;
 }
 
-int retired_frames(const struct retired *r, __u64 stack_id, bool kernel, __u64 *ips)
+int retired_frames(const struct retired *r, __u64 stack_id, bool kernel, __u64 *ips, __u32 *how)
 {
 	for (size_t i = 0; i < r->nframes; i++) {
 		if (r->frames[i].stack_id != stack_id || r->frames[i].kernel != kernel)
 			continue;
 		memcpy(ips, r->frames[i].ips, r->frames[i].n * sizeof(*ips));
+		*how = r->frames[i].how;
 		return r->frames[i].n;
 	}
 	return 0;

@@ -13,6 +13,7 @@ struct saved_frames {
 	__u64 stack_id;
 	bool kernel;
 	int n;
+	__u32 how;
 	__u64 ips[MAX_FRAMES];
 };
 
@@ -32,7 +33,7 @@ struct retired {
 int retire_take(const struct heap_maps *maps[2], const __u32 *tgids, size_t n, __u64 older_ns,
 		struct retired **out);
 /* The frames kept for a stack; 0 if none were. */
-int retired_frames(const struct retired *r, __u64 stack_id, bool kernel, __u64 *ips);
+int retired_frames(const struct retired *r, __u64 stack_id, bool kernel, __u64 *ips, __u32 *how);
 void retired_free(struct retired *r);
 
 #endif

@@ -1,3 +1,5 @@
+#include <dwarf.h>
+#include <elfutils/libdw.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -44,6 +46,77 @@ static char *read_file(const char *path)
 	return text;
 }
 
+struct map_line {
+	unsigned long long start, end;
+	const char *text;
+	int len;
+};
+
+/* The lines of a memory map, sorted by address; *n of them. */
+static struct map_line *split_lines(const char *maps, size_t *n)
+{
+	struct map_line *lines = NULL;
+
+	*n = 0;
+	for (const char *l = maps; l && *l; l = strchr(l, '\n'), l += !!l) {
+		struct map_line m = {.text = l, .len = (int)strcspn(l, "\n")};
+
+		if (sscanf(l, "%llx-%llx", &m.start, &m.end) != 2)
+			continue;
+		lines = xrealloc(lines, (*n + 1) * sizeof(*lines));
+		lines[(*n)++] = m;
+	}
+	return lines;
+}
+
+static bool overlaps(const struct map_line *m, const struct map_line *lines, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (m->start < lines[i].end && lines[i].start < m->end)
+			return true;
+	return false;
+}
+
+static int by_start(const void *a, const void *b)
+{
+	const struct map_line *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* The map now, plus the files the old one mapped where nothing is mapped
+ * now: a library closed since keeps its name for the frames it holds. */
+static char *with_closed(const char *old, char *now)
+{
+	size_t nold, nnow, n, len = 0;
+	struct map_line *o = split_lines(old, &nold), *cur = split_lines(now, &nnow);
+	char *merged, *p;
+
+	n = nnow;
+	cur = xrealloc(cur, (nnow + nold + 1) * sizeof(*cur));
+	for (size_t i = 0; i < nold; i++) {
+		const char *path = memchr(o[i].text, '/', o[i].len);
+
+		if (path && !overlaps(&o[i], cur, nnow))
+			cur[n++] = o[i];
+	}
+	if (n == nnow) {
+		free(o);
+		free(cur);
+		return now;
+	}
+	qsort(cur, n, sizeof(*cur), by_start);
+	for (size_t i = 0; i < n; i++)
+		len += cur[i].len + 1;
+	p = merged = xcalloc(len + 1, 1);
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%.*s\n", cur[i].len, cur[i].text);
+	free(o);
+	free(cur);
+	free(now);
+	return merged;
+}
+
 bool symbolizer_refresh(struct symbolizer *s)
 {
 	char path[64];
@@ -53,6 +126,8 @@ bool symbolizer_refresh(struct symbolizer *s)
 	maps = read_file(path);
 	if (!maps)
 		return false;
+	if (s->maps)
+		maps = with_closed(s->maps, maps);
 	if (s->maps && strcmp(s->maps, maps) == 0) {
 		free(maps);
 		return true;
@@ -106,7 +181,8 @@ static void set_symbol(struct frame *f, const char *name)
 struct cached_frame {
 	char *path; /* NULL: a free slot */
 	uint64_t off;
-	struct frame f;
+	struct frame *f; /* inlined functions first */
+	int n;
 };
 
 static struct cached_frame *cache;
@@ -144,42 +220,112 @@ static struct cached_frame *cache_slot(const char *path, uint64_t off)
 
 static void cache_clear(void)
 {
-	for (size_t i = 0; i < CACHE_SLOTS; i++)
+	for (size_t i = 0; i < CACHE_SLOTS; i++) {
 		free(cache[i].path);
+		free(cache[i].f);
+	}
 	memset(cache, 0, CACHE_SLOTS * sizeof(*cache));
 	cache_used = 0;
 }
 
-static void lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame *f);
+static int lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame **frames);
 
-void symbolizer_lookup(struct symbolizer *s, uint64_t addr, struct frame *f)
+int symbolizer_frames(struct symbolizer *s, uint64_t addr, struct frame **frames)
 {
 	struct cached_frame *c;
 	char path[256];
 	uint64_t off;
+	int n;
 
-	if (!s->maps || !file_offset(s->maps, addr, path, sizeof(path), &off)) {
-		lookup_dwfl(s, addr, f);
-		return;
-	}
+	if (!s->maps || !file_offset(s->maps, addr, path, sizeof(path), &off))
+		return lookup_dwfl(s, addr, frames);
 	c = cache_slot(path, off);
-	if (c->path) {
-		*f = c->f;
-		f->addr = addr;
-		return;
+	if (!c->path) {
+		if (cache_used >= CACHE_SLOTS * 3 / 4) {
+			cache_clear();
+			c = cache_slot(path, off);
+		}
+		c->n = lookup_dwfl(s, addr, &c->f);
+		c->path = xstrdup(path);
+		c->off = off;
+		cache_used++;
 	}
-	lookup_dwfl(s, addr, f);
-	if (cache_used >= CACHE_SLOTS * 3 / 4) {
-		cache_clear();
-		c = cache_slot(path, off);
-	}
-	c->path = xstrdup(path);
-	c->off = off;
-	c->f = *f;
-	cache_used++;
+	n = c->n;
+	*frames = xcalloc(n, sizeof(**frames));
+	memcpy(*frames, c->f, n * sizeof(**frames));
+	for (int i = 0; i < n; i++)
+		(*frames)[i].addr = addr;
+	return n;
 }
 
-static void lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame *f)
+void symbolizer_lookup(struct symbolizer *s, uint64_t addr, struct frame *f)
+{
+	struct frame *all;
+
+	symbolizer_frames(s, addr, &all);
+	*f = all[0];
+	free(all);
+}
+
+/* The name of a function's DIE, or of the one it is an instance of. */
+static const char *die_name(Dwarf_Die *die)
+{
+	Dwarf_Attribute a;
+	const char *name = dwarf_formstring(dwarf_attr_integrate(die, DW_AT_linkage_name, &a));
+
+	return name ? name : dwarf_formstring(dwarf_attr_integrate(die, DW_AT_name, &a));
+}
+
+/* Where an inlined instance was called from: its caller's file:line. */
+static void call_site(Dwarf_Die *cu, Dwarf_Die *inl, struct frame *f)
+{
+	Dwarf_Attribute a;
+	Dwarf_Word file = 0, line = 0;
+	Dwarf_Files *files;
+	size_t nfiles;
+	const char *name = NULL;
+
+	f->file[0] = '\0';
+	f->line = 0;
+	if (dwarf_formudata(dwarf_attr(inl, DW_AT_call_file, &a), &file) ||
+	    dwarf_formudata(dwarf_attr(inl, DW_AT_call_line, &a), &line) ||
+	    dwarf_getsrcfiles(cu, &files, &nfiles) || file >= nfiles ||
+	    !(name = dwarf_filesrc(files, file, NULL, NULL)))
+		return;
+	snprintf(f->file, sizeof(f->file), "%s", name);
+	f->line = (int)line;
+}
+
+/* Split f, the frame at call, into the functions inlined there and the one
+ * they were inlined into. */
+static int expand_inlined(Dwfl_Module *mod, Dwarf_Addr call, struct frame **frames)
+{
+	Dwarf_Addr bias;
+	Dwarf_Die *cu = dwfl_module_addrdie(mod, call, &bias), *scopes = NULL;
+	int nscopes = cu ? dwarf_getscopes(cu, call - bias, &scopes) : 0, n = 1;
+
+	for (int i = 0; i < nscopes; i++) {
+		struct frame *f;
+		const char *name;
+
+		if (dwarf_tag(&scopes[i]) != DW_TAG_inlined_subroutine)
+			continue;
+		*frames = xrealloc(*frames, (n + 1) * sizeof(**frames));
+		f = &(*frames)[n - 1];
+		(*frames)[n] = *f; /* the caller keeps the symbol's name and offset */
+		name = die_name(&scopes[i]);
+		if (name)
+			set_symbol(f, name);
+		f->offset = 0;
+		f->inlined = true;
+		call_site(cu, &scopes[i], &(*frames)[n]);
+		n++;
+	}
+	free(scopes);
+	return n;
+}
+
+static int lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame **frames)
 {
 	Dwfl *dwfl = dwfl_of(s);
 	Dwfl_Module *mod;
@@ -188,12 +334,13 @@ static void lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame *f)
 	GElf_Off off;
 	GElf_Sym sym;
 	Dwarf_Addr call = addr - 1;
+	struct frame *f = xcalloc(1, sizeof(*f));
 
-	memset(f, 0, sizeof(*f));
+	*frames = f;
 	f->addr = addr;
 	mod = dwfl ? dwfl_addrmodule(dwfl, call) : NULL;
 	if (!mod)
-		return;
+		return 1;
 	name = dwfl_module_info(mod, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 	snprintf(f->module, sizeof(f->module), "%s", name ? name : "");
 	name = dwfl_module_addrinfo(mod, call, &off, &sym, NULL, NULL, NULL);
@@ -207,6 +354,7 @@ static void lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame *f)
 		snprintf(f->file, sizeof(f->file), "%s", file);
 	else
 		f->line = 0;
+	return expand_inlined(mod, call, frames);
 }
 
 void symbolizer_free(struct symbolizer *s)

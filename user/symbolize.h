@@ -13,6 +13,7 @@ struct frame {
 	char module[256];
 	char file[256]; /* empty: no debug info */
 	int line;
+	bool inlined; /* a function inlined into the next frame, at the same address */
 };
 
 /* Keeps the process's memory map, so that it still serves once the process is gone. */
@@ -25,7 +26,12 @@ struct symbolizer {
 void symbolizer_init(struct symbolizer *s, pid_t pid);
 /* Reread the map while the process lives; returns false once it is gone. */
 bool symbolizer_refresh(struct symbolizer *s);
-/* addr is a return address: its line is looked up at addr - 1, the call. */
+/* addr is a return address: its line is looked up at addr - 1, the call.
+ * Functions inlined there are frames of their own: *frames (to free) gets
+ * them innermost first, then the function they were inlined into; returns
+ * how many (at least 1). */
+int symbolizer_frames(struct symbolizer *s, uint64_t addr, struct frame **frames);
+/* The innermost of those. */
 void symbolizer_lookup(struct symbolizer *s, uint64_t addr, struct frame *f);
 void symbolizer_free(struct symbolizer *s);
 

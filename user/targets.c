@@ -259,25 +259,43 @@ static void skip_kernel_allocator(struct stack_report *s)
 	s->nframes -= skip;
 }
 
+/* A user stack's frames, with the functions inlined at each as frames of
+ * their own. */
+static void add_user_frames(struct target *t, const __u64 *ips, struct stack_report *s)
+{
+	int n = 0;
+
+	s->frames = NULL;
+	for (int i = 0; i < s->nframes; i++) {
+		struct frame *at;
+		int k = symbolizer_frames(&t->sym, ips[i], &at);
+
+		s->frames = xrealloc(s->frames, (n + k) * sizeof(*s->frames));
+		memcpy(s->frames + n, at, k * sizeof(*at));
+		n += k;
+		free(at);
+	}
+	s->nframes = n;
+}
+
 static void add_frames(struct target_set *ts, struct target *t, double now, struct stack_report *s)
 {
 	__u64 ips[MAX_FRAMES];
 
 	s->oldest_age_s = s->st.oldest_ns ? now - s->st.oldest_ns / 1e9 : 0;
 	if (t->retired)
-		s->nframes = retired_frames(t->retired, s->st.stack_id, s->kernel, ips);
+		s->nframes = retired_frames(t->retired, s->st.stack_id, s->kernel, ips, &s->how);
 	else
-		s->nframes =
-		    snapshot_frames(s->kernel ? &ts->kernel : &ts->heap, s->st.stack_id, ips);
-	s->frames = xcalloc(s->nframes, sizeof(*s->frames));
-	for (int i = 0; i < s->nframes; i++) {
-		if (s->kernel)
+		s->nframes = snapshot_frames(s->kernel ? &ts->kernel : &ts->heap, s->st.stack_id,
+					     ips, &s->how);
+	if (s->kernel) {
+		s->frames = xcalloc(s->nframes, sizeof(*s->frames));
+		for (int i = 0; i < s->nframes; i++)
 			kallsyms_lookup(&ts->ksyms, ips[i], &s->frames[i]);
-		else
-			symbolizer_lookup(&t->sym, ips[i], &s->frames[i]);
-	}
-	if (s->kernel)
 		skip_kernel_allocator(s);
+		return;
+	}
+	add_user_frames(t, ips, s);
 }
 
 /* A process's stacks in a snapshot (sorted by process): the first, and how many. */
