@@ -105,7 +105,7 @@ test: deps memleak-bpf $(BUILD)/unit_tests $(WORKLOAD_BIN)
 demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky
 	./memleak-bpf 1 -- $(BUILD)/workloads/demo_leaky
 
-bench: deps memleak-bpf $(BUILD)/workloads/bench_pairs
+bench: deps memleak-bpf $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp
 	@scripts/bench.sh
 
 format:

@@ -16,6 +16,10 @@
 #define SKIP_FRAMES	8	  /* allocator frames above its caller, at most */
 #define VM_EXEC_FLAG	0x4
 
+/* Walk frame pointers only, with the kernel's walker (what the benchmark
+ * compares the tables with). */
+const volatile bool frame_pointers_only = false;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MAX_UNWIND_ROWS);
@@ -277,6 +281,11 @@ static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u
 	struct walk_ref ref = {.w = w};
 	long loops;
 
+	if (frame_pointers_only) {
+		w->buf.how = UNWIND_FP;
+		return store_stack(
+		    &w->buf, bpf_get_stack(ctx, w->buf.ips, sizeof(w->buf.ips), BPF_F_USER_STACK));
+	}
 	w->pc = PT_REGS_IP(ctx);
 	w->sp = PT_REGS_SP(ctx);
 	w->bp = ctx->bp;

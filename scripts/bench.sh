@@ -70,3 +70,50 @@ for args in "" "-k"; do
 done
 kill "${sleepers[@]}" 2>/dev/null || true
 wait 2>/dev/null || true
+
+# Stack walking: the allocation site is 11 frames deep (tests/workloads/deep.c),
+# built -O2 without frame pointers (deep_nofp: unwind tables) and with them
+# (deep_fp: unwind tables, then frame pointers only, walked by the kernel's
+# bpf_get_stack as before the tables). The return probe's own run time per
+# allocation comes from the kernel's BPF statistics (kernel.bpf_stats_enabled);
+# ns per malloc+free pair is the workload's wall clock (uprobe traps dominate it).
+deep_pairs=${DEEP_PAIRS:-200000}
+stats_was=$(sysctl -n kernel.bpf_stats_enabled)
+sysctl -qw kernel.bpf_stats_enabled=1
+walk_cost() { # env... -- workload: "ns per probe run, ns per pair"
+	local out
+	out=$(mktemp)
+	env "$@" >"$out" 2>/dev/null &
+	local tool=$!
+	for _ in $(seq 300); do
+		grep -qE '^[0-9.]+$' "$out" && break
+		sleep 0.2
+	done
+	bpftool prog show name alloc_return --json | python3 -c '
+import json, sys
+progs = json.load(sys.stdin)
+p = progs[0] if isinstance(progs, list) else progs
+print("%.0f %s" % (p["run_time_ns"] / p["run_cnt"], open(sys.argv[1]).read().split()[0]))' "$out"
+	wait $tool || true
+	rm -f "$out"
+}
+declare -A walk
+for _ in $(seq "$runs"); do
+	walk[cfi_nofp]+="$(walk_cost ./memleak-bpf 3600 -- build/workloads/deep_nofp "$deep_pairs" 2)"$'\n'
+	walk[cfi_fp]+="$(walk_cost ./memleak-bpf 3600 -- build/workloads/deep_fp "$deep_pairs" 2)"$'\n'
+	walk[fp_only]+="$(walk_cost MEMLEAK_BPF_UNWIND=fp ./memleak-bpf 3600 -- build/workloads/deep_fp "$deep_pairs" 2)"$'\n'
+done
+sysctl -qw kernel.bpf_stats_enabled="$stats_was"
+untraced_deep=$(for _ in $(seq "$runs"); do build/workloads/deep_nofp "$deep_pairs"; done | median)
+printf '\nstack walk, 11-frame allocation site (untraced pair: %s ns)\n' "$untraced_deep"
+printf '%-40s %16s %10s\n' "walk" "ns/probe run" "ns/pair"
+for w in cfi_nofp cfi_fp fp_only; do
+	case $w in
+	cfi_nofp) label="unwind tables, -O2 no frame pointers" ;;
+	cfi_fp) label="unwind tables, -O2 with frame pointers" ;;
+	fp_only) label="frame pointers only (bpf_get_stack)" ;;
+	esac
+	printf '%-40s %16s %10s\n' "$label" \
+		"$(echo -n "${walk[$w]}" | awk '{print $1}' | median)" \
+		"$(echo -n "${walk[$w]}" | awk '{print $2}' | median)"
+done

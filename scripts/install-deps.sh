@@ -7,6 +7,7 @@ packages=(
 	make gcc g++ clang llvm pkg-config
 	libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
 	libjemalloc2 libjemalloc-dev libcapstone-dev valgrind bpftrace python3 bc util-linux
+	redis-tools
 )
 
 missing=()

@@ -94,6 +94,9 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	skel->rodata->sample_rate = tr->opt.sample_rate;
 	skel->rodata->self_tgid = (__u32)getpid();
 	skel->rodata->page_size = (__u64)sysconf(_SC_PAGESIZE);
+	/* For the benchmark: how stacks cost when only frame pointers are walked. */
+	skel->rodata->frame_pointers_only =
+	    getenv("MEMLEAK_BPF_UNWIND") && strcmp(getenv("MEMLEAK_BPF_UNWIND"), "fp") == 0;
 	/* With -k, entries taking memory as the table fills would be kernel
 	 * allocations traced in turn: the table is preallocated then. */
 	e = tr->opt.kernel ? bpf_map__set_map_flags(skel->maps.allocs, 0) : 0;

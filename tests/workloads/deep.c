@@ -4,12 +4,15 @@
  * level9 -> leak_deep), 2 x 333 B through a helper inlined into
  * leak_inlined, 1 x 4,000 B in a function that reaches malloc with no frame
  * of its own. With an argument N it also runs N malloc+free pairs at the
- * bottom of the chain and prints nanoseconds per pair (the benchmark).
+ * bottom of a chain as deep (main -> level11 -> ... -> level19 -> churn),
+ * prints nanoseconds per pair and waits a second argument's seconds (the
+ * benchmark reads the probes' run time then).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
 
@@ -97,5 +100,8 @@ int main(int argc, char **argv)
 	level11(1);
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	printf("%.1f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / pairs);
+	fflush(stdout);
+	if (argc > 2)
+		sleep((unsigned)atoi(argv[2]));
 	return 0;
 }
