@@ -1,0 +1,231 @@
+"""Whole stacks without frame pointers: programs built as distributions build
+them (-O2, no frame pointers), split debug information, inlined functions,
+closed libraries, and real Debian programs (python3, redis-server)."""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from harness import (ROOT, TOOL, check, check_eq, final_process, reports, run_tool,
+                     valgrind_in_use, workload)
+
+SOURCES = os.path.join(ROOT, "tests", "workloads")
+
+
+def line_of(source, text, nth=0):
+    """The line number of the nth line of a workload's source holding text."""
+    with open(os.path.join(SOURCES, source)) as f:
+        hits = [i + 1 for i, line in enumerate(f) if text in line]
+    check(len(hits) > nth, "%s has no line %r" % (source, text))
+    return hits[nth]
+
+
+def json_lines(stdout):
+    """Our reports, without what a launched command printed to the same stdout."""
+    return reports("\n".join(l for l in stdout.splitlines() if l.startswith('{"')))
+
+
+def trace(argv, extra=(), env=None):
+    status, out, err = run_tool(["--json", "-T", "50"] + list(extra) + ["--"] + argv, env=env)
+    check_eq(status, 0, "exit status (stderr: %s)" % err.strip())
+    last = json_lines(out)[-1]
+    check(last["final"], "the last report is not final")
+    check_eq(len(last["processes"]), 1, "processes")
+    return last["processes"][0]
+
+
+def stacks_from(proc, symbol):
+    return [s for s in proc["stacks"] if s["frames"] and s["frames"][0]["symbol"] == symbol]
+
+
+def check_frames(stack, want, what):
+    """want: [(symbol, source file, line, inlined)], from the first frame on."""
+    got = [(f["symbol"], os.path.basename(f["file"] or ""), f["line"], f["inlined"])
+           for f in stack["frames"][:len(want)]]
+    check_eq(got, want, what + " frames")
+    check_eq(stack["unwind"], "cfi", what + " unwind")
+    check_eq(stack["truncated"], None, what + " truncated")
+    below = [f["symbol"] for f in stack["frames"][len(want):]]
+    check(below[:1] == ["__libc_start_call_main"],
+          "%s: below main %r, not libc's caller of main" % (what, below))
+
+
+def check_deep(proc, binary):
+    """tests/workloads/deep.c's leaks, each with its whole stack to main."""
+    src = "deep.c"
+    heap = proc["heap"]
+    check_eq((heap["outstanding_bytes"], heap["outstanding_allocs"]), (4966, 6), "figures")
+    deep = stacks_from(proc, "leak_deep")
+    check_eq(sum(s["outstanding_bytes"] for s in deep), 300, "leak_deep bytes")
+    want = [("leak_deep", src, line_of(src, "kept[nkept++] = malloc(100);"), False)]
+    want += [("level%d" % k, src, line_of(src, "LEVEL(%d, " % k), False) for k in range(9, 0, -1)]
+    want += [("main", src, line_of(src, "level1(3);"), False)]
+    for s in deep:
+        check_frames(s, want, "%s leak_deep" % binary)
+
+    frameless = stacks_from(proc, "leak_frameless")
+    check_eq([s["outstanding_bytes"] for s in frameless], [4000], "leak_frameless")
+    check_frames(frameless[0], [("leak_frameless", src, line_of(src, "malloc(4000)"), False),
+                                ("main", src, line_of(src, "leak_frameless();"), False)],
+                 "%s leak_frameless" % binary)
+
+    inlined = stacks_from(proc, "inlined_alloc")
+    check_eq(sorted(s["outstanding_bytes"] for s in inlined), [333, 333], "inlined_alloc")
+    calls = sorted(s["frames"][2]["line"] for s in inlined)
+    check_eq(calls, [line_of(src, "leak_inlined();", 0), line_of(src, "leak_inlined();", 1)],
+             "the two calls of leak_inlined")
+    for s in inlined:
+        check_frames(s, [("inlined_alloc", src, line_of(src, "void *p = malloc(n);"), True),
+                         ("leak_inlined", src, line_of(src, "= inlined_alloc(333);"), False),
+                         ("main", src, s["frames"][2]["line"], False)],
+                     "%s inlined_alloc" % binary)
+
+
+def disassembly(binary, function):
+    out = subprocess.run(["objdump", "-d", "--no-show-raw-insn", binary], capture_output=True,
+                         text=True, check=True).stdout
+    m = re.search(r"<%s>:\n(.*?)\n\n" % re.escape(function), out, re.S)
+    check(m, "%s: no function %s" % (binary, function))
+    return m.group(1)
+
+
+def check_frameless(binary, function):
+    """The premise: function sets up no frame pointer."""
+    code = disassembly(binary, function)
+    check("%rsp,%rbp" not in code, "%s sets up a frame pointer:\n%s" % (function, code))
+
+
+def test_no_frame_pointers_every_leak_reaches_main():
+    binary = workload("deep_nofp")
+    for fn in ("leak_deep", "level5", "leak_frameless", "main"):
+        check_frameless(binary, fn)
+    proc = trace([binary])
+    check_deep(proc, "deep_nofp")
+    heap = proc["heap"]
+    check_eq((heap["outstanding_bytes"], heap["outstanding_allocs"]), valgrind_in_use([binary]),
+             "(bytes, blocks) against valgrind")
+
+
+def test_split_debug_info_gives_the_same_stacks():
+    binary = workload("deep_split")
+    sections = subprocess.run(["readelf", "-S", binary], capture_output=True, text=True,
+                              check=True).stdout
+    check(".debug_info" not in sections and ".gnu_debuglink" in sections,
+          "deep_split still holds its debug information, or has no debug link")
+    check(os.path.exists(binary + ".debug"), "no separate debug file")
+    check_deep(trace([binary]), "deep_split")
+
+
+def test_template_method_called_from_a_frameless_function():
+    binary = workload("cxx_template")
+    check_frameless(binary, "_Z4filli")
+    proc = trace([binary])
+    grow = stacks_from(proc, "Pool<Item>::grow(int)")
+    check_eq((sum(s["outstanding_bytes"] for s in grow), sum(s["outstanding_allocs"] for s in grow)),
+             (240, 5), "Pool<Item>::grow(int) (bytes, blocks)")
+    src = "cxx_template.cpp"
+    for s in grow:
+        check_frames(s, [("Pool<Item>::grow(int)", src, line_of(src, "held[n++] = new T();"), False),
+                         ("fill(int)", src, line_of(src, "pool.grow(k);"), False),
+                         ("main", src, line_of(src, "fill(5);"), False)], "new in a template")
+
+
+def test_library_closed_before_the_report_is_still_named():
+    lib = workload("libdlleak.so")
+    # The library's table is built at the sample after it is mapped (a walk
+    # in it before that is cut short: truncated "no_table"): it waits 1.5 s.
+    proc = trace([workload("dlopen_leak"), lib, "1500"])
+    src = "dlleak.c"
+    leaks = stacks_from(proc, "dl_leak")
+    check_eq((sum(s["outstanding_bytes"] for s in leaks), sum(s["outstanding_allocs"] for s in leaks)),
+             (2331, 3), "dl_leak (bytes, blocks)")
+    for s in leaks:
+        check_eq(s["frames"][0]["module"], lib, "module of dl_leak")
+        check_frames(s, [("dl_leak", src, line_of(src, "malloc(777)"), False),
+                         ("main", "dlopen_leak.c", line_of("dlopen_leak.c", "leak();"), False)],
+                     "dl_leak")
+    own = stacks_from(proc, "main")
+    check_eq([s["outstanding_bytes"] for s in own], [55], "main's own leak")
+
+
+def test_stack_deeper_than_kept_says_so():
+    proc = trace([workload("recurse")])
+    (s,) = [s for s in proc["stacks"] if s["outstanding_bytes"] == 64]
+    check_eq((len(s["frames"]), s["truncated"]), (64, "depth"), "(frames, truncated)")
+    check_eq({f["symbol"] for f in s["frames"]}, {"down"}, "symbols")
+
+
+def test_frame_pointer_walk_is_labelled():
+    proc = trace([workload("deep_fp")], env={"MEMLEAK_BPF_UNWIND": "fp"})
+    check(proc["stacks"] and all(s["unwind"] == "fp" for s in proc["stacks"]),
+          "unwind: %r" % [s["unwind"] for s in proc["stacks"]])
+
+
+def reaches(stack, names):
+    return any(f["symbol"] in names for f in stack["frames"])
+
+
+def test_python3_stacks_reach_main():
+    script = ("keep = []\n"
+              "def grow(n):\n"
+              "    for i in range(n):\n"
+              "        keep.append(bytearray(1000 + i % 7))\n"
+              "grow(20000)\n"
+              "import time; time.sleep(2.5)\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(script)
+    try:
+        status, out, err = run_tool(["--json", "-T", "20", "1", "--", "/usr/bin/python3", f.name])
+    finally:
+        os.unlink(f.name)
+    check_eq(status, 0, "exit status (stderr: %s)" % err.strip())
+    # While it sleeps, before the interpreter frees everything at exit.
+    mid = [r for r in json_lines(out) if not r["final"]]
+    check(mid, "no report while the script ran")
+    proc = mid[-1]["processes"][0]
+    top = proc["stacks"][0]
+    check(top["outstanding_bytes"] >= 10 * 1000 * 1000, "top stack: %r" % top["outstanding_bytes"])
+    check(reaches(top, {"_PyEval_EvalFrameDefault"}) and reaches(top, {"Py_RunMain"}),
+          "the list's stack does not pass through the interpreter's loop to Py_RunMain: %r"
+          % [f["symbol"] or f["addr"] for f in top["frames"]])
+    whole = [s for s in proc["stacks"] if reaches(s, {"Py_BytesMain"}) and
+             s["frames"][-1]["symbol"] == "_start" and s["truncated"] is None]
+    check_eq(len(whole), len(proc["stacks"]), "stacks reaching main (through Py_BytesMain)")
+
+
+def test_redis_server_stacks_reach_main():
+    tmp = tempfile.mkdtemp()
+    server = os.path.join(tmp, "redis-server")
+    os.symlink(shutil.which("redis-check-rdb"), server)
+    port = "6391"
+    tool = subprocess.Popen([TOOL, "--json", "-T", "30", "--", server, "--port", port, "--save",
+                             "", "--appendonly", "no"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            if subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True,
+                              text=True).stdout.strip() == "PONG":
+                break
+            time.sleep(0.1)
+        bench = subprocess.run(["redis-benchmark", "-p", port, "-n", "3000", "-q", "-t",
+                                "set,lpush", "-r", "1000"], capture_output=True, text=True,
+                               timeout=300)
+        check_eq(bench.returncode, 0, "redis-benchmark status")
+        subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], capture_output=True)
+        out, err = tool.communicate(timeout=60)
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+        shutil.rmtree(tmp)
+    check_eq(tool.returncode, 0, "exit status (stderr: %s)" % err.strip())
+    proc = json_lines(out)[-1]["processes"][0]
+    check(len(proc["stacks"]) >= 10, "only %d stacks" % len(proc["stacks"]))
+    # Libraries' constructors allocate before main, from the dynamic linker.
+    short = [[f["symbol"] or f["addr"] for f in s["frames"]] for s in proc["stacks"]
+             if s["truncated"] is not None or not (reaches(s, {"main"}) or
+                                                   reaches(s, {"_dl_init"}))]
+    check_eq(short, [], "stacks that do not reach main")
+    check(any(reaches(s, {"setKey"}) and reaches(s, {"aeMain"}) for s in proc["stacks"]),
+          "no SET stack through aeMain")
