@@ -41,6 +41,9 @@
 /* Rows of unwind tables: about 30k for libc, 65k for python3 (8 bytes each). */
 #define UNWIND_ROWS	   (1u << 19)
 #define UNWIND_ROWS_SYSTEM (1u << 22)
+/* Tracing every process, a table outlives its object's last mapping this
+ * long: the next process of the same program finds it ready. */
+#define UNWIND_KEEP_S 60
 
 enum exit_status {
 	EXIT_OK = 0,
@@ -117,7 +120,7 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	tr->skel = skel;
 	unwinder_init(&tr->unwind, bpf_map__fd(skel->maps.unwind_rows),
 		      bpf_map__fd(skel->maps.unwind_objs), bpf_map__fd(skel->maps.unwind_wanted),
-		      unwind_rows(tr));
+		      unwind_rows(tr), tr->opt.command || tr->opt.npids ? 0 : UNWIND_KEEP_S);
 	targets_init(&tr->targets,
 		     &(struct heap_maps){.allocs = bpf_map__fd(skel->maps.allocs),
 					 .procs = bpf_map__fd(skel->maps.procs),
@@ -334,6 +337,9 @@ static void write_report(struct tracer *tr, bool final)
 	for (int i = 0; i < tr->targets.n; i++)
 		target_refresh(&tr->targets.t[i]);
 	targets_report(&tr->targets, &ro, &r);
+	r.unwind.objects = tr->unwind.nobjs;
+	r.unwind.rows = tr->unwind.rows_used;
+	r.unwind.no_room = tr->unwind.no_room;
 	if (tr->opt.json)
 		report_json(stdout, &r);
 	else

@@ -48,6 +48,11 @@ struct report {
 	unsigned long long nested_calls; /* allocator calls inside another, counted once */
 	size_t stack_entries;		 /* in the stacks maps, at the last sweep */
 	size_t stacks_reclaimed;	 /* so far */
+	struct {
+		size_t objects;		    /* with a table built (and without: none or no room) */
+		size_t rows;		    /* in all tables, 8 bytes each */
+		unsigned long long no_room; /* objects left without one: the rows map was full */
+	} unwind;
 	int nprocs;
 	struct proc_report *procs; /* leaks first, then by verdict and growth */
 	int nfull;		   /* the first nfull in full; the rest without stacks */

@@ -123,6 +123,7 @@ void report_json(FILE *out, const struct report *r)
 		"\"stacks\":%llu,\"stacks_map_failed\":%llu,\"stack_counts_full\":%llu,"
 		"\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu},"
 		"\"calls_nested\":%llu,\"stack_table\":{\"entries\":%zu,\"reclaimed\":%zu},"
+		"\"unwind_tables\":{\"objects\":%zu,\"rows\":%zu,\"bytes\":%zu,\"no_room\":%llu},"
 		"\"processes\":[",
 		r->seq, stamp, r->elapsed_s, r->final ? "true" : "false",
 		(unsigned long long)r->drops.events, (unsigned long long)r->drops.allocs_map_full,
@@ -130,7 +131,8 @@ void report_json(FILE *out, const struct report *r)
 		(unsigned long long)r->drops.stack_counts_full,
 		(unsigned long long)r->drops.procs_map_full,
 		(unsigned long long)r->drops.lifecycle_map_full, r->nested_calls, r->stack_entries,
-		r->stacks_reclaimed);
+		r->stacks_reclaimed, r->unwind.objects, r->unwind.rows,
+		r->unwind.rows * sizeof(struct unwind_row), r->unwind.no_room);
 	for (int i = 0; i < r->nprocs; i++) {
 		if (i)
 			fputc(',', out);

@@ -12,10 +12,14 @@
 #include "unwinder.h"
 #include "util.h"
 
-void unwinder_init(struct unwinder *u, int rows_fd, int objs_fd, int wanted_fd, __u32 capacity)
+void unwinder_init(struct unwinder *u, int rows_fd, int objs_fd, int wanted_fd, __u32 capacity,
+		   double keep_s)
 {
-	*u = (struct unwinder){
-	    .rows_fd = rows_fd, .objs_fd = objs_fd, .wanted_fd = wanted_fd, .capacity = capacity};
+	*u = (struct unwinder){.rows_fd = rows_fd,
+			       .objs_fd = objs_fd,
+			       .wanted_fd = wanted_fd,
+			       .capacity = capacity,
+			       .keep_s = keep_s};
 	u->free = xcalloc(1, sizeof(*u->free));
 	u->free[0] = (struct extent){0, capacity};
 	u->nfree = 1;
@@ -95,12 +99,12 @@ static void add_obj(struct unwinder *u, const struct unwind_key *key, const char
 	size_t n;
 
 	if (o) {
-		o->mapped = true;
+		o->mapped_at = monotonic_s();
 		return;
 	}
 	u->objs = xrealloc(u->objs, (u->nobjs + 1) * sizeof(*u->objs));
 	o = &u->objs[u->nobjs++];
-	*o = (struct unwind_obj){.key = *key, .mapped = true};
+	*o = (struct unwind_obj){.key = *key, .mapped_at = monotonic_s()};
 	if (unwind_table_build(path, &rows, &n) == 0 && n && n <= UINT32_MAX) {
 		if (!take_rows(u, (__u32)n, &o->span.first))
 			u->no_room++;
@@ -198,16 +202,15 @@ static void mark_mapping(struct unwinder *u, const struct unwind_key *key, const
 
 	(void)path, (void)ctx;
 	if (o)
-		o->mapped = true;
+		o->mapped_at = monotonic_s();
 }
 
 void unwinder_collect(struct unwinder *u, const pid_t *pids, size_t n, bool all)
 {
 	size_t kept = 0;
+	double now = monotonic_s(); /* before the marking: what it marks is newer */
 
 	release_freed(u);
-	for (size_t i = 0; i < u->nobjs; i++)
-		u->objs[i].mapped = false;
 	if (all) {
 		DIR *d = opendir("/proc");
 		struct dirent *e;
@@ -223,7 +226,7 @@ void unwinder_collect(struct unwinder *u, const pid_t *pids, size_t n, bool all)
 	for (size_t i = 0; i < u->nobjs; i++) {
 		struct unwind_obj *o = &u->objs[i];
 
-		if (o->mapped) {
+		if (o->mapped_at >= now - u->keep_s) {
 			u->objs[kept++] = *o;
 			continue;
 		}

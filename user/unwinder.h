@@ -16,7 +16,7 @@
 struct unwind_obj {
 	struct unwind_key key;
 	struct unwind_span span; /* count 0: no table (none could be built, or no room) */
-	bool mapped;		 /* seen mapped at the last collection */
+	double mapped_at;	 /* when last seen mapped (monotonic seconds) */
 };
 
 struct extent {
@@ -26,6 +26,7 @@ struct extent {
 struct unwinder {
 	int rows_fd, objs_fd, wanted_fd;
 	__u32 capacity;		     /* rows */
+	double keep_s;		     /* how long a table outlives the last mapping of its object */
 	struct extent *free, *freed; /* free rows; rows freed at the last collection */
 	size_t nfree, nfreed;
 	struct unwind_obj *objs;
@@ -34,14 +35,16 @@ struct unwinder {
 	unsigned long long no_room; /* objects left without a table: the rows map was full */
 };
 
-void unwinder_init(struct unwinder *u, int rows_fd, int objs_fd, int wanted_fd, __u32 capacity);
+void unwinder_init(struct unwinder *u, int rows_fd, int objs_fd, int wanted_fd, __u32 capacity,
+		   double keep_s);
 /* The table of the object at path, as it will be mapped (a command about to run). */
 void unwinder_add_file(struct unwinder *u, const char *path);
 /* The tables of every object pid maps as code. */
 void unwinder_add_pid(struct unwinder *u, pid_t pid);
 /* Build the tables walks asked for. */
 void unwinder_serve(struct unwinder *u);
-/* Free the tables of objects none of pids (every process, if all) maps. */
+/* Free the tables of objects none of pids (every process, if all) mapped for
+ * keep_s seconds. */
 void unwinder_collect(struct unwinder *u, const pid_t *pids, size_t n, bool all);
 void unwinder_free(struct unwinder *u);
 

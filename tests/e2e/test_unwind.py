@@ -136,7 +136,12 @@ def test_library_closed_before_the_report_is_still_named():
     lib = workload("libdlleak.so")
     # The library's table is built at the sample after it is mapped (a walk
     # in it before that is cut short: truncated "no_table"): it waits 1.5 s.
-    proc = trace([workload("dlopen_leak"), lib, "1500"])
+    # It is closed, and 6 s later the process exits: its table is gone by then.
+    status, out, err = run_tool(["--json", "-T", "50", "1", "--", workload("dlopen_leak"), lib,
+                                 "1500", "6000"])
+    check_eq(status, 0, "exit status (stderr: %s)" % err.strip())
+    rs = json_lines(out)
+    proc = rs[-1]["processes"][0]
     src = "dlleak.c"
     leaks = stacks_from(proc, "dl_leak")
     check_eq((sum(s["outstanding_bytes"] for s in leaks), sum(s["outstanding_allocs"] for s in leaks)),
@@ -148,7 +153,16 @@ def test_library_closed_before_the_report_is_still_named():
                      "dl_leak")
     own = stacks_from(proc, "main")
     check_eq([s["outstanding_bytes"] for s in own], [55], "main's own leak")
-
+    # The library's table: built while it was mapped, freed once it was not.
+    tables = [(r["unwind_tables"]["objects"], r["unwind_tables"]["rows"]) for r in rs]
+    most = max(tables)
+    check(most[0] >= 4 and most[1] > 10000, "tables: %r" % tables)
+    after = tables[tables.index(most):]
+    freed = [t for t in after if t[0] == most[0] - 1 and t[1] < most[1]]
+    check(freed, "the closed library's table was not freed: %r" % tables)
+    # The others stay while the process maps them.
+    check_eq(after[after.index(freed[0]):], [freed[0]] * (len(after) - after.index(freed[0])),
+             "tables after the library's was freed")
 
 def test_stack_deeper_than_kept_says_so():
     proc = trace([workload("recurse")])

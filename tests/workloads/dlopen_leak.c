@@ -1,6 +1,6 @@
-/* Load the library named by argv[1], let it leak (3 x 777 B in dl_leak),
- * close it, then leak 1 x 55 B of its own; exits 0, or 1 if the library
- * cannot be loaded. */
+/* Load the library named by argv[1], wait argv[2] ms, let it leak (3 x 777 B
+ * in dl_leak), close it, leak 1 x 55 B of its own and wait argv[3] ms; exits
+ * 0, or 1 if the library cannot be loaded. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,5 +21,6 @@ int main(int argc, char **argv)
 	leak();
 	dlclose(lib);
 	kept = malloc(55);
+	usleep(argc > 3 ? atoi(argv[3]) * 1000 : 0);
 	return 0;
 }
