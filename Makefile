@@ -14,7 +14,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 SKELS    := $(BUILD)/memleak.skel.h $(BUILD)/kmem.skel.h
 
-WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je storm many_stacks survivor fork_exec realloc_race deep_nofp deep_fp deep_split cxx_template dlopen_leak libdlleak.so recurse
+WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je storm many_stacks survivor fork_exec realloc_race deep_nofp deep_fp deep_split cxx_template dlopen_leak libdlleak.so recurse deep_dbgframe
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
 WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 
@@ -83,6 +83,14 @@ $(BUILD)/workloads/deep_fp: tests/workloads/deep.c
 # The debug information in a separate file, as Debian's -dbgsym packages ship it.
 $(BUILD)/workloads/deep_split: $(BUILD)/workloads/deep_nofp
 	cp $< $@
+	objcopy --only-keep-debug $@ $@.debug
+	strip --strip-debug $@
+	objcopy --add-gnu-debuglink=$@.debug $@
+
+# No .eh_frame for its own code: .debug_frame only, in a separate debug file.
+$(BUILD)/workloads/deep_dbgframe: tests/workloads/deep.c
+	@mkdir -p $(@D)
+	$(CC) $(OPT_CFLAGS) -fomit-frame-pointer -fno-asynchronous-unwind-tables -fno-unwind-tables $< -o $@
 	objcopy --only-keep-debug $@ $@.debug
 	strip --strip-debug $@
 	objcopy --add-gnu-debuglink=$@.debug $@

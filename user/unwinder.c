@@ -92,9 +92,17 @@ static int load_rows(struct unwinder *u, const struct unwind_row *rows, __u32 fi
 }
 
 /* Build the table of the object at path, known by key, unless it exists. */
-static void add_obj(struct unwinder *u, const struct unwind_key *key, const char *path)
+/* An object's file as mapped: open_path opens it (wherever it lives: its
+ * mapping's own link in /proc), name is where it is installed. */
+struct mapping {
+	struct unwind_key key;
+	const char *open_path, *name;
+};
+
+/* Build the table of the mapped object, unless it exists. */
+static void add_obj(struct unwinder *u, const struct mapping *m)
 {
-	struct unwind_obj *o = find_obj(u, key);
+	struct unwind_obj *o = find_obj(u, &m->key);
 	struct unwind_row *rows;
 	size_t n;
 
@@ -104,8 +112,8 @@ static void add_obj(struct unwinder *u, const struct unwind_key *key, const char
 	}
 	u->objs = xrealloc(u->objs, (u->nobjs + 1) * sizeof(*u->objs));
 	o = &u->objs[u->nobjs++];
-	*o = (struct unwind_obj){.key = *key, .mapped_at = monotonic_s()};
-	if (unwind_table_build(path, &rows, &n) == 0 && n && n <= UINT32_MAX) {
+	*o = (struct unwind_obj){.key = m->key, .mapped_at = monotonic_s()};
+	if (unwind_table_build(m->open_path, m->name, &rows, &n) == 0 && n <= UINT32_MAX) {
 		if (!take_rows(u, (__u32)n, &o->span.first))
 			u->no_room++;
 		else if (load_rows(u, rows, o->span.first, (__u32)n) == 0)
@@ -113,25 +121,24 @@ static void add_obj(struct unwinder *u, const struct unwind_key *key, const char
 	}
 	free(rows);
 	/* An object without rows is entered too: walks stop asking for it. */
-	bpf_map_update_elem(u->objs_fd, key, &o->span, BPF_ANY);
+	bpf_map_update_elem(u->objs_fd, &m->key, &o->span, BPF_ANY);
 }
 
 void unwinder_add_file(struct unwinder *u, const char *path)
 {
 	struct stat st;
-	struct unwind_key key;
+	struct mapping m = {.open_path = path, .name = path};
 
 	if (stat(path, &st))
 		return;
-	key = (struct unwind_key){.dev = (__u64)major(st.st_dev) << 20 | minor(st.st_dev),
-				  .ino = st.st_ino};
-	add_obj(u, &key, path);
+	m.key = (struct unwind_key){.dev = (__u64)major(st.st_dev) << 20 | minor(st.st_dev),
+				    .ino = st.st_ino};
+	add_obj(u, &m);
 }
 
-/* Each mapping of pid's code from a file: fn(u, key, path to open). */
-typedef void (*mapping_fn)(struct unwinder *u, const struct unwind_key *key, const char *path,
-			   void *ctx);
+typedef void (*mapping_fn)(struct unwinder *u, const struct mapping *m, void *ctx);
 
+/* Each mapping of pid's code from a file. */
 static void for_each_code_mapping(struct unwinder *u, pid_t pid, mapping_fn fn, void *ctx)
 {
 	char path[64], line[4096];
@@ -145,23 +152,27 @@ static void for_each_code_mapping(struct unwinder *u, pid_t pid, mapping_fn fn, 
 		unsigned long start, end, off, ino;
 		unsigned int maj, min;
 		char perms[5], file[80];
+		int at = 0;
 
-		if (sscanf(line, "%lx-%lx %4s %lx %x:%x %lu", &start, &end, perms, &off, &maj, &min,
-			   &ino) != 7 ||
+		if (sscanf(line, "%lx-%lx %4s %lx %x:%x %lu %n", &start, &end, perms, &off, &maj,
+			   &min, &ino, &at) < 7 ||
 		    perms[2] != 'x' || !ino)
 			continue;
-		/* The mapping itself opens the file, wherever it lives. */
+		line[strcspn(line, "\n")] = '\0';
 		snprintf(file, sizeof(file), "/proc/%d/map_files/%lx-%lx", pid, start, end);
-		fn(u, &(struct unwind_key){.dev = (__u64)maj << 20 | min, .ino = ino}, file, ctx);
+		fn(u,
+		   &(struct mapping){.key = {.dev = (__u64)maj << 20 | min, .ino = ino},
+				     .open_path = file,
+				     .name = line + at},
+		   ctx);
 	}
 	fclose(f);
 }
 
-static void add_mapping(struct unwinder *u, const struct unwind_key *key, const char *path,
-			void *ctx)
+static void add_mapping(struct unwinder *u, const struct mapping *m, void *ctx)
 {
 	(void)ctx;
-	add_obj(u, key, path);
+	add_obj(u, m);
 }
 
 void unwinder_add_pid(struct unwinder *u, pid_t pid)
@@ -169,13 +180,12 @@ void unwinder_add_pid(struct unwinder *u, pid_t pid)
 	for_each_code_mapping(u, pid, add_mapping, NULL);
 }
 
-static void add_wanted(struct unwinder *u, const struct unwind_key *key, const char *path,
-		       void *ctx)
+static void add_wanted(struct unwinder *u, const struct mapping *m, void *ctx)
 {
 	const struct unwind_key *want = ctx;
 
-	if (key->dev == want->dev && key->ino == want->ino)
-		add_obj(u, key, path);
+	if (m->key.dev == want->dev && m->key.ino == want->ino)
+		add_obj(u, m);
 }
 
 void unwinder_serve(struct unwinder *u)
@@ -195,12 +205,11 @@ void unwinder_serve(struct unwinder *u)
 	}
 }
 
-static void mark_mapping(struct unwinder *u, const struct unwind_key *key, const char *path,
-			 void *ctx)
+static void mark_mapping(struct unwinder *u, const struct mapping *m, void *ctx)
 {
-	struct unwind_obj *o = find_obj(u, key);
+	struct unwind_obj *o = find_obj(u, &m->key);
 
-	(void)path, (void)ctx;
+	(void)ctx;
 	if (o)
 		o->mapped_at = monotonic_s();
 }

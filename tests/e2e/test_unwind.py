@@ -118,6 +118,22 @@ def test_split_debug_info_gives_the_same_stacks():
     check_deep(trace([binary]), "deep_split")
 
 
+def test_debug_frame_in_a_separate_file_when_that_is_all_there_is():
+    binary = workload("deep_dbgframe")
+    # The file's own unwind information (-wN: not the debug file's)
+    frames = subprocess.run(["readelf", "-wN", "--debug-dump=frames", binary],
+                            capture_output=True, text=True, check=True).stdout
+    check("FDE" in frames, "readelf printed no FDE")
+    covered = [(int(a, 16), int(b, 16)) for a, b in re.findall(r"pc=([0-9a-f]+)\.\.([0-9a-f]+)", frames)]
+    syms = subprocess.run(["nm", binary], capture_output=True, text=True, check=True).stdout
+    addr = int(re.search(r"^([0-9a-f]+) T leak_deep$", syms, re.M).group(1), 16)
+    check(not any(a <= addr < b for a, b in covered), "deep_dbgframe's .eh_frame covers leak_deep")
+    check(".debug_frame" not in subprocess.run(["readelf", "-S", binary], capture_output=True,
+                                               text=True, check=True).stdout,
+          "deep_dbgframe still holds .debug_frame")
+    check_deep(trace([binary]), "deep_dbgframe")
+
+
 def test_template_method_called_from_a_frameless_function():
     binary = workload("cxx_template")
     check_frameless(binary, "_Z4filli")

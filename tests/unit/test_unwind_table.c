@@ -46,7 +46,7 @@ static void load_objects(void)
 			continue;
 		snprintf(o->path, sizeof(o->path), "%.*s", (int)strcspn(line + at, "\n"),
 			 line + at);
-		if (unwind_table_build(o->path, &o->rows, &o->n) == 0)
+		if (unwind_table_build(o->path, NULL, &o->rows, &o->n) == 0)
 			nobjects++;
 	}
 	if (f)
@@ -130,14 +130,14 @@ void test_unwind_table_walk_equals_backtrace(void)
 	int same;
 
 	/* libc: sorted rows, and an end where the stack ends (clone, _start). */
-	CHECK(unwind_table_build(LIBC, &rows, &n) == 0 && n > 10000);
+	CHECK(unwind_table_build(LIBC, NULL, &rows, &n) == 0 && n > 10000);
 	for (size_t i = 1; i < n; i++)
 		CHECK(rows[i].off > rows[i - 1].off);
 	for (size_t i = 0; i < n; i++)
 		ends += rows[i].cfa == CFA_END;
 	CHECK(ends >= 1);
 	free(rows);
-	CHECK(unwind_table_build("/proc/self/maps", &rows, &n) == -1 && n == 0);
+	CHECK(unwind_table_build("/proc/self/maps", NULL, &rows, &n) == -1 && n == 0);
 
 	load_objects();
 	CHECK(nobjects >= 2);
