@@ -58,44 +58,6 @@ struct {
 	__type(value, struct stack_frames);
 } stacks SEC(".maps");
 
-/*
- * Per-CPU scratch space, one slot per context that can nest on a CPU (task,
- * softirq, hardirq, NMI): a kernel allocation traced in an interrupt must not
- * write over the buffers of the program it interrupted. A program takes the
- * slot of its nesting depth (scratch_enter) and gives it back on its way out.
- */
-#define SCRATCH_SLOTS 4
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SCRATCH_SLOTS);
-	__type(key, __u32);
-	__type(value, struct stack_frames);
-} stack_scratch SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} nesting SEC(".maps");
-
-/* The slot of this program's context; SCRATCH_SLOTS or more: none is free. */
-static __always_inline __u32 scratch_enter(void)
-{
-	__u32 zero = 0, *depth = bpf_map_lookup_elem(&nesting, &zero);
-
-	return depth ? __sync_fetch_and_add(depth, 1) : SCRATCH_SLOTS;
-}
-
-static __always_inline void scratch_exit(void)
-{
-	__u32 zero = 0, *depth = bpf_map_lookup_elem(&nesting, &zero);
-
-	if (depth)
-		__sync_fetch_and_add(depth, -1);
-}
-
 static __always_inline __u32 current_tgid(void)
 {
 	return bpf_get_current_pid_tgid() >> 32;
@@ -166,19 +128,6 @@ static __always_inline __u64 store_stack(struct stack_frames *buf, long len)
 dropped:
 	__sync_fetch_and_add(&drops.stacks, 1);
 	return 0;
-}
-
-/* The kernel stack of the current context, stored (0 if it could not be). */
-static __always_inline __u64 kernel_stack(void *ctx, __u32 slot)
-{
-	struct stack_frames *buf = bpf_map_lookup_elem(&stack_scratch, &slot);
-
-	if (!buf) {
-		__sync_fetch_and_add(&drops.stacks, 1);
-		return 0;
-	}
-	buf->how = 0;
-	return store_stack(buf, bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), 0));
 }
 
 /* A block of an image its process has left by exec was dropped from its

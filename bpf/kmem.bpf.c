@@ -20,6 +20,44 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/*
+ * Per-CPU scratch space, one slot per context that can nest on a CPU (task,
+ * softirq, hardirq, NMI): a kernel allocation traced in an interrupt must not
+ * write over the buffers of the program it interrupted. A program takes the
+ * slot of its nesting depth (scratch_enter) and gives it back on its way out.
+ */
+#define SCRATCH_SLOTS 4
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SCRATCH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct stack_frames);
+} stack_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} nesting SEC(".maps");
+
+/* The slot of this program's context; SCRATCH_SLOTS or more: none is free. */
+static __always_inline __u32 scratch_enter(void)
+{
+	__u32 zero = 0, *depth = bpf_map_lookup_elem(&nesting, &zero);
+
+	return depth ? __sync_fetch_and_add(depth, 1) : SCRATCH_SLOTS;
+}
+
+static __always_inline void scratch_exit(void)
+{
+	__u32 zero = 0, *depth = bpf_map_lookup_elem(&nesting, &zero);
+
+	if (depth)
+		__sync_fetch_and_add(depth, -1);
+}
+
 #define GFP_MOVABLE	 0x08u	     /* __GFP_MOVABLE */
 #define GFP_RECLAIMABLE	 0x10u	     /* __GFP_RECLAIMABLE */
 #define SLAB_RECLAIMABLE (1u << 15)  /* SLAB_RECLAIM_ACCOUNT */
@@ -43,7 +81,7 @@ struct {
 } owners SEC(".maps");
 
 /* Where each CPU's program runs now, read back as a plain number; one slot
- * per nesting context (see heap.bpf.h). */
+ * per nesting context (see above). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SCRATCH_SLOTS);
@@ -120,6 +158,19 @@ static __always_inline void settle_last_page(__u32 slot)
 	type = BPF_CORE_READ(page, page_type) >> PAGE_TYPE_SHIFT;
 	if (type == page_type_value(false) || type == page_type_value(true))
 		release(KSPACE_PAGE, (__u64)page);
+}
+
+/* The kernel stack of the current context, stored (0 if it could not be). */
+static __always_inline __u64 kernel_stack(void *ctx, __u32 slot)
+{
+	struct stack_frames *buf = bpf_map_lookup_elem(&stack_scratch, &slot);
+
+	if (!buf) {
+		__sync_fetch_and_add(&drops.stacks, 1);
+		return 0;
+	}
+	buf->how = 0;
+	return store_stack(buf, bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), 0));
 }
 
 /* The kernel stack of an allocation of size bytes, if one is to be recorded. */
