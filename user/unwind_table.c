@@ -303,7 +303,7 @@ int unwind_table_build(const char *path, const char *debug_path, struct unwind_r
 	elf_version(EV_CURRENT);
 	src.fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (src.fd < 0)
-		return -1;
+		return -2;
 	src.elf = elf_begin(src.fd, ELF_C_READ_MMAP, NULL);
 	if (!src.elf || elf_kind(src.elf) != ELF_K_ELF) {
 		close_sources(&src);

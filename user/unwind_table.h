@@ -8,7 +8,8 @@
 
 /*
  * The rows of the ELF file at path, sorted by file offset, in *rows (to
- * free); -1 if it has no unwind information this can read. They come from
+ * free); -1 if it has no unwind information this can read, -2 if it cannot
+ * be opened. They come from
  * .eh_frame, and from .debug_frame for code .eh_frame leaves out (in the
  * file, or in its separate debug file: found by build ID, or by debug link
  * next to debug_path, the file's name where it is installed; NULL: path).

@@ -105,15 +105,19 @@ static void add_obj(struct unwinder *u, const struct mapping *m)
 	struct unwind_obj *o = find_obj(u, &m->key);
 	struct unwind_row *rows;
 	size_t n;
+	int err;
 
 	if (o) {
 		o->mapped_at = monotonic_s();
 		return;
 	}
+	err = unwind_table_build(m->open_path, m->name, &rows, &n);
+	if (err == -2)
+		return; /* gone meanwhile (its process exited): asked for again if needed */
 	u->objs = xrealloc(u->objs, (u->nobjs + 1) * sizeof(*u->objs));
 	o = &u->objs[u->nobjs++];
 	*o = (struct unwind_obj){.key = m->key, .mapped_at = monotonic_s()};
-	if (unwind_table_build(m->open_path, m->name, &rows, &n) == 0 && n <= UINT32_MAX) {
+	if (err == 0 && n <= UINT32_MAX) {
 		if (!take_rows(u, (__u32)n, &o->span.first))
 			u->no_room++;
 		else if (load_rows(u, rows, o->span.first, (__u32)n) == 0)

@@ -138,6 +138,7 @@ void test_unwind_table_walk_equals_backtrace(void)
 	CHECK(ends >= 1);
 	free(rows);
 	CHECK(unwind_table_build("/proc/self/maps", NULL, &rows, &n) == -1 && n == 0);
+	CHECK(unwind_table_build("/nonexistent/lib.so", NULL, &rows, &n) == -2 && n == 0);
 
 	load_objects();
 	CHECK(nobjects >= 2);
