@@ -44,7 +44,7 @@ void curve_judge(const struct curve *c, struct verdict *v)
 		t[i] = c->p[i].t;
 		y[i] = c->p[i].low;
 	}
-	judge_curve(t, y, c->n, v);
+	verdict_update(v, t, y, c->n);
 	free(t);
 	free(y);
 }

@@ -23,7 +23,8 @@ struct curve {
 
 void curve_init(struct curve *c, size_t cap);
 void curve_add(struct curve *c, double t, double value);
-/* Judge the curve by its points' minima (the verdict reads floors). */
+/* Judge the curve again by its points' minima (the verdict reads floors); v
+ * holds the previous judgement. */
 void curve_judge(const struct curve *c, struct verdict *v);
 void curve_free(struct curve *c);
 

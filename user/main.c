@@ -62,8 +62,10 @@ struct tracer {
 	struct child child;
 	bool launched;
 	int sigfd;
+	FILE *out; /* the reports: stdout, or --output */
 	FILE *curve_csv;
-	bool output_failed; /* --curve or --plot could not be written: stop, status 1 */
+	bool output_failed; /* an output could not be written: stop, status 1 */
+	bool leak_reported; /* some report judged some process a leak */
 	long reports;
 	long samples;
 	int exit_status;
@@ -337,14 +339,18 @@ static void write_report(struct tracer *tr, bool final)
 	for (int i = 0; i < tr->targets.n; i++)
 		target_refresh(&tr->targets.t[i]);
 	targets_report(&tr->targets, &ro, &r);
+	for (int i = 0; i < r.nprocs; i++)
+		tr->leak_reported |= r.procs[i].verdict.state == VERDICT_LEAK;
 	r.unwind.objects = tr->unwind.nobjs;
 	r.unwind.rows = tr->unwind.rows_used;
 	r.unwind.no_room = tr->unwind.no_room;
 	if (tr->opt.json)
-		report_json(stdout, &r);
+		report_json(tr->out, &r);
 	else
-		report_text(stdout, &r);
+		report_text(tr->out, &r);
 	report_free(&r);
+	if ((fflush(tr->out) || ferror(tr->out)) && tr->out != stdout && !tr->output_failed)
+		output_failed(tr, "--output", tr->opt.output_path);
 	if (tr->opt.plot_path && !tr->output_failed && svg_write(tr->opt.plot_path, &tr->targets))
 		output_failed(tr, "--plot", tr->opt.plot_path);
 }
@@ -572,6 +578,11 @@ static int start(struct tracer *tr)
 {
 	char err[1024] = "";
 
+	tr->out = stdout;
+	if (tr->opt.output_path && !(tr->out = fopen(tr->opt.output_path, "we"))) {
+		warnx_("cannot write --output %s: %s", tr->opt.output_path, strerror(errno));
+		return -1;
+	}
 	if (tr->opt.curve_path &&
 	    !(tr->curve_csv = csv_open(tr->opt.curve_path, err, sizeof(err)))) {
 		warnx_("%s", err);
@@ -604,6 +615,10 @@ static int start(struct tracer *tr)
 	else if (!tr->opt.command)
 		fprintf(stderr, "memleak-bpf: tracing %d allocator functions; Ctrl-C to stop\n",
 			tr->probes.nfuncs + (tr->targets.n ? tr->targets.t[0].probes.nfuncs : 0));
+	else if (tr->opt.json && !tr->opt.output_path)
+		fprintf(stderr, "memleak-bpf: the command's stdout is this stdout too: each report "
+				"is one line starting {\"type\":\"report\" (--output FILE keeps "
+				"them apart)\n");
 	return 0;
 }
 
@@ -630,13 +645,15 @@ int main(int argc, char **argv)
 		sample(&tr);
 		write_report(&tr, true);
 		status = tr.launched ? tr.exit_status : EXIT_OK;
-		if (tr.opt.fail_on_leak && targets_any_leak(&tr.targets))
+		if (tr.opt.fail_on_leak && tr.leak_reported)
 			status = EXIT_LEAK;
 		if (tr.output_failed)
 			status = EXIT_RUNTIME;
 	}
 	if (tr.curve_csv)
 		fclose(tr.curve_csv);
+	if (tr.out && tr.out != stdout)
+		fclose(tr.out);
 	probes_detach(&tr.probes);
 	unwinder_free(&tr.unwind);
 	targets_free(&tr.targets);

@@ -12,6 +12,7 @@ enum long_only {
 	OPT_LIB = 256,
 	OPT_JSON,
 	OPT_CURVE,
+	OPT_OUTPUT,
 	OPT_PLOT,
 	OPT_FAIL_ON_LEAK,
 	OPT_ALL_STACKS,
@@ -30,6 +31,7 @@ static const struct option long_options[] = {
     {"lib", required_argument, NULL, OPT_LIB},
     {"json", no_argument, NULL, OPT_JSON},
     {"curve", required_argument, NULL, OPT_CURVE},
+    {"output", required_argument, NULL, OPT_OUTPUT},
     {"plot", required_argument, NULL, OPT_PLOT},
     {"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
     {"all-stacks", no_argument, NULL, OPT_ALL_STACKS},
@@ -71,6 +73,8 @@ void options_usage(FILE *out)
 	      "      --lib PATH          the allocator to trace (repeatable; default: the\n"
 	      "                          object that serves malloc in each target)\n"
 	      "      --json              reports as JSON lines on stdout\n"
+	      "      --output FILE       write the reports to FILE, not stdout (a command\n"
+	      "                          run by -- then keeps stdout to itself)\n"
 	      "      --curve FILE        write the memory curve as CSV\n"
 	      "      --plot FILE         write the memory curve as an SVG chart\n"
 	      "      --fail-on-leak      exit with status 3 when a leak was found\n"
@@ -179,6 +183,9 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 		return PARSE_OK;
 	case OPT_CURVE:
 		o->curve_path = arg;
+		return PARSE_OK;
+	case OPT_OUTPUT:
+		o->output_path = arg;
 		return PARSE_OK;
 	case OPT_PLOT:
 		o->plot_path = arg;

@@ -27,6 +27,7 @@ struct options {
 	int nlibs;
 	bool json;
 	const char *curve_path;
+	const char *output_path; /* NULL: stdout */
 	const char *plot_path;
 	bool fail_on_leak;
 	bool all_stacks; /* system-wide: probe every allocator from the start */

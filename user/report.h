@@ -37,6 +37,14 @@ struct proc_report {
 	struct verdict verdict;
 	int nstacks;
 	struct stack_report *stacks; /* suspects first, by growth; then by outstanding bytes */
+	/* The heap adds up: its stacks listed, the rest of them, and the blocks
+	 * recorded without a stack (sampled out, or the stack table full). */
+	struct {
+		long long stacks, bytes, allocs;
+	} stacks_rest;
+	struct {
+		long long bytes, allocs;
+	} no_stack;
 };
 
 struct report {

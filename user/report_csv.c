@@ -13,7 +13,7 @@ FILE *csv_open(const char *path, char *err, size_t errlen)
 		return NULL;
 	}
 	fputs("time_s,pid,comm,heap_bytes,rss_bytes,kernel_bytes,band_low_bytes,"
-	      "band_high_bytes,state\n",
+	      "band_high_bytes,state,judged_bytes\n",
 	      f);
 	if (fflush(f) || ferror(f)) {
 		snprintf(err, errlen, "cannot write --curve %s: %s", path, strerror(errno));
@@ -39,8 +39,9 @@ int csv_rows(FILE *out, const struct target_set *ts)
 			snprintf(kernel, sizeof(kernel), "%lld", t->kernel_bytes);
 		fprintf(out, "%.3f,%d,", p->t, t->pid);
 		put_csv(out, t->comm);
-		fprintf(out, ",%lld,%llu,%s,%.0f,%.0f,%s\n", t->heap_bytes, t->rss_bytes, kernel,
-			t->verdict.band_low, t->verdict.band_high, verdict_name(t->verdict.state));
+		fprintf(out, ",%lld,%llu,%s,%.0f,%.0f,%s,%.0f\n", t->heap_bytes, t->rss_bytes,
+			kernel, t->verdict.band_low, t->verdict.band_high,
+			verdict_name(t->verdict.state), p->last);
 	}
 	return fflush(out) || ferror(out) ? -1 : 0;
 }

@@ -101,6 +101,12 @@ static void print_proc(FILE *out, const struct proc_report *p)
 			outstanding_bytes(&p->kernel), outstanding_allocs(&p->kernel),
 			p->kernel_growth_bps);
 	print_verdict(out, &p->verdict);
+	fprintf(out,
+		"\"stacks_rest\":{\"stacks\":%lld,\"outstanding_bytes\":%lld,"
+		"\"outstanding_allocs\":%lld},\"no_stack\":{\"outstanding_bytes\":%lld,"
+		"\"outstanding_allocs\":%lld},",
+		p->stacks_rest.stacks, p->stacks_rest.bytes, p->stacks_rest.allocs,
+		p->no_stack.bytes, p->no_stack.allocs);
 	fputs("\"stacks\":[", out);
 	for (int i = 0; i < p->nstacks; i++) {
 		if (i)

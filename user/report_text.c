@@ -78,6 +78,9 @@ static void print_verdict(FILE *out, const struct verdict *v)
 	case VERDICT_GROWING:
 		fputs("  growing", out);
 		break;
+	case VERDICT_RECOVERED:
+		fputs("  recovered", out);
+		break;
 	case VERDICT_STEADY:
 		fputs("  steady", out);
 		break;
@@ -85,6 +88,24 @@ static void print_verdict(FILE *out, const struct verdict *v)
 	fprintf(out, " (%sband %s-%s)", v->state == VERDICT_STEADY ? "" : "steady ",
 		human_bytes(v->band_low, low, sizeof(low)),
 		human_bytes(v->band_high, high, sizeof(high)));
+}
+
+/* The heap beyond the stacks shown, so that the figures add up. */
+static void print_rest_of_heap(FILE *out, const struct proc_report *p)
+{
+	char n[32], bytes[32], stacks[32];
+
+	if (p->stacks_rest.allocs)
+		fprintf(out, "    %s B in %s allocs in %s more stacks (-T shows more)\n",
+			group_digits(p->stacks_rest.bytes, bytes, sizeof(bytes)),
+			group_digits(p->stacks_rest.allocs, n, sizeof(n)),
+			group_digits(p->stacks_rest.stacks, stacks, sizeof(stacks)));
+	if (p->no_stack.allocs)
+		fprintf(
+		    out,
+		    "    %s B in %s allocs with no stack recorded (-s, or a full stack table)\n",
+		    group_digits(p->no_stack.bytes, bytes, sizeof(bytes)),
+		    group_digits(p->no_stack.allocs, n, sizeof(n)));
 }
 
 static void print_headline(FILE *out, const char *stamp, const struct proc_report *p)
@@ -132,6 +153,7 @@ static void print_proc(FILE *out, const char *stamp, const struct proc_report *p
 	fputc('\n', out);
 	for (int i = 0; i < p->nstacks; i++)
 		print_stack(out, &p->stacks[i]);
+	print_rest_of_heap(out, p);
 }
 
 /* The processes past --max-procs: how many of each verdict. */

@@ -314,6 +314,23 @@ static const struct stack_stat *stacks_of(const struct snapshot *s, pid_t pid, s
 	return first;
 }
 
+/* What the heap holds beyond its stacks: blocks recorded without one. */
+static void count_no_stack(struct proc_report *p)
+{
+	long long bytes = outstanding_bytes(&p->heap), allocs = outstanding_allocs(&p->heap);
+
+	bytes -= p->stacks_rest.bytes;
+	allocs -= p->stacks_rest.allocs;
+	for (int i = 0; i < p->nstacks; i++) {
+		if (p->stacks[i].kernel)
+			continue;
+		bytes -= (long long)p->stacks[i].st.out_bytes;
+		allocs -= (long long)p->stacks[i].st.out_allocs;
+	}
+	p->no_stack.bytes = bytes > 0 ? bytes : 0;
+	p->no_stack.allocs = allocs > 0 ? allocs : 0;
+}
+
 /* The stacks of a process, user and kernel, judged and ranked; the top ones kept. */
 static void build_stacks(struct target_set *ts, struct target *t, const struct snapshot snap[2],
 			 const struct report_options *ro, double now, double dt,
@@ -333,9 +350,21 @@ static void build_stacks(struct target_set *ts, struct target *t, const struct s
 	judge_stacks(t, kernel, nkernel, true, now - ts->start_time, dt, all + nheap);
 	qsort(all, nheap + nkernel, sizeof(*all), by_suspicion);
 	p->stacks = xcalloc(ro->top, sizeof(*p->stacks));
-	for (size_t i = 0; i < nheap + nkernel && p->nstacks < ro->top && all[i].st.out_allocs; i++)
-		p->stacks[p->nstacks++] = all[i];
+	for (size_t i = 0; i < nheap + nkernel; i++) {
+		const struct stack_stat *st = &all[i].st;
+
+		if (!st->out_allocs)
+			continue; /* holds nothing (a suspect may have freed it all) */
+		if (p->nstacks < ro->top) {
+			p->stacks[p->nstacks++] = all[i];
+		} else if (!all[i].kernel) {
+			p->stacks_rest.stacks++;
+			p->stacks_rest.bytes += (long long)st->out_bytes;
+			p->stacks_rest.allocs += (long long)st->out_allocs;
+		}
+	}
 	free(all);
+	count_no_stack(p);
 }
 
 static void build_proc(struct target_set *ts, struct target *t, const struct snapshot snap[2],
@@ -455,14 +484,6 @@ void targets_sweep_stacks(struct target_set *ts)
 	sweep(ts, &ts->heap, "user heap's");
 	if (targets_kernel(ts))
 		sweep(ts, &ts->kernel, "kernel's");
-}
-
-bool targets_any_leak(const struct target_set *ts)
-{
-	for (int i = 0; i < ts->n; i++)
-		if (ts->t[i].verdict.state == VERDICT_LEAK)
-			return true;
-	return false;
 }
 
 static void free_stacks(struct target *t)

@@ -87,7 +87,6 @@ struct report_options {
 
 /* Add a point to every live target's curve and judge it again. */
 void targets_sample(struct target_set *ts);
-bool targets_any_leak(const struct target_set *ts);
 /* Reclaim the stacks that no process's counts or live blocks refer to. */
 void targets_sweep_stacks(struct target_set *ts);
 

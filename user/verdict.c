@@ -14,8 +14,14 @@
  *
  * steady: no significant recent growth (a step or a cache that has settled;
  * the band is then the recent floors'). leak: significant growth, out of the
- * band for good, and not slowing. growing: significant growth that is still
- * inside the band or slowing down (a curve that may yet settle).
+ * band for good for VERDICT_EVIDENCE_S, and not slowing. growing: significant
+ * growth that is still inside the band, slowing down, or too recent to tell
+ * from a cache filling (a curve that may yet settle).
+ *
+ * A curve is judged again at each sample, with its history (verdict_update):
+ * its band, once set, only widens, and only while it is steady; a leak is
+ * withdrawn only when the floor comes back (recovered), never because a new
+ * reading moved the band.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -24,11 +30,12 @@
 #include "util.h"
 #include "verdict.h"
 
-#define MIN_WINDOW_S  2.0
+#define MIN_WINDOW_S  1.25 /* 8 windows by the end of warm-up */
 #define WINDOWS	      24
 #define MIN_RECENT    6
 #define Z_SIGNIFICANT 2.33
 #define MIN_MARGIN    16384.0
+#define SLOWING	      0.75 /* the late half's slope below this much of the early half's */
 
 struct floors {
 	double *t;    /* window start */
@@ -160,7 +167,9 @@ static double left_band_at(const struct floors *f, double high)
 	return i < f->n ? f->t[i] : -1;
 }
 
-void judge_curve(const double *t, const double *y, size_t n, struct verdict *v)
+/* The reading of a curve; with band given (a verdict that has one), a
+ * departure is from that band. */
+static void read_curve(const double *t, const double *y, size_t n, struct verdict *v)
 {
 	struct floors f;
 	size_t recent, from, q;
@@ -178,6 +187,7 @@ void judge_curve(const double *t, const double *y, size_t n, struct verdict *v)
 	}
 	from = f.n - recent;
 	margin = swing_margin(&f);
+	v->floor = f.low[f.n - 1];
 	v->growth_bps = theil_sen(f.t + from, f.low + from, recent);
 	z = mann_kendall_z(f.t + from, f.low + from, recent, v->growth_bps);
 
@@ -192,13 +202,65 @@ void judge_curve(const double *t, const double *y, size_t n, struct verdict *v)
 	q = recent / 2;
 	early = theil_sen(f.t + from, f.low + from, q);
 	late = theil_sen(f.t + from + q, f.low + from + q, recent - q);
-	v->state = v->left_band_at_s >= 0 && late >= early / 2 ? VERDICT_LEAK : VERDICT_GROWING;
+	v->state =
+	    v->left_band_at_s >= 0 && late >= early * SLOWING ? VERDICT_LEAK : VERDICT_GROWING;
 	free_floors(&f);
+}
+
+void judge_curve(const double *t, const double *y, size_t n, struct verdict *v)
+{
+	read_curve(t, y, n, v);
+}
+
+void verdict_update(struct verdict *v, const double *t, const double *y, size_t n)
+{
+	struct verdict now;
+
+	read_curve(t, y, n, &now);
+	switch (v->state) {
+	case VERDICT_LEAK:
+		/* Its band and departure stay; it is withdrawn only when it comes back. */
+		v->growth_bps = now.growth_bps;
+		v->floor = now.floor;
+		if (now.state != VERDICT_WARMUP && now.floor <= v->band_high)
+			v->state = VERDICT_RECOVERED;
+		return;
+	case VERDICT_RECOVERED:
+		if (now.state != VERDICT_LEAK) {
+			v->growth_bps = now.growth_bps;
+			v->floor = now.floor;
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	/* A leak is called once the readings have said so for a while: longer
+	 * for a curve never seen settled (a cache filling from the start). */
+	if (now.state != VERDICT_STEADY)
+		v->steady_since_s = 0;
+	else if (!v->steady_since_s)
+		v->steady_since_s = t[n - 1];
+	else if (!v->settled_s && t[n - 1] - v->steady_since_s >= VERDICT_SETTLE_S)
+		v->settled_s = t[n - 1];
+	if (now.state == VERDICT_LEAK) {
+		if (!v->leak_since_s)
+			v->leak_since_s = t[n - 1];
+		if (t[n - 1] - v->leak_since_s <
+		    (v->settled_s ? VERDICT_CONFIRM_S : VERDICT_CONFIRM_UNSETTLED_S))
+			now.state = VERDICT_GROWING;
+	} else if (v->steady_since_s && t[n - 1] - v->steady_since_s >= VERDICT_CONFIRM_S / 2) {
+		v->leak_since_s = 0; /* steady a while: a single reading does not end it */
+	}
+	now.leak_since_s = v->leak_since_s;
+	now.settled_s = v->settled_s;
+	now.steady_since_s = v->steady_since_s;
+	*v = now;
 }
 
 const char *verdict_name(enum verdict_state s)
 {
-	static const char *const names[] = {"warmup", "steady", "growing", "leak"};
+	static const char *const names[] = {"warmup", "steady", "recovered", "growing", "leak"};
 
 	return names[s];
 }

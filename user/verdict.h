@@ -2,12 +2,14 @@
 #ifndef VERDICT_H
 #define VERDICT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* In order of concern. */
 enum verdict_state {
 	VERDICT_WARMUP,
 	VERDICT_STEADY,
+	VERDICT_RECOVERED, /* judged a leak earlier, back in its band since */
 	VERDICT_GROWING,
 	VERDICT_LEAK,
 };
@@ -18,11 +20,28 @@ struct verdict {
 	double band_low;
 	double band_high;
 	double left_band_at_s; /* < 0: the curve has not left its band for good */
+	double floor;	       /* the curve's latest floor */
+	double leak_since_s;   /* when the readings began to say leak; 0: they do not */
+	double steady_since_s; /* when its readings last turned steady; 0: they are not */
+	double settled_s;      /* when it had first been steady VERDICT_SETTLE_S; 0: not yet */
 };
 
 #define VERDICT_WARMUP_S 10.0
+/* A leak is called once the readings have said so this long; for a curve
+ * never steady yet, longer (a cache filling from the start is no leak). */
+#define VERDICT_CONFIRM_S	    5.0
+#define VERDICT_CONFIRM_UNSETTLED_S 35.0
+#define VERDICT_SETTLE_S	    10.0
 
-/* t (seconds, increasing) and bytes of n samples. */
+/*
+ * Judge the curve anew: t (seconds, increasing) and bytes of n samples. v
+ * holds the previous judgement of the same curve (zeroed at first) and gets
+ * the new one. A leak is called once the readings have said so for
+ * VERDICT_CONFIRM_S; then it stays, with its band, until the curve's floor
+ * comes back into (or below) that band: then it is recovered.
+ */
+void verdict_update(struct verdict *v, const double *t, const double *bytes, size_t n);
+/* The same curve judged with no history: what verdict_update reads. */
 void judge_curve(const double *t, const double *bytes, size_t n, struct verdict *v);
 const char *verdict_name(enum verdict_state s);
 

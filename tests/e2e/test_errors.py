@@ -115,6 +115,8 @@ def test_unwritable_curve_file():
                    ["cannot write --curve /nonexistent/dir/c.csv: No such file or directory"])
     one_line_error(["--plot", "/nonexistent/dir/p.svg", "--", "true"], 1,
                    ["cannot write --plot /nonexistent/dir/p.svg: No such file or directory"])
+    one_line_error(["--output", "/nonexistent/dir/r.json", "--", "true"], 1,
+                   ["cannot write --output /nonexistent/dir/r.json: No such file or directory"])
 
 
 def test_final_report_after_error_in_command():

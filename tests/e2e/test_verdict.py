@@ -37,8 +37,11 @@ def check_curve_rows(rows, pid):
     check(len(rows) > 40, "only %d curve rows" % len(rows))
     check_eq(list(rows[0].keys()),
              ["time_s", "pid", "comm", "heap_bytes", "rss_bytes", "kernel_bytes",
-              "band_low_bytes", "band_high_bytes", "state"], "CSV columns")
+              "band_low_bytes", "band_high_bytes", "state", "judged_bytes"], "CSV columns")
     check(all(int(r["pid"]) == pid and int(r["heap_bytes"]) >= 0 for r in rows), "CSV rows")
+    # A traced command is judged on its heap (no -k): the judged curve is it.
+    check_eq([r["judged_bytes"] for r in rows if r["judged_bytes"] != r["heap_bytes"]], [],
+             "judged_bytes other than heap_bytes")
     times = [float(r["time_s"]) for r in rows]
     check(times == sorted(times), "CSV times not increasing")
 

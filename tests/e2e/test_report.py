@@ -1,0 +1,86 @@
+"""Reports that parse and add up: --output keeps a command's stdout its own,
+and each process's stacks, the stacks beyond -T and the blocks without a
+stack sum to its heap exactly."""
+import json
+import os
+import subprocess
+import tempfile
+import time
+
+from harness import TOOL, check, check_eq, reports, run_tool, workload
+
+
+def adds_up(proc, what):
+    """The listed heap stacks + stacks_rest + no_stack == heap, exactly."""
+    heap = proc["heap"]
+    listed = [s for s in proc["stacks"] if not s["kernel"]]
+    got = (sum(s["outstanding_bytes"] for s in listed) + proc["stacks_rest"]["outstanding_bytes"]
+           + proc["no_stack"]["outstanding_bytes"],
+           sum(s["outstanding_allocs"] for s in listed) + proc["stacks_rest"]["outstanding_allocs"]
+           + proc["no_stack"]["outstanding_allocs"])
+    check_eq(got, (heap["outstanding_bytes"], heap["outstanding_allocs"]),
+             "%s: stacks + rest + no stack (bytes, blocks) against the heap" % what)
+
+
+def test_output_file_keeps_the_commands_stdout():
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "reports.json")
+        status, out, err = run_tool(["--json", "--output", path, "--",
+                                     workload("cxx_template")])
+        check_eq(status, 0, "exit status (stderr: %s)" % err.strip())
+        check_eq(out, "5 items\n", "stdout: the command's own")
+        with open(path) as f:
+            rs = reports(f.read())
+        check(rs and rs[-1]["final"], "no final report in the --output file")
+        text = os.path.join(d, "reports.txt")
+        status, out, err = run_tool(["--output", text, "--", workload("cxx_template")])
+        check_eq((status, out), (0, "5 items\n"), "text: status and stdout")
+        with open(text) as f:
+            check("final report" in f.read(), "no final text report in the --output file")
+    # Without --output the command shares stdout: stderr says how to tell them apart.
+    status, out, err = run_tool(["--json", "--", workload("cxx_template")])
+    check("--output FILE" in err, "no word on stderr about the shared stdout: %r" % err)
+    lines = out.splitlines()
+    check_eq([l for l in lines if not l.startswith('{"type":"report"')], ["5 items"],
+             "stdout lines that are not reports")
+
+
+def test_heap_adds_up_with_top_and_sampling():
+    # deep_nofp: 6 blocks on 4 stacks; -T 2 leaves 2 stacks out; -s 2 records
+    # about half of them without a stack. Exact at the final report (it exited).
+    for extra in (["-T", "2"], ["-T", "2", "-s", "2"], ["-T", "50"]):
+        status, out, err = run_tool(["--json"] + extra + ["--", workload("deep_nofp")])
+        check_eq(status, 0, "exit status (stderr: %s)" % err.strip())
+        proc = reports(out)[-1]["processes"][0]
+        check_eq(proc["heap"]["outstanding_bytes"], 4966, "heap %r" % extra)
+        adds_up(proc, " ".join(extra))
+        if extra == ["-T", "2"]:
+            check_eq((len(proc["stacks"]), proc["stacks_rest"]["stacks"]), (2, 2),
+                     "(stacks listed, beyond -T)")
+    status, out, err = run_tool(["-T", "2", "-s", "1000", "--", workload("deep_nofp")])
+    check("more stacks (-T shows more)" in out or "with no stack recorded" in out,
+          "the text report does not show the rest of the heap:\n" + out)
+
+
+def test_every_process_adds_up_system_wide():
+    tool = subprocess.Popen([TOOL, "--all-stacks", "--json", "-T", "3", "-s", "3", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        check("tracing" in tool.stderr.readline(), "tool did not attach")
+        pids = []
+        for name in ("deep_nofp", "leaky_all", "cxx_template", "deep_fp"):
+            p = subprocess.Popen([workload(name)], stdout=subprocess.DEVNULL)
+            p.wait(timeout=60)
+            pids.append(p.pid)
+        time.sleep(2.5)
+    finally:
+        tool.send_signal(2)
+        out, err = tool.communicate(timeout=60)
+    check_eq(tool.returncode, 0, "exit status: " + err[-500:])
+    seen = {}
+    for r in reports(out):
+        for proc in r["processes"]:
+            if proc["pid"] in pids and not proc["alive"]:
+                adds_up(proc, "pid %d (%s) report %d" % (proc["pid"], proc["comm"], r["seq"]))
+                seen[proc["pid"]] = proc
+    check_eq(sorted(seen), sorted(pids), "exited workloads reported")
