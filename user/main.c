@@ -615,10 +615,7 @@ static int start(struct tracer *tr)
 	else if (!tr->opt.command)
 		fprintf(stderr, "memleak-bpf: tracing %d allocator functions; Ctrl-C to stop\n",
 			tr->probes.nfuncs + (tr->targets.n ? tr->targets.t[0].probes.nfuncs : 0));
-	else if (tr->opt.json && !tr->opt.output_path)
-		fprintf(stderr, "memleak-bpf: the command's stdout is this stdout too: each report "
-				"is one line starting {\"type\":\"report\" (--output FILE keeps "
-				"them apart)\n");
+
 	return 0;
 }
 
