@@ -84,8 +84,27 @@ static int by_start(const void *a, const void *b)
 	return x->start < y->start ? -1 : x->start > y->start;
 }
 
-/* The map now, plus the files the old one mapped where nothing is mapped
- * now: a library closed since keeps its name for the frames it holds. */
+/* Whether the file of a map line is mapped somewhere in lines. */
+static bool still_mapped(const struct map_line *m, const struct map_line *lines, size_t n)
+{
+	const char *path = memchr(m->text, '/', m->len);
+	int len = m->len - (int)(path - m->text);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *other = memchr(lines[i].text, '/', lines[i].len);
+
+		if (other && lines[i].len - (other - lines[i].text) == len &&
+		    memcmp(path, other, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The map now, plus the files the old one mapped that are mapped nowhere
+ * now, where nothing else is: a library closed since keeps its name for the
+ * frames it holds. (A file mapped again elsewhere, as a program after its
+ * exec, is known at its new place only: one file at two places would be
+ * taken for one module spanning both.) */
 static char *with_closed(const char *old, char *now)
 {
 	size_t nold, nnow, n, len = 0;
@@ -97,7 +116,7 @@ static char *with_closed(const char *old, char *now)
 	for (size_t i = 0; i < nold; i++) {
 		const char *path = memchr(o[i].text, '/', o[i].len);
 
-		if (path && !overlaps(&o[i], cur, nnow))
+		if (path && !overlaps(&o[i], cur, nnow) && !still_mapped(&o[i], cur, nnow))
 			cur[n++] = o[i];
 	}
 	if (n == nnow) {

@@ -192,20 +192,26 @@ static void add_wanted(struct unwinder *u, const struct mapping *m, void *ctx)
 		add_obj(u, m);
 }
 
+#define SERVE_MAX 256
+
 void unwinder_serve(struct unwinder *u)
 {
-	struct unwind_key key, next;
-	__u32 tgid;
-	bool first = true;
+	struct unwind_key keys[SERVE_MAX], *prev = NULL;
+	size_t n = 0;
 
-	while (bpf_map_get_next_key(u->wanted_fd, first ? NULL : &key, &next) == 0) {
-		first = false;
-		key = next;
-		if (bpf_map_lookup_elem(u->wanted_fd, &key, &tgid) == 0 && !find_obj(u, &key))
-			for_each_code_mapping(u, (pid_t)tgid, add_wanted, &key);
+	/* Those asked for now, at most SERVE_MAX: walks ask again meanwhile. */
+	while (n < SERVE_MAX && bpf_map_get_next_key(u->wanted_fd, prev, &keys[n]) == 0) {
+		prev = &keys[n];
+		n++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		__u32 tgid;
+
+		if (bpf_map_lookup_elem(u->wanted_fd, &keys[i], &tgid) == 0 &&
+		    !find_obj(u, &keys[i]))
+			for_each_code_mapping(u, (pid_t)tgid, add_wanted, &keys[i]);
 		/* One that cannot be built now (its process gone) is asked for again. */
-		bpf_map_delete_elem(u->wanted_fd, &key);
-		first = true;
+		bpf_map_delete_elem(u->wanted_fd, &keys[i]);
 	}
 }
 

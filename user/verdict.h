@@ -29,7 +29,7 @@ struct verdict {
 #define VERDICT_WARMUP_S 10.0
 /* A leak is called once the readings have said so this long; for a curve
  * never steady yet, longer (a cache filling from the start is no leak). */
-#define VERDICT_CONFIRM_S	    5.0
+#define VERDICT_CONFIRM_S	    3.0
 #define VERDICT_CONFIRM_UNSETTLED_S 35.0
 #define VERDICT_SETTLE_S	    10.0
 
