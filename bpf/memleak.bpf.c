@@ -107,7 +107,10 @@ static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st
 {
 	if (!stack_wanted(st->size))
 		return 0;
-	return user_stack(ctx, &st->walk, caller, uretprobe_trampoline());
+	/* Fixed for the process's life (the thread's storage goes at exec): read once. */
+	if (!st->walk.trampoline)
+		st->walk.trampoline = uretprobe_trampoline();
+	return user_stack(ctx, &st->walk, caller);
 }
 
 static __always_inline struct call_state *call_state(void)

@@ -47,7 +47,7 @@ struct {
 struct walk {
 	__u64 pc, sp, bp;
 	__u64 caller;	  /* frames before it are the allocator's own; 0: none */
-	__u64 trampoline; /* where probed returns go instead */
+	__u64 trampoline; /* where probed returns go instead: set by the caller, kept */
 	/* The memory area of the last frame's code, and its object's rows. */
 	__u64 vm_start, vm_end, vm_off;
 	struct unwind_key key;
@@ -275,8 +275,7 @@ static long walk_step(__u32 i, struct walk_ref *ref)
  * be. With caller given, the stack starts at that frame: those above it are
  * the allocator's.
  */
-static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u64 caller,
-					__u64 trampoline)
+static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u64 caller)
 {
 	struct walk_ref ref = {.w = w};
 	long loops;
@@ -290,7 +289,6 @@ static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u
 	w->sp = PT_REGS_SP(ctx);
 	w->bp = ctx->bp;
 	w->caller = caller;
-	w->trampoline = trampoline;
 	w->vm_start = w->vm_end = 0;
 	w->count = w->frames = w->n = w->how = 0;
 	loops = bpf_loop(MAX_FRAMES + SKIP_FRAMES, walk_step, &ref, 0);

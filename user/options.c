@@ -77,7 +77,7 @@ void options_usage(FILE *out)
 	      "                          run by -- then keeps stdout to itself)\n"
 	      "      --curve FILE        write the memory curve as CSV\n"
 	      "      --plot FILE         write the memory curve as an SVG chart\n"
-	      "      --fail-on-leak      exit with status 3 when a leak was found\n"
+	      "      --fail-on-leak      exit with status 3 when any report judged a leak\n"
 	      "  -h, --help              this help\n"
 	      "      --version           the version\n"
 	      "\n"
