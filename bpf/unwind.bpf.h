@@ -50,12 +50,10 @@ struct walk {
 	__u64 trampoline; /* where probed returns go instead: set by the caller, kept */
 	/* The memory area of the last frame's code, and its object's rows. */
 	__u64 vm_start, vm_end, vm_off;
-	struct unwind_key key;
 	__u32 first, count; /* count 0: no table */
 	__u32 frames;	    /* walked so far */
 	__u32 n;	    /* stored in the scratch buffer */
 	__u32 how;
-	bool file; /* the area maps a file */
 	struct stack_frames buf;
 };
 
@@ -102,11 +100,9 @@ static __always_inline int find_area(struct walk *w, __u64 pc)
 	w->vm_start = a.start;
 	w->vm_end = a.end;
 	w->vm_off = a.off;
-	w->key = a.key;
-	w->file = a.file;
-	if (!w->file)
+	if (!a.file)
 		return 0;
-	span = bpf_map_lookup_elem(&unwind_objs, &w->key);
+	span = bpf_map_lookup_elem(&unwind_objs, &a.key);
 	if (span) {
 		w->first = span->first;
 		w->count = span->count;
@@ -115,7 +111,7 @@ static __always_inline int find_area(struct walk *w, __u64 pc)
 	/* Not built yet (mapped since the loader last looked: a dlopen): the
 	 * walk stops rather than guess, and the loader is asked for it. */
 	tgid = current_tgid();
-	bpf_map_update_elem(&unwind_wanted, &w->key, &tgid, BPF_NOEXIST);
+	bpf_map_update_elem(&unwind_wanted, &a.key, &tgid, BPF_NOEXIST);
 	return 1;
 }
 
