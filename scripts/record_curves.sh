@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Record the memory curves of real programs (Debian's python3, sqlite3,
-# redis-server under redis-benchmark) into tests/curves/, for the unit suite
+# node.js, redis-server under redis-benchmark) into tests/curves/, for the unit suite
 # to replay: `memleak-bpf --curve` at 0.5 s, each program with and without a
-# leak. Run by hand (about 8 minutes); the answers are in tests/curves/cases.txt.
+# leak. Run by hand (about 10 minutes; ONLY=node_* records only those); the
+# answers are in tests/curves/cases.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=tests/curves
@@ -14,6 +15,7 @@ secs=${SECS:-60}
 record() { # name command...: trace it, keep the judged curve
 	local name=$1
 	shift
+	[[ $name == ${ONLY:-*} ]] || return 0
 	"$tool" --curve "$tmp/$name.csv" --output /dev/null 5 -- "$@" >/dev/null
 	cut -d, -f1,10 "$tmp/$name.csv" >"$out/$name.csv"
 	echo "recorded $name: $(($(wc -l <"$out/$name.csv") - 1)) samples"
@@ -70,12 +72,35 @@ record sqlite_fill_vacuum sqlite3 :memory: -init "$tmp/fill_vacuum.sql" .quit
 sed 's/delete from t; vacuum;//' "$tmp/fill_vacuum.sql" >"$tmp/grow.sql"
 record sqlite_grows sqlite3 :memory: -init "$tmp/grow.sql" .quit
 
+# node.js: buffers made and dropped every 20 ms (the GC frees their memory)
+cat >"$tmp/churn.js" <<JS
+const t0 = Date.now();
+(function tick() {
+	if (Date.now() - t0 > $secs * 1000) return;
+	const a = [];
+	for (let i = 0; i < 100; i++) a.push(Buffer.alloc(16384));
+	setTimeout(tick, 20);
+})();
+JS
+record node_buffer_churn node "$tmp/churn.js"
+
+# node.js: the same, and a global array that keeps 32 KiB every 100 ms
+cat "$tmp/churn.js" - >"$tmp/keep.js" <<JS
+const keep = [];
+const drip = setInterval(() => {
+	keep.push(Buffer.alloc(32768));
+	if (Date.now() - t0 > $secs * 1000) clearInterval(drip);
+}, 100);
+JS
+record node_global_array node "$tmp/keep.js"
+
 # redis-server (Debian's redis-check-rdb under its server name) under
 # redis-benchmark's mixed workload: a fixed key space, lists pushed and popped
 ln -sf "$(command -v redis-check-rdb)" "$tmp/redis-server"
 redis() { # name benchmark-args...
 	local name=$1
 	shift
+	[[ $name == ${ONLY:-*} ]] || return 0
 	"$tool" --curve "$tmp/$name.csv" --output /dev/null 5 -- "$tmp/redis-server" --port 6390 \
 		--save "" --appendonly no >/dev/null &
 	local tracer=$!

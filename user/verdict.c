@@ -1,7 +1,7 @@
 /*
  * The verdict reads a curve as an engineer reads a memory chart.
  *
- * 1. The floor: the curve is cut into windows (2 s, or a 24th of the run if
+ * 1. The floor: the curve is cut into windows (1.25 s, or a 24th of the run if
  *    longer) and each window keeps its minimum. A sawtooth or a burst that
  *    returns within a window does not move its minimum.
  * 2. The trend: over the recent half of the floors, the Theil-Sen slope (the
@@ -9,17 +9,18 @@
  *    for lag-1 autocorrelation. Growth must be significant (z > 2.33, p < 1%)
  *    and larger than a margin: a tenth of the curve's typical in-window swing,
  *    at least 16 KiB.
- * 3. The band: the floors of the first third, plus the margin. The curve left
- *    it at the first window after which every floor stays above it.
+ * 3. The band: the floors of the time the curve read steady and flat (rose
+ *    less than a quarter of the margin over the recent half), plus the
+ *    margin; before any such reading, those of the first third. The curve
+ *    left it at the first window after which every floor stays above it.
  *
- * steady: no significant recent growth (a step or a cache that has settled;
- * the band is then the recent floors'). leak: significant growth, out of the
- * band for good for VERDICT_EVIDENCE_S, and not slowing. growing: significant
+ * steady: no significant recent growth (a step or a cache that has settled).
+ * leak: significant growth, out of the band for good, and not slowing. growing: significant
  * growth that is still inside the band, slowing down, or too recent to tell
  * from a cache filling (a curve that may yet settle).
  *
  * A curve is judged again at each sample, with its history (verdict_update):
- * its band, once set, only widens, and only while it is steady; a leak is
+ * the time its band covers only extends, by steady flat readings; a leak is
  * withdrawn only when the floor comes back (recovered), never because a new
  * reading moved the band.
  */
@@ -41,6 +42,7 @@ struct floors {
 	double *t;    /* window start */
 	double *low;  /* minimum in the window */
 	double *high; /* maximum in the window */
+	double w;     /* window length */
 	size_t n;
 };
 
@@ -67,6 +69,7 @@ static void make_floors(const double *t, const double *y, size_t n, struct floor
 	f->low = xcalloc(cap, sizeof(double));
 	f->high = xcalloc(cap, sizeof(double));
 	f->n = 0;
+	f->w = w;
 	for (size_t i = 0; i < n; i++) {
 		size_t k = (size_t)((t[i] - t[0]) / w);
 
@@ -167,16 +170,38 @@ static double left_band_at(const struct floors *f, double high)
 	return i < f->n ? f->t[i] : -1;
 }
 
-/* The reading of a curve; with band given (a verdict that has one), a
- * departure is from that band. */
+/* The band over the windows that overlap [from_s, to_s]. */
+static void set_band_over(struct verdict *v, const struct floors *f, double from_s, double to_s,
+			  double margin)
+{
+	size_t i = 0, j;
+
+	while (i + 1 < f->n && f->t[i] + f->w <= from_s)
+		i++;
+	for (j = i + 1; j < f->n && f->t[j] <= to_s;)
+		j++;
+	set_band(v, f->low + i, j - i, margin);
+	v->band_from_s = from_s;
+	v->band_to_s = to_s;
+}
+
+/*
+ * The reading of a curve. v->band_from_s..band_to_s on entry is the time the
+ * band covers so far (the time the curve read steady and flat; 0: none yet):
+ * a steady, flat reading extends it to now, and any other reading measures
+ * from it. The band is recomputed over that time at each reading (its
+ * windows coarsen as the run grows), never over a shorter one.
+ */
 static void read_curve(const double *t, const double *y, size_t n, struct verdict *v)
 {
 	struct floors f;
 	size_t recent, from, q;
-	double margin, z, late, early;
+	double margin, z, late, early, rise, span_from = v->band_from_s, span_to = v->band_to_s;
 
 	memset(v, 0, sizeof(*v));
 	v->left_band_at_s = -1;
+	v->band_from_s = span_from;
+	v->band_to_s = span_to;
 	if (n < 2 || t[n - 1] - t[0] < VERDICT_WARMUP_S)
 		return;
 	make_floors(t, y, n, &f);
@@ -191,13 +216,23 @@ static void read_curve(const double *t, const double *y, size_t n, struct verdic
 	v->growth_bps = theil_sen(f.t + from, f.low + from, recent);
 	z = mann_kendall_z(f.t + from, f.low + from, recent, v->growth_bps);
 
-	if (z < Z_SIGNIFICANT || v->growth_bps * (f.t[f.n - 1] - f.t[from]) < margin) {
+	rise = v->growth_bps * (f.t[f.n - 1] - f.t[from]);
+	if (z < Z_SIGNIFICANT || rise < margin) {
 		v->state = VERDICT_STEADY;
-		set_band(v, f.low + from, recent, margin);
+		if (rise < margin / 4) /* flat: the band may widen */
+			set_band_over(v, &f, span_to ? fmin(span_from, f.t[from]) : f.t[from],
+				      t[n - 1], margin);
+		else if (span_to)
+			set_band_over(v, &f, span_from, span_to, margin);
+		else
+			set_band(v, f.low + from, recent, margin);
 		free_floors(&f);
 		return;
 	}
-	set_band(v, f.low, f.n / 3 > 1 ? f.n / 3 : 1, margin);
+	if (span_to)
+		set_band_over(v, &f, span_from, span_to, margin);
+	else
+		set_band(v, f.low, f.n / 3 > 1 ? f.n / 3 : 1, margin);
 	v->left_band_at_s = left_band_at(&f, v->band_high);
 	q = recent / 2;
 	early = theil_sen(f.t + from, f.low + from, q);
@@ -209,6 +244,7 @@ static void read_curve(const double *t, const double *y, size_t n, struct verdic
 
 void judge_curve(const double *t, const double *y, size_t n, struct verdict *v)
 {
+	v->band_to_s = 0;
 	read_curve(t, y, n, v);
 }
 
@@ -216,6 +252,8 @@ void verdict_update(struct verdict *v, const double *t, const double *y, size_t 
 {
 	struct verdict now;
 
+	now.band_from_s = v->band_from_s;
+	now.band_to_s = v->band_to_s;
 	read_curve(t, y, n, &now);
 	switch (v->state) {
 	case VERDICT_LEAK:

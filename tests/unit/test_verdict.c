@@ -81,6 +81,11 @@ static double leak_under_sawtooth(double t)
 	return gc_sawtooth(t) + 100 * KIB * t;
 }
 
+static double idle_then_load(double t) /* a server idle 10 s, then busy */
+{
+	return 1 * MIB + 32 * KIB * uniform() + (t > 10 ? 2 * MIB + sawtooth(t, 3, 4 * MIB) : 0);
+}
+
 static double leak_that_stops(double t)
 {
 	return steady_noise(t) + 500 * KIB * fmin(t, 40);
@@ -113,6 +118,7 @@ static const struct curve_case {
     {"load-and-release bursts", load_release_bursts, 120, 0, false},
     {"cache filling to a plateau", cache_plateau, 120, 0, false},
     {"step that settles", step_settles, 120, 0, false},
+    {"idle, then a busy sawtooth", idle_then_load, 120, 0, false},
     {"leak that stops", leak_that_stops, 120, 0, false},
     {"saturating growth", saturating, 120, 0, false},
     {"slow leak (1%/min of band)", slow_leak, 1800, 1500, false},
