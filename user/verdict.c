@@ -287,7 +287,7 @@ void verdict_update(struct verdict *v, const double *t, const double *y, size_t 
 		if (t[n - 1] - v->leak_since_s <
 		    (v->settled_s ? VERDICT_CONFIRM_S : VERDICT_CONFIRM_UNSETTLED_S))
 			now.state = VERDICT_GROWING;
-	} else if (v->steady_since_s && t[n - 1] - v->steady_since_s >= VERDICT_CONFIRM_S / 2) {
+	} else if (v->steady_since_s && t[n - 1] - v->steady_since_s >= VERDICT_RESET_S) {
 		v->leak_since_s = 0; /* steady a while: a single reading does not end it */
 	}
 	now.leak_since_s = v->leak_since_s;

@@ -31,9 +31,11 @@ struct verdict {
 #define VERDICT_WARMUP_S 10.0
 /* A leak is called once the readings have said so this long; for a curve
  * never steady yet, longer (a cache filling from the start is no leak). */
-#define VERDICT_CONFIRM_S	    3.0
+#define VERDICT_CONFIRM_S	    10.0
 #define VERDICT_CONFIRM_UNSETTLED_S 35.0
 #define VERDICT_SETTLE_S	    10.0
+/* Steady this long, a curve's run of leak readings is over. */
+#define VERDICT_RESET_S 1.5
 
 /*
  * Judge the curve anew: t (seconds, increasing) and bytes of n samples. v

@@ -62,12 +62,12 @@ def test_server_steady_is_never_a_leak():
     check_plot(svg, left_band=False)
 
 
-def test_server_drip_is_a_leak_within_15_s():
+def test_server_drip_is_a_leak_within_20_s():
     status, rs, rows, svg, err = trace_server(["40", "15"])
     check_eq(status, 3, "exit status with --fail-on-leak: " + err)
     first = next((r for r in rs if r["processes"][0]["verdict"]["state"] == "leak"), None)
     check(first is not None, "never called a leak")
-    check(first["elapsed_s"] <= 30, "called a leak at %.1f s" % first["elapsed_s"])
+    check(first["elapsed_s"] <= 35, "called a leak at %.1f s" % first["elapsed_s"])
     final = rs[-1]["processes"][0]
     check_eq(final["verdict"]["state"], "leak", "final verdict")
     left = final["verdict"]["left_band_at_s"]
