@@ -106,3 +106,12 @@ class Lines:
             if line is None:
                 return lines
             lines.append(line)
+
+
+def wait_attached(tool):
+    """Reads the tool's stderr up to its "tracing" line (warnings about the
+    machine's allocators may come first); fails if it never comes."""
+    lines = [tool.stderr.readline()]
+    while "tracing" not in lines[-1] and lines[-1] and len(lines) < 50:
+        lines.append(tool.stderr.readline())
+    check("tracing" in lines[-1], "tool did not attach: %r" % lines)

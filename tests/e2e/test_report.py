@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import TOOL, check, check_eq, reports, run_tool, workload
+from harness import TOOL, check, check_eq, reports, run_tool, wait_attached, workload
 
 
 def adds_up(proc, what):
@@ -66,7 +66,7 @@ def test_every_process_adds_up_system_wide():
     tool = subprocess.Popen([TOOL, "--all-stacks", "--json", "-T", "3", "-s", "3", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        check("tracing" in tool.stderr.readline(), "tool did not attach")
+        wait_attached(tool)
         pids = []
         for name in ("deep_nofp", "leaky_all", "cxx_template", "deep_fp"):
             p = subprocess.Popen([workload(name)], stdout=subprocess.DEVNULL)

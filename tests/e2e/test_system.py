@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import TOOL, check, check_eq, reports, workload
+from harness import TOOL, check, check_eq, reports, wait_attached, workload
 
 SHORT_LIVED = 2000
 
@@ -40,7 +40,7 @@ def test_late_processes_picked_up_and_exited_ones_forgotten():
     tool = subprocess.Popen([TOOL, "--all-stacks", "-k", "--json", "0.5"], stdout=out_file,
                             stderr=subprocess.PIPE, text=True)
     try:
-        check("tracing" in tool.stderr.readline(), "tool did not attach")
+        wait_attached(tool)
         started = []
         for _ in range(SHORT_LIVED):
             p = subprocess.Popen([workload("short_lived")])
@@ -90,7 +90,7 @@ def test_stack_table_reclaimed_as_processes_come_and_go():
                             stderr=subprocess.PIPE, text=True)
     pids, rss = [], []
     try:
-        check("tracing" in tool.stderr.readline(), "tool did not attach")
+        wait_attached(tool)
         for i in range(STACK_PROCS):
             p = subprocess.Popen([workload("many_stacks")])
             p.wait(timeout=30)
