@@ -49,6 +49,9 @@ memleak-bpf: $(USER_OBJ)
 $(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) -Iuser -Itests/unit $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
 
+$(BUILD)/probe_sites: tests/probe_sites.c $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) -Iuser $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
+
 $(BUILD)/workloads/%: tests/workloads/%.c
 	@mkdir -p $(@D)
 	$(CC) $(WL_CFLAGS) $< -lpthread -o $@
@@ -107,7 +110,7 @@ $(BUILD)/workloads/dlopen_leak: tests/workloads/dlopen_leak.c
 	@mkdir -p $(@D)
 	$(CC) $(OPT_CFLAGS) -fomit-frame-pointer $< -ldl -o $@
 
-test: deps memleak-bpf $(BUILD)/unit_tests $(WORKLOAD_BIN)
+test: deps memleak-bpf $(BUILD)/unit_tests $(BUILD)/probe_sites $(WORKLOAD_BIN)
 	@python3 tests/run.py
 
 demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky

@@ -23,7 +23,7 @@ const volatile __u64 page_size = 4096;
  * in flight: state left behind by a call whose return was never seen (its
  * probes removed meanwhile, a longjmp, a throw, an exec) must be replaced,
  * never obeyed. A call is nested in another only if it is called from that
- * one's code (each probe's attach cookie is its function's size), and a
+ * one's code (each probe's attach cookie gives its function's extent), and a
  * return is the call's own only if it comes back to the very stack pointer
  * and return address the call was entered with.
  */
@@ -78,12 +78,14 @@ static __always_inline struct frame_id frame_at(struct pt_regs *ctx)
 	return f;
 }
 
-/* The probed function's code: from its entry, its size long. */
+/* The probed function's code: from its entry, its size long. The probe may
+ * sit a few instructions in (the loader's probe_site): the attach cookie
+ * holds how far in (high half) and the size (low half). */
 static __always_inline struct code_span code_at(struct pt_regs *ctx)
 {
-	__u64 ip = PT_REGS_IP(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx), lo = PT_REGS_IP(ctx) - (cookie >> 32);
 
-	return (struct code_span){.lo = ip, .hi = ip + bpf_get_attach_cookie(ctx)};
+	return (struct code_span){.lo = lo, .hi = lo + (__u32)cookie};
 }
 
 static __always_inline bool in_span(const struct code_span *c, __u64 addr)
@@ -218,7 +220,7 @@ int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 align, __u64 size)
  * as the allocating frame: the allocator is called from inside the code of
  * the wrapper entered last, whose caller is the allocating frame, unless a
  * wrapper called it (nothrow new calls new) or jumped to it (new[] to new).
- * The attach cookie is the wrapper's size.
+ * The attach cookie gives the wrapper's extent (code_at).
  */
 SEC("uprobe")
 int BPF_KPROBE(new_wrapper_enter)

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
 	make gcc g++ clang llvm pkg-config
 	libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
-	libjemalloc2 libjemalloc-dev libcapstone-dev valgrind bpftrace python3 bc util-linux
+	libjemalloc2 libjemalloc-dev libtcmalloc-minimal4 libmimalloc2.0 libcapstone-dev valgrind bpftrace python3 bc util-linux
 	redis-tools
 )
 

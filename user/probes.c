@@ -8,6 +8,7 @@
 #include "elf_file.h"
 #include "memleak.h"
 #include "memleak.skel.h"
+#include "probe_site.h"
 #include "probes.h"
 #include "ret_sites.h"
 #include "util.h"
@@ -65,6 +66,22 @@ static const struct alloc_fn {
 
 #define NFUNCS ARRAY_SIZE(alloc_fns)
 
+/* How many integer arguments an entry program reads. */
+static int entry_args(enum entry e)
+{
+	switch (e) {
+	case E_CALLOC:
+	case E_MEMALIGN:
+	case E_REALLOC:
+		return 2;
+	case E_REALLOCARRAY:
+	case E_POSIX_MEMALIGN:
+		return 3;
+	default:
+		return 1;
+	}
+}
+
 static struct bpf_program *entry_prog(struct memleak_bpf *skel, enum entry e)
 {
 	switch (e) {
@@ -89,13 +106,15 @@ static struct bpf_program *entry_prog(struct memleak_bpf *skel, enum entry e)
 	return NULL;
 }
 
+/* A probe at site (file offset) in function fn; the cookie tells the
+ * program the function's size and how far into it the site is. */
 static int add_link(struct probes *p, struct bpf_program *prog, bool ret, pid_t pid,
-		    const char *path, const struct elf_func *fn, const char *name, char *err,
-		    size_t errlen)
+		    const char *path, const struct elf_func *fn, uint64_t site, const char *name,
+		    char *err, size_t errlen)
 {
-	/* The cookie tells a program the size of the function it is on. */
-	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret, .bpf_cookie = fn->size);
-	struct bpf_link *link = bpf_program__attach_uprobe_opts(prog, pid, path, fn->offset, &opts);
+	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret,
+		    .bpf_cookie = fn->size | (site - fn->offset) << 32);
+	struct bpf_link *link = bpf_program__attach_uprobe_opts(prog, pid, path, site, &opts);
 
 	if (!link) {
 		snprintf(err, errlen, "cannot attach a uprobe to %s in %s: %s", name, path,
@@ -153,8 +172,8 @@ static int attach_ret_sites(struct memleak_bpf *skel, const char *path, const st
 		if (seen || *ndone == MAX_RET_SITES * 4)
 			continue;
 		done[(*ndone)++] = sites[i];
-		if (add_link(p, skel->progs.alloc_ret_site, false, pid, path, &site, name, err,
-			     errlen))
+		if (add_link(p, skel->progs.alloc_ret_site, false, pid, path, &site, sites[i], name,
+			     err, errlen))
 			return -2;
 	}
 	return n;
@@ -164,7 +183,8 @@ static int attach_ret_sites(struct memleak_bpf *skel, const char *path, const st
  * on its ret instructions (operator new of an allocator); wrappers and frees
  * need neither. */
 static int attach_returns(struct memleak_bpf *skel, const char *path, const struct elf_func *funcs,
-			  pid_t pid, struct probes *p, char *err, size_t errlen)
+			  const uint64_t *sites, pid_t pid, struct probes *p, char *err,
+			  size_t errlen)
 {
 	uint64_t done[MAX_RET_SITES * 4];
 	int ndone = 0;
@@ -175,7 +195,8 @@ static int attach_returns(struct memleak_bpf *skel, const char *path, const stru
 
 		if (!funcs[i].offset || e == E_FREE || is_wrapper(funcs, e))
 			continue;
-		if (e == E_NEW)
+		/* A nothrow new cannot throw: a return probe is safe on it. */
+		if (e == E_NEW && !strstr(alloc_fns[i].name, "nothrow"))
 			n = attach_ret_sites(skel, path, &funcs[i], alloc_fns[i].name, pid, p, done,
 					     &ndone, err, errlen);
 		if (n == -2)
@@ -184,8 +205,9 @@ static int attach_returns(struct memleak_bpf *skel, const char *path, const stru
 			warnx_("%s in %s: its returns cannot be found; it gets a return probe, "
 			       "and a new that throws there would end the program",
 			       alloc_fns[i].name, path);
+		/* At the entry probe's site: one trap for both. */
 		if (n <= 0 && add_link(p, skel->progs.alloc_return, true, pid, path, &funcs[i],
-				       alloc_fns[i].name, err, errlen))
+				       sites[i], alloc_fns[i].name, err, errlen))
 			return -1;
 	}
 	return 0;
@@ -194,9 +216,15 @@ static int attach_returns(struct memleak_bpf *skel, const char *path, const stru
 static int attach_object(struct memleak_bpf *skel, const char *path, const struct elf_func *funcs,
 			 pid_t pid, struct probes *p, char *err, size_t errlen)
 {
+	uint64_t sites[NFUNCS];
+
+	for (size_t i = 0; i < NFUNCS; i++)
+		sites[i] = funcs[i].offset ? probe_site(path, funcs[i].offset, funcs[i].size,
+							entry_args(alloc_fns[i].entry))
+					   : 0;
 	/* Returns first (and off last): an entry seen without its return would
 	 * leave a call in flight that never returns. */
-	if (attach_returns(skel, path, funcs, pid, p, err, errlen))
+	if (attach_returns(skel, path, funcs, sites, pid, p, err, errlen))
 		return -1;
 	for (size_t i = 0; i < NFUNCS; i++) {
 		struct bpf_program *entry = is_wrapper(funcs, alloc_fns[i].entry)
@@ -205,7 +233,8 @@ static int attach_object(struct memleak_bpf *skel, const char *path, const struc
 
 		if (!funcs[i].offset)
 			continue;
-		if (add_link(p, entry, false, pid, path, &funcs[i], alloc_fns[i].name, err, errlen))
+		if (add_link(p, entry, false, pid, path, &funcs[i], sites[i], alloc_fns[i].name,
+			     err, errlen))
 			return -1;
 		p->nfuncs++;
 	}

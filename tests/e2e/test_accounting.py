@@ -1,10 +1,11 @@
 """Exact heap accounting on workloads whose leaks are known."""
+import os
 import signal
 import subprocess
 import time
 
-from harness import (TOOL, check, check_eq, final_process, leaks_by_function, reports, run_tool,
-                     valgrind_in_use, workload)
+from harness import (ROOT, TOOL, check, check_eq, final_process, leaks_by_function, reports,
+                     run_tool, valgrind_in_use, workload)
 
 # tests/workloads/leaky_all.c: function -> [bytes, blocks]
 ALL_LEAKS = {
@@ -83,6 +84,39 @@ def test_c_jemalloc_preloaded():
     check_leaks(proc, dict(ALL_LEAKS, leak_pvalloc=None))
     check_eq(proc["heap"]["outstanding_bytes"], 6088 + CXX_EH_POOL, "outstanding bytes")
     check_eq(proc["heap"]["outstanding_allocs"], 23 + 1, "outstanding allocs")
+
+
+def probes_moved(lib, names):
+    """Checks the probes on lib sit past the entry of at least one of names
+    (the test then covers moved probe sites), and returns how many do."""
+    path = os.path.realpath(os.path.join("/usr/lib/x86_64-linux-gnu", lib))
+    p = subprocess.run([os.path.join(ROOT, "build", "probe_sites"), path] +
+                       ["%s:1" % n for n in names], capture_output=True, text=True)
+    rows = [line.split() for line in p.stdout.splitlines()]
+    check_eq(len(rows), len(names), "functions found in %s: %s" % (lib, p.stdout))
+    moved = sum(int(site, 16) != int(entry, 16) for _, entry, site in rows)
+    check(moved > 0, "no probe of %s moved past its entry: %s" % (lib, p.stdout))
+    return moved
+
+
+def test_c_tcmalloc_preloaded():
+    # Debian's tcmalloc links libstdc++ (its emergency pool comes from
+    # tcmalloc) and makes two blocks of its own at start.
+    probes_moved("libtcmalloc_minimal.so.4", ["malloc", "free"])
+    proc = trace_json([workload("leaky_all_vg")], env={"LD_PRELOAD": "libtcmalloc_minimal.so.4"})
+    check_leaks(proc, dict(ALL_LEAKS, leak_pvalloc=None))
+    own = leaks_by_function(proc)
+    check_eq(own.get("TCMallocGuard::TCMallocGuard()"), [16, 1], "tcmalloc's own block")
+    check_eq(proc["heap"]["outstanding_bytes"], 6088 + CXX_EH_POOL + 16 + 8, "outstanding bytes")
+    check_eq(proc["heap"]["outstanding_allocs"], 23 + 3, "outstanding allocs")
+
+
+def test_c_mimalloc_preloaded():
+    probes_moved("libmimalloc.so.2", ["malloc", "free"])
+    proc = trace_json([workload("leaky_all_vg")], env={"LD_PRELOAD": "libmimalloc.so.2"})
+    check_leaks(proc, dict(ALL_LEAKS, leak_pvalloc=None))
+    check_eq(proc["heap"]["outstanding_bytes"], 6088, "outstanding bytes")
+    check_eq(proc["heap"]["outstanding_allocs"], 23, "outstanding allocs")
 
 
 def test_alloc_in_one_thread_free_in_another():

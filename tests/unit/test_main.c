@@ -18,6 +18,7 @@ void test_verdict_synthetic(void);
 void test_escape_each_format(void);
 void test_fuzz_readers(void);
 void test_ret_sites_of_jemalloc_new(void);
+void test_probe_site_prologues(void);
 void test_unwind_table_walk_equals_backtrace(void);
 void test_verdict_recorded_curves(void);
 void test_verdict_warmup_and_band(void);
@@ -280,6 +281,7 @@ int main(void)
 	    TEST(test_escape_each_format),
 	    TEST(test_fuzz_readers),
 	    TEST(test_ret_sites_of_jemalloc_new),
+	    TEST(test_probe_site_prologues),
 	    TEST(test_unwind_table_walk_equals_backtrace),
 	    TEST(test_verdict_recorded_curves),
 	};
