@@ -52,6 +52,9 @@ $(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ)
 $(BUILD)/probe_sites: tests/probe_sites.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) -Iuser $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
 
+$(BUILD)/floor_probes: tests/floor_probes.c $(LIB_OBJ) $(BUILD)/floor.bpf.o
+	$(CC) $(CPPFLAGS) -Iuser $(CFLAGS) $(WARN) $< $(LIB_OBJ) $(LDLIBS) -o $@
+
 $(BUILD)/workloads/%: tests/workloads/%.c
 	@mkdir -p $(@D)
 	$(CC) $(WL_CFLAGS) $< -lpthread -o $@
@@ -116,7 +119,7 @@ test: deps memleak-bpf $(BUILD)/unit_tests $(BUILD)/probe_sites $(WORKLOAD_BIN)
 demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky
 	./memleak-bpf 1 -- $(BUILD)/workloads/demo_leaky
 
-bench: deps memleak-bpf $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp
+bench: deps memleak-bpf $(BUILD)/floor_probes $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp
 	@scripts/bench.sh
 
 format:

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# ns per malloc+free pair in one run: untraced, under a minimal bpftrace probe
-# set (malloc entry+return, free), traced by memleak-bpf (-- COMMAND, with and
-# without -k), and under system-wide memleak-bpf: the default watch mode (the
-# process is only watched), with -k, and --all-stacks. Then the tool's own CPU
-# and RSS while watching the whole machine.
+# ns per malloc+free pair in one run: untraced; the floor (empty BPF programs
+# on the sites memleak-bpf probes) and the naive floor (the same on the
+# function entries, as every peer probes); a minimal bpftrace probe set
+# (malloc entry+return, free); memleak-bpf tracing the command (defaults,
+# -s 100, -k); system-wide memleak-bpf: the default watch mode (the process is
+# only watched), with -k, and --all-stacks. MODES picks some, ONLY_PAIRS=1
+# stops after this table. Then the tool's own CPU and RSS while watching the
+# whole machine, and stack walking.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=build/workloads/bench_pairs
@@ -32,19 +35,28 @@ bpftrace_min() {
 		uretprobe:$libc:malloc /comm == \"bench_pairs\"/ { @n = count(); }
 		uprobe:$libc:free /comm == \"bench_pairs\"/ { @f = count(); }"
 }
+# The floor: empty programs on malloc (entry, return) and free, at the sites
+# memleak-bpf probes; the naive floor: the same on the function entries.
+floor_sites() { under build/floor_probes sites "$libc" build/floor.bpf.o; }
+floor_entries() { under build/floor_probes entries "$libc" build/floor.bpf.o; }
+command_traced_s100() { ./memleak-bpf -s 100 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"; }
 system_watch() { under ./memleak-bpf 3600; }
 system_watch_k() { under ./memleak-bpf -k 3600; }
 system_all_stacks() { under ./memleak-bpf --all-stacks 3600; }
 
-modes="untraced bpftrace_min command_traced command_traced_k system_watch system_watch_k system_all_stacks"
+modes=${MODES:-"untraced floor_sites floor_entries bpftrace_min command_traced command_traced_s100 command_traced_k system_watch system_watch_k system_all_stacks"}
 declare -A ns
 for mode in $modes; do
 	ns[$mode]=$(for _ in $(seq "$runs"); do $mode; done | median)
 done
-printf '%-22s %10s %8s\n' "mode" "ns/pair" "ratio"
+# Ratios of the ns each mode adds to a pair, to what the floor adds.
+printf '%-22s %10s %8s %14s\n' "mode" "ns/pair" "ratio" "added/floor"
 for mode in $modes; do
-	printf '%-22s %10s %8.1f\n' "$mode" "${ns[$mode]}" "$(echo "${ns[$mode]} / ${ns[untraced]}" | bc -l)"
+	printf '%-22s %10s %8.1f %14s\n' "$mode" "${ns[$mode]}" \
+		"$(echo "${ns[$mode]} / ${ns[untraced]}" | bc -l)" \
+		"$([[ -n ${ns[floor_sites]:-} ]] && printf '%.2f' "$(echo "(${ns[$mode]} - ${ns[untraced]}) / (${ns[floor_sites]} - ${ns[untraced]})" | bc -l)")"
 done
+[[ -n ${ONLY_PAIRS:-} ]] && exit 0
 
 # The watcher's own cost: CPU ticks over 10 s of watching every process, with
 # SLEEPERS (default 500) idle processes added to the machine's own.
@@ -117,3 +129,19 @@ for w in cfi_nofp cfi_fp fp_only; do
 		"$(echo -n "${walk[$w]}" | awk '{print $1}' | median)" \
 		"$(echo -n "${walk[$w]}" | awk '{print $2}' | median)"
 done
+
+# The same allocation site against the floor: ns a pair adds over untraced,
+# under the empty programs at memleak-bpf's sites and under memleak-bpf.
+deep_under_floor() {
+	build/floor_probes sites "$libc" build/floor.bpf.o >/dev/null &
+	local floor=$!
+	sleep 2
+	build/workloads/deep_nofp "$deep_pairs"
+	kill -INT $floor
+	wait $floor 2>/dev/null || true
+}
+deep_floor=$(for _ in $(seq "$runs"); do deep_under_floor; done | median)
+deep_traced=$(echo -n "${walk[cfi_nofp]}" | awk '{print $2}' | median)
+printf 'no frame pointers, unwound: floor %s ns/pair, memleak-bpf %s: added/floor %.2f\n' \
+	"$deep_floor" "$deep_traced" \
+	"$(echo "($deep_traced - $untraced_deep) / ($deep_floor - $untraced_deep)" | bc -l)"
