@@ -186,22 +186,24 @@ static void set_band_over(struct verdict *v, const struct floors *f, double from
 }
 
 /*
- * The reading of a curve. v->band_from_s..band_to_s on entry is the time the
- * band covers so far (the time the curve read steady and flat; 0: none yet):
- * a steady, flat reading extends it to now, and any other reading measures
- * from it. The band is recomputed over that time at each reading (its
- * windows coarsen as the run grows), never over a shorter one.
+ * The reading of a curve, with the time its band covers so far: [from_s,
+ * to_s], the time the curve read steady and flat (to_s 0: none yet). A
+ * steady, flat reading extends it to now; any reading measures from it,
+ * recomputed over that time (the windows coarsen as the run grows). Without
+ * one, a steady curve's band is its recent floors', another's its first
+ * third's.
  */
-static void read_curve(const double *t, const double *y, size_t n, struct verdict *v)
+static void read_curve(const double *t, const double *y, size_t n, double from_s, double to_s,
+		       struct verdict *v)
 {
 	struct floors f;
 	size_t recent, from, q;
-	double margin, z, late, early, rise, span_from = v->band_from_s, span_to = v->band_to_s;
+	double margin, z, late, early, rise;
 
 	memset(v, 0, sizeof(*v));
 	v->left_band_at_s = -1;
-	v->band_from_s = span_from;
-	v->band_to_s = span_to;
+	v->band_from_s = from_s;
+	v->band_to_s = to_s;
 	if (n < 2 || t[n - 1] - t[0] < VERDICT_WARMUP_S)
 		return;
 	make_floors(t, y, n, &f);
@@ -215,46 +217,39 @@ static void read_curve(const double *t, const double *y, size_t n, struct verdic
 	v->floor = f.low[f.n - 1];
 	v->growth_bps = theil_sen(f.t + from, f.low + from, recent);
 	z = mann_kendall_z(f.t + from, f.low + from, recent, v->growth_bps);
-
 	rise = v->growth_bps * (f.t[f.n - 1] - f.t[from]);
-	if (z < Z_SIGNIFICANT || rise < margin) {
+	if (z < Z_SIGNIFICANT || rise < margin)
 		v->state = VERDICT_STEADY;
-		if (rise < margin / 4) /* flat: the band may widen */
-			set_band_over(v, &f, span_to ? fmin(span_from, f.t[from]) : f.t[from],
-				      t[n - 1], margin);
-		else if (span_to)
-			set_band_over(v, &f, span_from, span_to, margin);
-		else
-			set_band(v, f.low + from, recent, margin);
-		free_floors(&f);
-		return;
-	}
-	if (span_to)
-		set_band_over(v, &f, span_from, span_to, margin);
+
+	if (v->state == VERDICT_STEADY && rise < margin / 4) /* flat: the band may widen */
+		set_band_over(v, &f, to_s ? fmin(from_s, f.t[from]) : f.t[from], t[n - 1], margin);
+	else if (to_s)
+		set_band_over(v, &f, from_s, to_s, margin);
+	else if (v->state == VERDICT_STEADY)
+		set_band(v, f.low + from, recent, margin);
 	else
 		set_band(v, f.low, f.n / 3 > 1 ? f.n / 3 : 1, margin);
-	v->left_band_at_s = left_band_at(&f, v->band_high);
-	q = recent / 2;
-	early = theil_sen(f.t + from, f.low + from, q);
-	late = theil_sen(f.t + from + q, f.low + from + q, recent - q);
-	v->state =
-	    v->left_band_at_s >= 0 && late >= early * SLOWING ? VERDICT_LEAK : VERDICT_GROWING;
+	if (v->state != VERDICT_STEADY) {
+		v->left_band_at_s = left_band_at(&f, v->band_high);
+		q = recent / 2;
+		early = theil_sen(f.t + from, f.low + from, q);
+		late = theil_sen(f.t + from + q, f.low + from + q, recent - q);
+		v->state = v->left_band_at_s >= 0 && late >= early * SLOWING ? VERDICT_LEAK
+									     : VERDICT_GROWING;
+	}
 	free_floors(&f);
 }
 
 void judge_curve(const double *t, const double *y, size_t n, struct verdict *v)
 {
-	v->band_to_s = 0;
-	read_curve(t, y, n, v);
+	read_curve(t, y, n, 0, 0, v);
 }
 
 void verdict_update(struct verdict *v, const double *t, const double *y, size_t n)
 {
 	struct verdict now;
 
-	now.band_from_s = v->band_from_s;
-	now.band_to_s = v->band_to_s;
-	read_curve(t, y, n, &now);
+	read_curve(t, y, n, v->band_from_s, v->band_to_s, &now);
 	switch (v->state) {
 	case VERDICT_LEAK:
 		/* Its band and departure stay; it is withdrawn only when it comes back. */
