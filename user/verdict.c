@@ -10,19 +10,20 @@
  *    and larger than a margin: a tenth of the curve's typical in-window swing,
  *    at least 16 KiB.
  * 3. The band: the floors of the time the curve read steady and flat (rose
- *    less than a quarter of the margin over the recent half), plus the
+ *    less than a quarter of the margin over the recent half and over its
+ *    newest half), plus the
  *    margin; before any such reading, those of the first third. The curve
  *    left it at the first window after which every floor stays above it.
  *
  * steady: no significant recent growth (a step or a cache that has settled).
- * leak: significant growth, out of the band for good, and not slowing. growing: significant
- * growth that is still inside the band, slowing down, or too recent to tell
- * from a cache filling (a curve that may yet settle).
+ * leak: significant growth, out of the band for good, and not slowing.
+ * growing: significant growth that is still inside the band, slowing down,
+ * or too recent to tell from a cache filling (a curve that may yet settle).
  *
  * A curve is judged again at each sample, with its history (verdict_update):
  * the time its band covers only extends, by steady flat readings; a leak is
- * withdrawn only when the floor comes back (recovered), never because a new
- * reading moved the band.
+ * withdrawn only when the floor has been back in the band's lower half for
+ * VERDICT_CONFIRM_S (recovered), never because a new reading moved the band.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -170,13 +171,13 @@ static double left_band_at(const struct floors *f, double high)
 	return i < f->n ? f->t[i] : -1;
 }
 
-/* The band over the windows that overlap [from_s, to_s]. */
+/* The band over the windows that start in [from_s, to_s] (at least one). */
 static void set_band_over(struct verdict *v, const struct floors *f, double from_s, double to_s,
 			  double margin)
 {
 	size_t i = 0, j;
 
-	while (i + 1 < f->n && f->t[i] + f->w <= from_s)
+	while (i + 1 < f->n && f->t[i] < from_s)
 		i++;
 	for (j = i + 1; j < f->n && f->t[j] <= to_s;)
 		j++;
@@ -221,7 +222,12 @@ static void read_curve(const double *t, const double *y, size_t n, double from_s
 	if (z < Z_SIGNIFICANT || rise < margin)
 		v->state = VERDICT_STEADY;
 
-	if (v->state == VERDICT_STEADY && rise < margin / 4) /* flat: the band may widen */
+	/* Flat over the recent half and over its newest half alike (the onset
+	 * of a leak moves the latter long before the median slope of the
+	 * former): the band may widen. */
+	q = f.n - recent / 2;
+	late = theil_sen(f.t + q, f.low + q, f.n - q) * (f.t[f.n - 1] - f.t[q]);
+	if (v->state == VERDICT_STEADY && rise < margin / 4 && late < margin / 4)
 		set_band_over(v, &f, to_s ? fmin(from_s, f.t[from]) : f.t[from], t[n - 1], margin);
 	else if (to_s)
 		set_band_over(v, &f, from_s, to_s, margin);
@@ -252,10 +258,17 @@ void verdict_update(struct verdict *v, const double *t, const double *y, size_t 
 	read_curve(t, y, n, v->band_from_s, v->band_to_s, &now);
 	switch (v->state) {
 	case VERDICT_LEAK:
-		/* Its band and departure stay; it is withdrawn only when it comes back. */
+		/* Its band and departure stay; it is withdrawn only when its floor
+		 * has come back into the lower half of the band, for as long as a
+		 * leak takes to be called (a slow leak's noisy floor, just out,
+		 * dips back to the band's top now and then). */
 		v->growth_bps = now.growth_bps;
 		v->floor = now.floor;
-		if (now.state != VERDICT_WARMUP && now.floor <= v->band_high)
+		if (now.state == VERDICT_WARMUP || now.floor > (v->band_low + v->band_high) / 2)
+			v->back_since_s = 0;
+		else if (!v->back_since_s)
+			v->back_since_s = t[n - 1];
+		else if (t[n - 1] - v->back_since_s >= VERDICT_CONFIRM_S)
 			v->state = VERDICT_RECOVERED;
 		return;
 	case VERDICT_RECOVERED:

@@ -67,7 +67,8 @@ def test_server_drip_is_a_leak_within_20_s():
     check_eq(status, 3, "exit status with --fail-on-leak: " + err)
     first = next((r for r in rs if r["processes"][0]["verdict"]["state"] == "leak"), None)
     check(first is not None, "never called a leak")
-    check(first["elapsed_s"] <= 35, "called a leak at %.1f s" % first["elapsed_s"])
+    # Drip from 15 s: 10 s of growth to read it, 10 s of evidence, slack.
+    check(first["elapsed_s"] <= 40, "called a leak at %.1f s" % first["elapsed_s"])
     final = rs[-1]["processes"][0]
     check_eq(final["verdict"]["state"], "leak", "final verdict")
     left = final["verdict"]["left_band_at_s"]

@@ -22,6 +22,8 @@ void test_probe_site_prologues(void);
 void test_unwind_table_walk_equals_backtrace(void);
 void test_verdict_recorded_curves(void);
 void test_verdict_warmup_and_band(void);
+void test_verdict_band_does_not_absorb_a_leak(void);
+void test_verdict_recovery_needs_the_floor_back(void);
 void test_curve_bounded_keeps_extremes(void);
 
 /* Split line at spaces into argv; the command, if any, points into it. */
@@ -273,6 +275,8 @@ int main(void)
 	    TEST(test_discover_command),
 	    TEST(test_symbolizer_on_self),
 	    TEST(test_verdict_warmup_and_band),
+	    TEST(test_verdict_band_does_not_absorb_a_leak),
+	    TEST(test_verdict_recovery_needs_the_floor_back),
 	    TEST(test_verdict_synthetic),
 	    TEST(test_curve_bounded_keeps_extremes),
 	    TEST(test_options_system_wide),

@@ -20,7 +20,8 @@
 #define KIB  1024.0
 #define BASE (20 * MIB)
 
-static unsigned long long rng = 88172645463325252ull;
+#define RNG_SEED 88172645463325252ull
+static unsigned long long rng = RNG_SEED;
 
 static double uniform(void) /* [-1, 1) */
 {
@@ -166,6 +167,8 @@ void test_verdict_synthetic(void)
 {
 	int fp = 0, fn = 0, flips = 0;
 
+	rng = RNG_SEED; /* the same noise whatever ran before */
+
 	printf("  %-28s %-8s %-9s %-9s %s\n", "case", "expected", "final", "detected",
 	       "printed every 5 s (w s r g l)");
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
@@ -205,6 +208,57 @@ void test_verdict_warmup_and_band(void)
 	judge_curve(t, y, 40, &v);
 	CHECK(v.state == VERDICT_STEADY && v.left_band_at_s < 0);
 	CHECK(v.band_low == BASE && v.band_high > BASE && v.band_high <= BASE + 16384);
+}
+
+/* Steady at 4 MiB for two minutes, then leaking 1 MiB/s: for a while the
+ * recent half's median slope still reads flat, but the band must not widen
+ * with the leak (it took in its first 18 MiB before the newest half's slope
+ * was read too): its top stays under 12 MiB while the floor climbs to 45. */
+void test_verdict_band_does_not_absorb_a_leak(void)
+{
+	static double t[720], y[720];
+	struct verdict v = {0};
+	double top = 0;
+
+	for (int i = 0; i < 720; i++) {
+		t[i] = i * 0.25;
+		y[i] = 4 * MIB + 16 * KIB * uniform() + (t[i] > 125 ? 1 * MIB * (t[i] - 125) : 0);
+		verdict_update(&v, t, y, i + 1);
+		top = fmax(top, v.band_high);
+	}
+	CHECK(v.floor > 40 * MIB);
+	CHECK(top < 12 * MIB); /* a few seconds of the onset at most */
+}
+
+/* A leak is withdrawn only when its floor is back in the band's lower half
+ * for 10 s: a floor that only dips under the band's top is still a leak. */
+void test_verdict_recovery_needs_the_floor_back(void)
+{
+	static double t[1200], y[1200];
+	struct verdict v = {0};
+	double top = 0, called = 0;
+	bool dipped_leak = true;
+
+	for (int i = 0; i < 1200; i++) {
+		t[i] = i * 0.25;
+		if (!called)
+			y[i] =
+			    BASE + 16 * KIB * uniform() + (t[i] > 60 ? 1 * MIB * (t[i] - 60) : 0);
+		else if (t[i] < called + 60)
+			y[i] = top - 8 * KIB; /* just under the top of the band */
+		else
+			y[i] = BASE + 16 * KIB * uniform();
+		verdict_update(&v, t, y, i + 1);
+		if (!called && v.state == VERDICT_LEAK) {
+			called = t[i];
+			top = v.band_high;
+		} else if (called && t[i] < called + 60) {
+			dipped_leak &= v.state == VERDICT_LEAK;
+		}
+	}
+	CHECK(called > 0);
+	CHECK(dipped_leak);
+	CHECK(v.state == VERDICT_RECOVERED);
 }
 
 void test_curve_bounded_keeps_extremes(void)
