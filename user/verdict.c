@@ -198,7 +198,7 @@ static void read_curve(const double *t, const double *y, size_t n, double from_s
 		       struct verdict *v)
 {
 	struct floors f;
-	size_t recent, from, q;
+	size_t recent, from, half;
 	double margin, z, late, early, rise;
 
 	memset(v, 0, sizeof(*v));
@@ -221,13 +221,16 @@ static void read_curve(const double *t, const double *y, size_t n, double from_s
 	rise = v->growth_bps * (f.t[f.n - 1] - f.t[from]);
 	if (z < Z_SIGNIFICANT || rise < margin)
 		v->state = VERDICT_STEADY;
+	/* The slopes of the recent half's older and newer halves. */
+	half = recent / 2;
+	early = theil_sen(f.t + from, f.low + from, half);
+	late = theil_sen(f.t + from + half, f.low + from + half, recent - half);
 
-	/* Flat over the recent half and over its newest half alike (the onset
+	/* Flat over the recent half and over its newer half alike (the onset
 	 * of a leak moves the latter long before the median slope of the
 	 * former): the band may widen. */
-	q = f.n - recent / 2;
-	late = theil_sen(f.t + q, f.low + q, f.n - q) * (f.t[f.n - 1] - f.t[q]);
-	if (v->state == VERDICT_STEADY && rise < margin / 4 && late < margin / 4)
+	if (v->state == VERDICT_STEADY && rise < margin / 4 &&
+	    late * (f.t[f.n - 1] - f.t[from + half]) < margin / 4)
 		set_band_over(v, &f, to_s ? fmin(from_s, f.t[from]) : f.t[from], t[n - 1], margin);
 	else if (to_s)
 		set_band_over(v, &f, from_s, to_s, margin);
@@ -237,9 +240,6 @@ static void read_curve(const double *t, const double *y, size_t n, double from_s
 		set_band(v, f.low, f.n / 3 > 1 ? f.n / 3 : 1, margin);
 	if (v->state != VERDICT_STEADY) {
 		v->left_band_at_s = left_band_at(&f, v->band_high);
-		q = recent / 2;
-		early = theil_sen(f.t + from, f.low + from, q);
-		late = theil_sen(f.t + from + q, f.low + from + q, recent - q);
 		v->state = v->left_band_at_s >= 0 && late >= early * SLOWING ? VERDICT_LEAK
 									     : VERDICT_GROWING;
 	}
