@@ -21,12 +21,14 @@ command_traced() { ./memleak-bpf 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"
 command_traced_k() { ./memleak-bpf -k 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"; }
 
 # Run the benchmark while a tracer runs in the background: "$@" starts it.
+# WORKLOAD (default: the pair benchmark) is what runs.
 under() {
-	"$bench" 1 >/dev/null # warm the page cache
+	local work=(${WORKLOAD:-$bench $pairs})
+	"${work[0]}" 1 >/dev/null # warm the page cache
 	"$@" >/dev/null 2>&1 &
 	local tracer=$!
 	sleep 3 # attach
-	"$bench" "$pairs"
+	"${work[@]}"
 	kill -INT $tracer
 	wait $tracer 2>/dev/null || true
 }
@@ -132,15 +134,9 @@ done
 
 # The same allocation site against the floor: ns a pair adds over untraced,
 # under the empty programs at memleak-bpf's sites and under memleak-bpf.
-deep_under_floor() {
-	build/floor_probes sites "$libc" build/floor.bpf.o >/dev/null &
-	local floor=$!
-	sleep 2
-	build/workloads/deep_nofp "$deep_pairs"
-	kill -INT $floor
-	wait $floor 2>/dev/null || true
-}
-deep_floor=$(for _ in $(seq "$runs"); do deep_under_floor; done | median)
+deep_floor=$(for _ in $(seq "$runs"); do
+	WORKLOAD="build/workloads/deep_nofp $deep_pairs" floor_sites
+done | median)
 deep_traced=$(echo -n "${walk[cfi_nofp]}" | awk '{print $2}' | median)
 printf 'no frame pointers, unwound: floor %s ns/pair, memleak-bpf %s: added/floor %.2f\n' \
 	"$deep_floor" "$deep_traced" \
