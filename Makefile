@@ -6,10 +6,12 @@ BUILD   := build
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror
 CPPFLAGS += -Iinclude -I$(BUILD) -D_GNU_SOURCE
-LDLIBS  := -lbpf -ldw -lelf -lcapstone -lz -lstdc++ -lm
+LDLIBS  := -lbpf -ldw -lelf -lcapstone -lprotobuf-c -lmicrohttpd -lz -lstdc++ -lm
+# pprof's profile.proto, as Debian ships it (golang-github-google-pprof-dev)
+PROFILE_PROTO ?= /usr/share/gocode/src/github.com/google/pprof/proto/profile.proto
 
 USER_SRC := $(wildcard user/*.c)
-USER_OBJ := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRC))
+USER_OBJ := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRC)) $(BUILD)/profile.pb-c.o
 LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 SKELS    := $(BUILD)/memleak.skel.h $(BUILD)/kmem.skel.h
@@ -39,7 +41,14 @@ $(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) include/memleak.h vmlinux/vmli
 $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(BPFTOOL) gen skeleton $< name $*_bpf > $@.tmp && mv $@.tmp $@
 
-$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h) include/memleak.h $(SKELS)
+$(BUILD)/profile.pb-c.c $(BUILD)/profile.pb-c.h: $(PROFILE_PROTO)
+	@mkdir -p $(@D)
+	protoc-c --c_out=$(BUILD) -I$(dir $(PROFILE_PROTO)) $(PROFILE_PROTO)
+
+$(BUILD)/profile.pb-c.o: $(BUILD)/profile.pb-c.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h) include/memleak.h $(SKELS) $(BUILD)/profile.pb-c.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c $< -o $@
 

@@ -330,10 +330,20 @@ static void output_failed(struct tracer *tr, const char *option, const char *pat
 	tr->output_failed = true;
 }
 
+static void write_profiles(struct tracer *tr, const struct report *r)
+{
+	if (tr->opt.pprof_path && !tr->output_failed && report_pprof(tr->opt.pprof_path, r))
+		output_failed(tr, "--pprof", tr->opt.pprof_path);
+	if (tr->opt.folded_path && !tr->output_failed && report_folded(tr->opt.folded_path, r))
+		output_failed(tr, "--folded", tr->opt.folded_path);
+}
+
 static void write_report(struct tracer *tr, bool final)
 {
-	struct report_options ro = {
-	    .top = tr->opt.top, .max_procs = max_procs(tr), .older_ns = tr->opt.older_ms * 1000000};
+	struct report_options ro = {.top = tr->opt.top,
+				    .max_procs = max_procs(tr),
+				    .older_ns = tr->opt.older_ms * 1000000,
+				    .keep_all = tr->opt.pprof_path || tr->opt.folded_path};
 	struct report r = {.seq = ++tr->reports, .final = final};
 
 	for (int i = 0; i < tr->targets.n; i++)
@@ -348,6 +358,7 @@ static void write_report(struct tracer *tr, bool final)
 		report_json(tr->out, &r);
 	else
 		report_text(tr->out, &r);
+	write_profiles(tr, &r);
 	report_free(&r);
 	if ((fflush(tr->out) || ferror(tr->out)) && tr->out != stdout && !tr->output_failed)
 		output_failed(tr, "--output", tr->opt.output_path);
@@ -574,6 +585,22 @@ static void run(struct tracer *tr)
 	}
 }
 
+/* The profile files can be written: each starts empty. */
+static int check_profiles(const struct options *o)
+{
+	struct report none = {0};
+
+	if (o->folded_path && report_folded(o->folded_path, &none)) {
+		warnx_("cannot write --folded %s: %s", o->folded_path, strerror(errno));
+		return -1;
+	}
+	if (o->pprof_path && report_pprof(o->pprof_path, &none)) {
+		warnx_("cannot write --pprof %s: %s", o->pprof_path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int start(struct tracer *tr)
 {
 	char err[1024] = "";
@@ -592,6 +619,8 @@ static int start(struct tracer *tr)
 		warnx_("%s", err);
 		return -1;
 	}
+	if (check_profiles(&tr->opt))
+		return -1;
 	if (check_privileges(err, sizeof(err)) || check_btf(err, sizeof(err)) ||
 	    ensure_tracefs(err, sizeof(err)) || load_bpf(tr, err, sizeof(err)) ||
 	    start_kernel(tr, err, sizeof(err)) || setup_signals(tr)) {

@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,9 @@ enum long_only {
 	OPT_CURVE,
 	OPT_OUTPUT,
 	OPT_PLOT,
+	OPT_PPROF,
+	OPT_FOLDED,
+	OPT_LISTEN,
 	OPT_FAIL_ON_LEAK,
 	OPT_ALL_STACKS,
 	OPT_MAX_PROCS,
@@ -33,6 +37,9 @@ static const struct option long_options[] = {
     {"curve", required_argument, NULL, OPT_CURVE},
     {"output", required_argument, NULL, OPT_OUTPUT},
     {"plot", required_argument, NULL, OPT_PLOT},
+    {"pprof", required_argument, NULL, OPT_PPROF},
+    {"folded", required_argument, NULL, OPT_FOLDED},
+    {"listen", required_argument, NULL, OPT_LISTEN},
     {"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
     {"all-stacks", no_argument, NULL, OPT_ALL_STACKS},
     {"max-procs", required_argument, NULL, OPT_MAX_PROCS},
@@ -77,6 +84,11 @@ void options_usage(FILE *out)
 	      "                          run by -- then keeps stdout to itself)\n"
 	      "      --curve FILE        write the memory curve as CSV\n"
 	      "      --plot FILE         write the memory curve as an SVG chart\n"
+	      "      --pprof FILE        write the outstanding heap as a pprof profile\n"
+	      "                          (gzipped profile.proto) at each report\n"
+	      "      --folded FILE       write outstanding bytes as folded stacks (the input\n"
+	      "                          of flamegraph.pl, inferno, speedscope) at each report\n"
+	      "      --listen ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 	      "      --fail-on-leak      exit with status 3 when any report judged a leak\n"
 	      "  -h, --help              this help\n"
 	      "      --version           the version\n"
@@ -84,6 +96,35 @@ void options_usage(FILE *out)
 	      "Exit status: 0 success, 1 runtime error, 2 usage error, 3 leak found with\n"
 	      "--fail-on-leak; with -- COMMAND, otherwise COMMAND's own status.\n",
 	      out);
+}
+
+/* ADDR:PORT, ADDR a numeric IPv4 address or a bracketed IPv6 one. */
+static int parse_listen(const char *arg, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *in = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+	const char *colon = strrchr(arg, ':');
+	char host[INET6_ADDRSTRLEN + 2];
+	uint64_t port;
+	size_t len;
+
+	memset(ss, 0, sizeof(*ss));
+	if (!colon || !parse_u64(colon + 1, &port) || port == 0 || port > 65535)
+		return -1;
+	len = (size_t)(colon - arg);
+	if (len >= sizeof(host))
+		return -1;
+	memcpy(host, arg, len);
+	host[len] = '\0';
+	if (len > 2 && host[0] == '[' && host[len - 1] == ']') {
+		host[len - 1] = '\0';
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		return inet_pton(AF_INET6, host + 1, &in6->sin6_addr) == 1 ? 0 : -1;
+	}
+	in->sin_family = AF_INET;
+	in->sin_port = htons((uint16_t)port);
+	return inet_pton(AF_INET, host, &in->sin_addr) == 1 ? 0 : -1;
 }
 
 static enum parse_result usage_error(char *err, size_t errlen, const char *fmt, ...)
@@ -189,6 +230,19 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 		return PARSE_OK;
 	case OPT_PLOT:
 		o->plot_path = arg;
+		return PARSE_OK;
+	case OPT_PPROF:
+		o->pprof_path = arg;
+		return PARSE_OK;
+	case OPT_FOLDED:
+		o->folded_path = arg;
+		return PARSE_OK;
+	case OPT_LISTEN:
+		if (parse_listen(arg, &o->listen))
+			return usage_error(err, errlen,
+					   "invalid --listen '%s': expected ADDR:PORT, e.g. "
+					   "127.0.0.1:9876 or [::1]:9876",
+					   arg);
 		return PARSE_OK;
 	case OPT_FAIL_ON_LEAK:
 		o->fail_on_leak = true;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #define MAX_PIDS 64
@@ -29,6 +30,9 @@ struct options {
 	const char *curve_path;
 	const char *output_path; /* NULL: stdout */
 	const char *plot_path;
+	const char *pprof_path;
+	const char *folded_path;
+	struct sockaddr_storage listen; /* --listen; ss_family 0: none */
 	bool fail_on_leak;
 	bool all_stacks; /* system-wide: probe every allocator from the start */
 	int max_procs;	 /* processes shown in full in a report; 0: the default */

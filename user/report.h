@@ -35,10 +35,14 @@ struct proc_report {
 	double growth_bps;	       /* of the judged curve: heap, plus kernel with -k */
 	double kernel_growth_bps;
 	struct verdict verdict;
-	int nstacks;
-	struct stack_report *stacks; /* suspects first, by growth; then by outstanding bytes */
-	/* The heap adds up: its stacks listed, the rest of them, and the blocks
-	 * recorded without a stack (sampled out, or the stack table full). */
+	/* The first nshown stacks are the report's (-T): suspects first, by
+	 * growth; then by outstanding bytes. The rest follow them only when the
+	 * report was built for a profile (report_options.keep_all). */
+	int nstacks, nshown;
+	struct stack_report *stacks;
+	/* The heap adds up: the stacks shown, the user stacks after them (listed
+	 * or not), and the blocks recorded without a stack (sampled out, or the
+	 * stack table full). */
 	struct {
 		long long stacks, bytes, allocs;
 	} stacks_rest;
@@ -76,11 +80,53 @@ static inline long long outstanding_allocs(const struct counts *c)
 	return (long long)(c->allocs - c->frees);
 }
 
+/* What a profile cannot give a stack to: the outstanding heap in no
+ * listed stack (stacks not listed, or none recorded), the allocations made
+ * there, and the kernel bytes in no listed kernel stack. */
+struct unlisted {
+	long long bytes, allocs;
+	unsigned long long alloc_bytes, alloc_count;
+	long long kernel_bytes, kernel_allocs;
+};
+
+static inline struct unlisted proc_unlisted(const struct proc_report *p)
+{
+	struct unlisted u = {
+	    .bytes = outstanding_bytes(&p->heap),
+	    .allocs = outstanding_allocs(&p->heap),
+	    .alloc_bytes = p->heap.alloc_bytes,
+	    .alloc_count = p->heap.allocs,
+	    .kernel_bytes = outstanding_bytes(&p->kernel),
+	    .kernel_allocs = outstanding_allocs(&p->kernel),
+	};
+
+	for (int i = 0; i < p->nstacks; i++) {
+		const struct stack_stat *st = &p->stacks[i].st;
+
+		if (p->stacks[i].kernel) {
+			u.kernel_bytes -= (long long)st->out_bytes;
+			u.kernel_allocs -= (long long)st->out_allocs;
+			continue;
+		}
+		u.bytes -= (long long)st->out_bytes;
+		u.allocs -= (long long)st->out_allocs;
+		u.alloc_bytes -=
+		    st->c.alloc_bytes < u.alloc_bytes ? st->c.alloc_bytes : u.alloc_bytes;
+		u.alloc_count -= st->c.allocs < u.alloc_count ? st->c.allocs : u.alloc_count;
+	}
+	return u;
+}
+
 /* Why a user stack ends early (UNWIND_CUT_*): NULL if it reaches the
  * program's first frame. */
 const char *unwind_cut_name(__u32 how);
 
 void report_text(FILE *out, const struct report *r);
 void report_json(FILE *out, const struct report *r);
+/* Profiles of the outstanding heap, written whole to path: 0, or -1 with
+ * errno set. Every stack the report holds is in them (build it with
+ * report_options.keep_all), and what no listed stack holds. */
+int report_folded(const char *path, const struct report *r);
+int report_pprof(const char *path, const struct report *r);
 
 #endif

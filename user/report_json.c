@@ -108,7 +108,7 @@ static void print_proc(FILE *out, const struct proc_report *p)
 		p->stacks_rest.stacks, p->stacks_rest.bytes, p->stacks_rest.allocs,
 		p->no_stack.bytes, p->no_stack.allocs);
 	fputs("\"stacks\":[", out);
-	for (int i = 0; i < p->nstacks; i++) {
+	for (int i = 0; i < p->nshown; i++) {
 		if (i)
 			fputc(',', out);
 		print_stack(out, &p->stacks[i]);

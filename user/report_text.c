@@ -151,7 +151,7 @@ static void print_proc(FILE *out, const char *stamp, const struct proc_report *p
 			group_digits(p->heap.allocs, allocs, sizeof(allocs)),
 			group_digits(p->heap.frees, frees, sizeof(frees)));
 	fputc('\n', out);
-	for (int i = 0; i < p->nstacks; i++)
+	for (int i = 0; i < p->nshown; i++)
 		print_stack(out, &p->stacks[i]);
 	print_rest_of_heap(out, p);
 }

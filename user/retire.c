@@ -37,8 +37,6 @@ static void take_stacks(const struct heap_maps *m, const struct snapshot *s, __u
 			continue;
 		r->stacks[k] = xrealloc(r->stacks[k], (n + 1) * sizeof(*st));
 		r->stacks[k][n++] = *st;
-		if (!st->out_allocs)
-			continue;
 		r->frames = xrealloc(r->frames, (r->nframes + 1) * sizeof(*r->frames));
 		f = &r->frames[r->nframes++];
 		f->stack_id = st->stack_id;

@@ -207,8 +207,10 @@ struct cached_frame {
 static struct cached_frame *cache;
 static size_t cache_used;
 
-/* The file and offset that addr maps to, from the process's memory map. */
-static bool file_offset(const char *maps, uint64_t addr, char *path, size_t len, uint64_t *off)
+/* The file and offset that addr maps to, from the process's memory map,
+ * and the mapping that holds it (in f). */
+static bool file_offset(const char *maps, uint64_t addr, char *path, size_t len, uint64_t *off,
+			struct frame *f)
 {
 	for (const char *line = maps; line && *line; line = strchr(line, '\n'), line += !!line) {
 		unsigned long long start, end, offset;
@@ -219,6 +221,7 @@ static bool file_offset(const char *maps, uint64_t addr, char *path, size_t len,
 			continue;
 		snprintf(path, len, "%.*s", (int)strcspn(line + n, "\n"), line + n);
 		*off = addr - start + offset;
+		f->map_start = start, f->map_end = end, f->map_offset = offset;
 		return true;
 	}
 	return false;
@@ -252,11 +255,12 @@ static int lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame **frame
 int symbolizer_frames(struct symbolizer *s, uint64_t addr, struct frame **frames)
 {
 	struct cached_frame *c;
+	struct frame map = {0};
 	char path[256];
 	uint64_t off;
 	int n;
 
-	if (!s->maps || !file_offset(s->maps, addr, path, sizeof(path), &off))
+	if (!s->maps || !file_offset(s->maps, addr, path, sizeof(path), &off, &map))
 		return lookup_dwfl(s, addr, frames);
 	c = cache_slot(path, off);
 	if (!c->path) {
@@ -272,8 +276,12 @@ int symbolizer_frames(struct symbolizer *s, uint64_t addr, struct frame **frames
 	n = c->n;
 	*frames = xcalloc(n, sizeof(**frames));
 	memcpy(*frames, c->f, n * sizeof(**frames));
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
 		(*frames)[i].addr = addr;
+		(*frames)[i].map_start = map.map_start;
+		(*frames)[i].map_end = map.map_end;
+		(*frames)[i].map_offset = map.map_offset;
+	}
 	return n;
 }
 
@@ -344,6 +352,17 @@ static int expand_inlined(Dwfl_Module *mod, Dwarf_Addr call, struct frame **fram
 	return n;
 }
 
+static void set_build_id(Dwfl_Module *mod, struct frame *f)
+{
+	const unsigned char *id;
+	GElf_Addr at;
+	int n = dwfl_module_build_id(mod, &id, &at);
+
+	f->build_id[0] = '\0';
+	for (int i = 0; i < n && i < (int)sizeof(f->build_id) / 2; i++)
+		sprintf(f->build_id + 2 * i, "%02x", id[i]);
+}
+
 static int lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame **frames)
 {
 	Dwfl *dwfl = dwfl_of(s);
@@ -367,6 +386,7 @@ static int lookup_dwfl(struct symbolizer *s, uint64_t addr, struct frame **frame
 		set_symbol(f, name);
 		f->offset = off + 1;
 	}
+	set_build_id(mod, f); /* known once the module's ELF file is read */
 	line = dwfl_module_getsrc(mod, call);
 	file = line ? dwfl_lineinfo(line, NULL, &f->line, NULL, NULL, NULL) : NULL;
 	if (file)

@@ -14,6 +14,9 @@ struct frame {
 	char file[256]; /* empty: no debug info */
 	int line;
 	bool inlined; /* a function inlined into the next frame, at the same address */
+	/* The mapping of the file that holds addr, when a file does. */
+	uint64_t map_start, map_end, map_offset;
+	char build_id[41]; /* hex; empty: none known */
 };
 
 /* Keeps the process's memory map, so that it still serves once the process is gone. */

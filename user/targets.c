@@ -321,7 +321,7 @@ static void count_no_stack(struct proc_report *p)
 
 	bytes -= p->stacks_rest.bytes;
 	allocs -= p->stacks_rest.allocs;
-	for (int i = 0; i < p->nstacks; i++) {
+	for (int i = 0; i < p->nshown; i++) {
 		if (p->stacks[i].kernel)
 			continue;
 		bytes -= (long long)p->stacks[i].st.out_bytes;
@@ -331,38 +331,56 @@ static void count_no_stack(struct proc_report *p)
 	p->no_stack.allocs = allocs > 0 ? allocs : 0;
 }
 
-/* The stacks of a process, user and kernel, judged and ranked; the top ones kept. */
+/* The heap held by the user stacks beyond the first nshown. */
+static void count_rest(struct proc_report *p, const struct stack_report *s)
+{
+	if (s->kernel || !s->st.out_allocs)
+		return;
+	p->stacks_rest.stacks++;
+	p->stacks_rest.bytes += (long long)s->st.out_bytes;
+	p->stacks_rest.allocs += (long long)s->st.out_allocs;
+}
+
+/*
+ * The stacks of a process, user and kernel, judged and ranked. The first
+ * ro->top that hold something are the report's; with ro->keep_all every
+ * other one follows them (those that hold nothing too: they count in the
+ * totals of a profile), else they are only counted in stacks_rest.
+ */
 static void build_stacks(struct target_set *ts, struct target *t, const struct snapshot snap[2],
 			 const struct report_options *ro, double now, double dt,
 			 struct proc_report *p)
 {
-	size_t nheap, nkernel;
+	size_t nheap, nkernel, n;
 	const struct stack_stat *heap = stacks_of(&snap[0], t->pid, &nheap);
 	const struct stack_stat *kernel = stacks_of(&snap[1], t->pid, &nkernel);
 	struct stack_report *all;
+	bool *shown;
 
 	if (t->retired) {
 		heap = t->retired->stacks[0], nheap = t->retired->nstacks[0];
 		kernel = t->retired->stacks[1], nkernel = t->retired->nstacks[1];
 	}
-	all = xcalloc(nheap + nkernel, sizeof(*all));
+	n = nheap + nkernel;
+	all = xcalloc(n, sizeof(*all));
 	judge_stacks(t, heap, nheap, false, now - ts->start_time, dt, all);
 	judge_stacks(t, kernel, nkernel, true, now - ts->start_time, dt, all + nheap);
-	qsort(all, nheap + nkernel, sizeof(*all), by_suspicion);
-	p->stacks = xcalloc(ro->top, sizeof(*p->stacks));
-	for (size_t i = 0; i < nheap + nkernel; i++) {
-		const struct stack_stat *st = &all[i].st;
-
-		if (!st->out_allocs)
-			continue; /* holds nothing (a suspect may have freed it all) */
-		if (p->nstacks < ro->top) {
-			p->stacks[p->nstacks++] = all[i];
-		} else if (!all[i].kernel) {
-			p->stacks_rest.stacks++;
-			p->stacks_rest.bytes += (long long)st->out_bytes;
-			p->stacks_rest.allocs += (long long)st->out_allocs;
-		}
+	qsort(all, n, sizeof(*all), by_suspicion);
+	p->stacks = xcalloc(ro->keep_all ? n : (size_t)ro->top, sizeof(*p->stacks));
+	shown = xcalloc(n, sizeof(*shown));
+	for (size_t i = 0; i < n && p->nstacks < ro->top; i++) {
+		if (all[i].st.out_allocs) /* a suspect may have freed it all */
+			p->stacks[p->nstacks++] = all[i], shown[i] = true;
 	}
+	p->nshown = p->nstacks;
+	for (size_t i = 0; i < n; i++) {
+		if (shown[i])
+			continue;
+		count_rest(p, &all[i]);
+		if (ro->keep_all)
+			p->stacks[p->nstacks++] = all[i];
+	}
+	free(shown);
 	free(all);
 	count_no_stack(p);
 }
@@ -558,7 +576,7 @@ static int by_concern(const void *a, const void *b)
 }
 
 /* The first max_procs processes are shown in full, their stacks symbolized;
- * the rest keep only the headline. */
+ * the rest keep only the headline and the sums. */
 static void symbolize_top(struct target_set *ts, struct report *r, int max_procs, double now)
 {
 	r->nfull = r->nprocs < max_procs ? r->nprocs : max_procs;
@@ -566,8 +584,11 @@ static void symbolize_top(struct target_set *ts, struct report *r, int max_procs
 		struct proc_report *p = &r->procs[i];
 		struct target *t = targets_find(ts, p->pid);
 
-		if (i >= r->nfull)
-			p->nstacks = 0;
+		if (i >= r->nfull) { /* its stacks are counted, not listed */
+			for (int k = 0; k < p->nshown; k++)
+				count_rest(p, &p->stacks[k]);
+			p->nstacks = p->nshown = 0;
+		}
 		for (int k = 0; k < p->nstacks; k++)
 			add_frames(ts, t, now, &p->stacks[k]);
 	}

@@ -83,6 +83,7 @@ struct report_options {
 	int top;
 	int max_procs; /* processes in full; the rest summarized */
 	__u64 older_ns;
+	bool keep_all; /* every stack of the processes in full, not only the top (profiles) */
 };
 
 /* Add a point to every live target's curve and judge it again. */

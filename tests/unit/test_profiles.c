@@ -1,0 +1,174 @@
+/* The profile writers (--folded, --pprof) on a report whose figures are known. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "profile.pb-c.h"
+#include "report.h"
+#include "unit.h"
+
+/*
+ * One process: 3,000 B outstanding in 3 blocks under leak() <- main, where
+ * helper() is inlined into leak(); 500 B in a stack after the top one (-T 1);
+ * 24 B with no stack recorded; a stack that holds nothing but made 10 calls
+ * of 100 B. Totals: 40 allocs, 5,000 B; outstanding 3,524 B in 6 blocks.
+ */
+static struct frame frames_a[3] = {
+    {.addr = 0x401010,
+     .symbol = "helper",
+     .file = "a.c",
+     .line = 3,
+     .inlined = true,
+     .module = "/bin/a",
+     .map_start = 0x400000,
+     .map_end = 0x402000,
+     .build_id = "abcd"},
+    {.addr = 0x401010,
+     .symbol = "leak",
+     .file = "a.c",
+     .line = 9,
+     .module = "/bin/a",
+     .map_start = 0x400000,
+     .map_end = 0x402000,
+     .build_id = "abcd"},
+    {.addr = 0x401100,
+     .symbol = "main",
+     .file = "a.c",
+     .line = 20,
+     .module = "/bin/a",
+     .map_start = 0x400000,
+     .map_end = 0x402000,
+     .build_id = "abcd"},
+};
+static struct frame frames_b[1] = {
+    {.addr = 0x401200,
+     .symbol = "other;odd",
+     .module = "/bin/a",
+     .map_start = 0x400000,
+     .map_end = 0x402000},
+};
+static struct frame frames_c[1] = {{.addr = 0x7f0000001000, .module = "/lib/libx.so"}};
+
+static void fill_report(struct report *r, struct proc_report *p, struct stack_report s[3])
+{
+	memset(r, 0, sizeof(*r));
+	memset(p, 0, sizeof(*p));
+	memset(s, 0, 3 * sizeof(*s));
+	s[0] = (struct stack_report){
+	    .st = {.c = {.allocs = 20, .alloc_bytes = 4000}, .out_bytes = 3000, .out_allocs = 3},
+	    .nframes = 3,
+	    .frames = frames_a};
+	s[1] = (struct stack_report){
+	    .st = {.c = {.allocs = 5, .alloc_bytes = 500}, .out_bytes = 500, .out_allocs = 2},
+	    .nframes = 1,
+	    .frames = frames_b};
+	s[2] = (struct stack_report){
+	    .st = {.c = {.allocs = 10, .alloc_bytes = 100}}, .nframes = 1, .frames = frames_c};
+	p->pid = 42;
+	strcpy(p->comm, "srv x");
+	p->probed = p->alive = true;
+	p->heap = (struct counts){
+	    .allocs = 40, .frees = 34, .alloc_bytes = 5000, .free_bytes = 5000 - 3524};
+	p->stacks = s, p->nstacks = 3, p->nshown = 1;
+	p->stacks_rest.stacks = 1, p->stacks_rest.bytes = 500, p->stacks_rest.allocs = 2;
+	p->no_stack.bytes = 24, p->no_stack.allocs = 1;
+	r->procs = p, r->nprocs = 1, r->nfull = 1;
+}
+
+static void test_folded(const struct report *r, const char *path)
+{
+	char line[512], want[3][128] = {"srv_x;main;leak;helper 3000", "srv_x;other_odd 500",
+					"srv_x;[no stack listed] 24"};
+	int n = 0, seen = 0;
+	FILE *f;
+
+	CHECK(report_folded(path, r) == 0);
+	f = fopen(path, "r");
+	CHECK(f != NULL);
+	while (f && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		for (int i = 0; i < 3; i++)
+			if (!strcmp(line, want[i]))
+				seen |= 1 << i;
+		n++;
+	}
+	if (f)
+		fclose(f);
+	CHECK(n == 3 && seen == 7); /* the empty stack has no line */
+}
+
+static Perftools__Profiles__Profile *read_pprof(const char *path)
+{
+	static unsigned char buf[1 << 16];
+	gzFile gz = gzopen(path, "rb");
+	int len = gz ? gzread(gz, buf, sizeof(buf)) : -1;
+
+	if (gz)
+		gzclose(gz);
+	return len > 0 ? perftools__profiles__profile__unpack(NULL, (size_t)len, buf) : NULL;
+}
+
+static const char *str(const Perftools__Profiles__Profile *p, int64_t i)
+{
+	return i >= 0 && (size_t)i < p->n_string_table ? p->string_table[i] : "?";
+}
+
+static void test_pprof(const struct report *r, const char *path)
+{
+	Perftools__Profiles__Profile *p;
+	int64_t sums[4] = {0};
+	bool inlined_ok = false;
+
+	CHECK(report_pprof(path, r) == 0);
+	p = read_pprof(path);
+	CHECK(p != NULL);
+	if (!p)
+		return;
+	CHECK(p->n_sample_type == 4 && !strcmp(str(p, p->sample_type[3]->type), "inuse_space") &&
+	      !strcmp(str(p, p->sample_type[0]->type), "alloc_objects"));
+	CHECK(!strcmp(str(p, p->default_sample_type), "inuse_space"));
+	CHECK(p->n_sample == 4); /* three stacks and what no listed stack holds */
+	for (size_t i = 0; i < p->n_sample; i++) {
+		const Perftools__Profiles__Sample *s = p->sample[i];
+
+		CHECK(s->n_value == 4 && s->n_location_id >= 1 && s->n_label == 2);
+		for (int k = 0; k < 4 && s->n_value == 4; k++)
+			sums[k] += s->value[k];
+		if (s->n_label == 2)
+			CHECK(!strcmp(str(p, s->label[0]->key), "pid") && s->label[0]->num == 42 &&
+			      !strcmp(str(p, s->label[1]->str), "srv x"));
+	}
+	/* Each figure sums to the process's: allocs, bytes, outstanding. */
+	CHECK(sums[0] == 40 && sums[1] == 5000 && sums[2] == 6 && sums[3] == 3524);
+	for (size_t i = 0; i < p->n_location; i++) {
+		const Perftools__Profiles__Location *l = p->location[i];
+
+		if (l->address == 0x401010 && l->n_line == 2 && l->mapping_id)
+			inlined_ok = !strcmp(str(p, p->function[l->line[0]->function_id - 1]->name),
+					     "helper") &&
+				     l->line[1]->line == 9;
+	}
+	CHECK(inlined_ok);
+	CHECK(p->n_mapping == 1 && p->mapping[0]->memory_start == 0x400000 &&
+	      !strcmp(str(p, p->mapping[0]->build_id), "abcd"));
+	perftools__profiles__profile__free_unpacked(p, NULL);
+}
+
+void test_profiles_add_up(void)
+{
+	char dir[] = "/tmp/profiles.XXXXXX", path[64];
+	struct report r;
+	struct proc_report p;
+	struct stack_report s[3];
+
+	CHECK(mkdtemp(dir) != NULL);
+	fill_report(&r, &p, s);
+	snprintf(path, sizeof(path), "%s/heap.folded", dir);
+	test_folded(&r, path);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/heap.pb.gz", dir);
+	test_pprof(&r, path);
+	unlink(path);
+	rmdir(dir);
+}
