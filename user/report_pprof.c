@@ -177,13 +177,16 @@ static void add_line(Location *loc, uint64_t function, int64_t line)
 	APPEND(loc->line, loc->n_line, l);
 }
 
-/* The location of frames[0..n): one address, the functions inlined there
- * first. A frame without a symbol has no line: pprof shows its address. */
+/*
+ * The location of frames[0..n): one address, the functions inlined there
+ * first. A frame without a symbol has no line: pprof shows its address.
+ * With no frames, the process's location for what no listed stack holds.
+ */
 static uint64_t location_id(struct pprof *pp, int pid, bool kernel, const struct frame *frames,
 			    int n)
 {
-	uint64_t key = (uint64_t)(unsigned)pid << 1 | kernel;
-	struct slot *s = table_slot(&pp->locations, key, frames[0].addr);
+	uint64_t key = (uint64_t)(unsigned)pid << 1 | kernel, addr = n ? frames[0].addr : 0;
+	struct slot *s = table_slot(&pp->locations, key, addr);
 	Location *loc;
 
 	if (s->id)
@@ -191,33 +194,17 @@ static uint64_t location_id(struct pprof *pp, int pid, bool kernel, const struct
 	loc = xcalloc(1, sizeof(*loc));
 	perftools__profiles__location__init(loc);
 	loc->id = pp->p->n_location + 1;
-	loc->address = frames[0].addr;
-	loc->mapping_id = mapping_id(pp, pid, &frames[0], kernel);
+	loc->address = addr;
+	if (!n)
+		add_line(loc, function_id(pp, "[no stack listed]", ""), 0);
+	else
+		loc->mapping_id = mapping_id(pp, pid, &frames[0], kernel);
 	for (int i = 0; i < n; i++)
 		if (frames[i].symbol[0])
 			add_line(loc, function_id(pp, frames[i].symbol, frames[i].file),
 				 frames[i].line);
 	APPEND(pp->p->location, pp->p->n_location, loc);
-	*s = (struct slot){key, frames[0].addr, loc->id};
-	pp->locations.n++;
-	return loc->id;
-}
-
-/* A location of its own for what no listed stack holds, per process. */
-static uint64_t unlisted_location(struct pprof *pp, int pid, bool kernel)
-{
-	uint64_t key = (uint64_t)(unsigned)pid << 1 | kernel;
-	struct slot *s = table_slot(&pp->locations, key, 0);
-	Location *loc;
-
-	if (s->id)
-		return s->id;
-	loc = xcalloc(1, sizeof(*loc));
-	perftools__profiles__location__init(loc);
-	loc->id = pp->p->n_location + 1;
-	add_line(loc, function_id(pp, "[no stack listed]", ""), 0);
-	APPEND(pp->p->location, pp->p->n_location, loc);
-	*s = (struct slot){key, 0, loc->id};
+	*s = (struct slot){key, addr, loc->id};
 	pp->locations.n++;
 	return loc->id;
 }
@@ -271,7 +258,8 @@ static void add_stack(struct pprof *pp, const struct proc_report *p, const struc
 		i += n;
 	}
 	if (!st->nframes) /* its frames could not be read */
-		APPEND(s->location_id, s->n_location_id, unlisted_location(pp, p->pid, st->kernel));
+		APPEND(s->location_id, s->n_location_id,
+		       location_id(pp, p->pid, st->kernel, NULL, 0));
 }
 
 static void add_proc(struct pprof *pp, const struct proc_report *p)
@@ -284,13 +272,13 @@ static void add_proc(struct pprof *pp, const struct proc_report *p)
 		int64_t v[4] = {(int64_t)u.alloc_count, (int64_t)u.alloc_bytes, u.allocs, u.bytes};
 		Sample *s = sample(pp, p, false, v);
 
-		APPEND(s->location_id, s->n_location_id, unlisted_location(pp, p->pid, false));
+		APPEND(s->location_id, s->n_location_id, location_id(pp, p->pid, false, NULL, 0));
 	}
 	if (u.kernel_bytes > 0) {
 		int64_t v[4] = {0, 0, u.kernel_allocs, u.kernel_bytes};
 		Sample *s = sample(pp, p, true, v);
 
-		APPEND(s->location_id, s->n_location_id, unlisted_location(pp, p->pid, true));
+		APPEND(s->location_id, s->n_location_id, location_id(pp, p->pid, true, NULL, 0));
 	}
 }
 
