@@ -14,6 +14,7 @@
 #include <bpf/libbpf.h>
 
 #include "discover.h"
+#include "exporter.h"
 #include "elf_file.h"
 #include "kmem.h"
 #include "launch.h"
@@ -24,6 +25,7 @@
 #include "probes.h"
 #include "report.h"
 #include "report_csv.h"
+#include "report_metrics.h"
 #include "report_svg.h"
 #include "targets.h"
 #include "unwinder.h"
@@ -64,8 +66,10 @@ struct tracer {
 	int sigfd;
 	FILE *out; /* the reports: stdout, or --output */
 	FILE *curve_csv;
-	bool output_failed; /* an output could not be written: stop, status 1 */
-	bool leak_reported; /* some report judged some process a leak */
+	struct exporter *exporter; /* --listen */
+	double last_sample_time;   /* seconds since the epoch */
+	bool output_failed;	   /* an output could not be written: stop, status 1 */
+	bool leak_reported;	   /* some report judged some process a leak */
 	long reports;
 	long samples;
 	int exit_status;
@@ -338,6 +342,25 @@ static void write_profiles(struct tracer *tr, const struct report *r)
 		output_failed(tr, "--folded", tr->opt.folded_path);
 }
 
+/* The report as the metrics --listen serves from now on. */
+static void publish_metrics(struct tracer *tr, const struct report *r)
+{
+	struct tracer_health h = {
+	    .samples = tr->samples,
+	    .last_sample_time = tr->last_sample_time,
+	    .stacks_capacity = MAX_STACKS * (tr->kmem ? 2 : 1),
+	    .unwind_rows_capacity = unwind_rows(tr),
+	};
+	char *page[2];
+	size_t len[2];
+
+	if (!tr->exporter)
+		return;
+	for (int k = 0; k < 2; k++)
+		page[k] = metrics_render(r, &h, k, &len[k]);
+	exporter_publish(tr->exporter, page, len);
+}
+
 static void write_report(struct tracer *tr, bool final)
 {
 	struct report_options ro = {.top = tr->opt.top,
@@ -359,6 +382,7 @@ static void write_report(struct tracer *tr, bool final)
 	else
 		report_text(tr->out, &r);
 	write_profiles(tr, &r);
+	publish_metrics(tr, &r);
 	report_free(&r);
 	if ((fflush(tr->out) || ferror(tr->out)) && tr->out != stdout && !tr->output_failed)
 		output_failed(tr, "--output", tr->opt.output_path);
@@ -532,6 +556,10 @@ static void follow_maps(struct tracer *tr)
 
 static void sample(struct tracer *tr)
 {
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	tr->last_sample_time = (double)now.tv_sec + now.tv_nsec / 1e9;
 	tr->samples++;
 	follow_maps(tr);
 	watch_lifecycle(&tr->targets, bpf_map__fd(tr->skel->maps.lifecycle));
@@ -621,6 +649,12 @@ static int start(struct tracer *tr)
 	}
 	if (check_profiles(&tr->opt))
 		return -1;
+	if (tr->opt.listen.ss_family &&
+	    !(tr->exporter = exporter_start(&tr->opt.listen, err, sizeof(err)))) {
+		warnx_("%s", err);
+		return -1;
+	}
+
 	if (check_privileges(err, sizeof(err)) || check_btf(err, sizeof(err)) ||
 	    ensure_tracefs(err, sizeof(err)) || load_bpf(tr, err, sizeof(err)) ||
 	    start_kernel(tr, err, sizeof(err)) || setup_signals(tr)) {
@@ -636,6 +670,10 @@ static int start(struct tracer *tr)
 	}
 	if (tr->kmem)
 		targets_add(&tr->targets, KERNEL_OWNER);
+	publish_metrics(tr, &(struct report){0}); /* the tracer's own, until the first report */
+	if (tr->exporter)
+		fprintf(stderr, "memleak-bpf: serving metrics at http://%s/metrics\n",
+			exporter_address(&tr->opt.listen));
 	if (tr->targets.watching)
 		fprintf(stderr,
 			"memleak-bpf: watching %d processes; allocators are probed when a "
@@ -676,6 +714,7 @@ int main(int argc, char **argv)
 		if (tr.output_failed)
 			status = EXIT_RUNTIME;
 	}
+	exporter_stop(tr.exporter);
 	if (tr.curve_csv)
 		fclose(tr.curve_csv);
 	if (tr.out && tr.out != stdout)
