@@ -14,9 +14,13 @@
  *    newest half), plus the
  *    margin; before any such reading, those of the first third. The curve
  *    left it at the first window after which every floor stays above it.
+ *    The band never narrows (the floors of coarser windows come out lower):
+ *    an excursion seen while steady stays inside. The band of today's
+ *    windows alone is the tight band.
  *
  * steady: no significant recent growth (a step or a cache that has settled).
- * leak: significant growth, out of the band for good, and not slowing.
+ * leak: significant growth, out of the band for good (or out of the tight
+ * band for VERDICT_OUT_S), and not slowing.
  * growing: significant growth that is still inside the band, slowing down,
  * or too recent to tell from a cache filling (a curve that may yet settle).
  *
@@ -187,16 +191,52 @@ static void set_band_over(struct verdict *v, const struct floors *f, double from
 }
 
 /*
- * The reading of a curve, with the time its band covers so far: [from_s,
- * to_s], the time the curve read steady and flat (to_s 0: none yet). A
- * steady, flat reading extends it to now; any reading measures from it,
- * recomputed over that time (the windows coarsen as the run grows). Without
- * one, a steady curve's band is its recent floors', another's its first
- * third's.
+ * The band the curve is shown against never narrows: as the run grows the
+ * windows coarsen and the floors of the same time come out lower, but an
+ * excursion seen while steady stays inside (the envelope). The floors at
+ * today's windows give the tighter band.
  */
-static void read_curve(const double *t, const double *y, size_t n, double from_s, double to_s,
+static void hold_band(struct verdict *v, const struct verdict *held)
+{
+	v->tight_low = v->band_low;
+	v->tight_high = v->band_high;
+	if (held && held->band_to_s && v->band_to_s) {
+		v->band_low = fmin(v->band_low, held->band_low);
+		v->band_high = fmax(v->band_high, held->band_high);
+	}
+}
+
+/*
+ * A growing curve is a leak once its floors have left the band for good and
+ * its growth is not slowing. Out of the envelope, at once; out of only the
+ * tighter band (a slow leak, inside the noise of its steady time), once it
+ * has stayed out VERDICT_OUT_S: a burst of work that grows for a while and
+ * gives its memory back does not.
+ */
+static void judge_departure(struct verdict *v, const struct floors *f, double now, bool not_slowing)
+{
+	double tight = left_band_at(f, v->tight_high);
+
+	v->left_band_at_s = left_band_at(f, v->band_high);
+	if (v->left_band_at_s < 0 && tight >= 0 && now - tight >= VERDICT_OUT_S) {
+		v->left_band_at_s = tight;
+		v->band_low = v->tight_low;
+		v->band_high = v->tight_high;
+	}
+	v->state = v->left_band_at_s >= 0 && not_slowing ? VERDICT_LEAK : VERDICT_GROWING;
+}
+
+/*
+ * The reading of a curve, with the band held so far (NULL: none): it covers
+ * [band_from_s, band_to_s], the time the curve read steady and flat (to_s 0:
+ * none yet). A steady, flat reading extends it to now; any reading measures
+ * from it, recomputed over that time and never narrower. Without one, a
+ * steady curve's band is its recent floors', another's its first third's.
+ */
+static void read_curve(const double *t, const double *y, size_t n, const struct verdict *held,
 		       struct verdict *v)
 {
+	double from_s = held ? held->band_from_s : 0, to_s = held ? held->band_to_s : 0;
 	struct floors f;
 	size_t recent, from, half;
 	double margin, z, late, early, rise;
@@ -238,24 +278,22 @@ static void read_curve(const double *t, const double *y, size_t n, double from_s
 		set_band(v, f.low + from, recent, margin);
 	else
 		set_band(v, f.low, f.n / 3 > 1 ? f.n / 3 : 1, margin);
-	if (v->state != VERDICT_STEADY) {
-		v->left_band_at_s = left_band_at(&f, v->band_high);
-		v->state = v->left_band_at_s >= 0 && late >= early * SLOWING ? VERDICT_LEAK
-									     : VERDICT_GROWING;
-	}
+	hold_band(v, held);
+	if (v->state != VERDICT_STEADY)
+		judge_departure(v, &f, t[n - 1], late >= early * SLOWING);
 	free_floors(&f);
 }
 
 void judge_curve(const double *t, const double *y, size_t n, struct verdict *v)
 {
-	read_curve(t, y, n, 0, 0, v);
+	read_curve(t, y, n, NULL, v);
 }
 
 void verdict_update(struct verdict *v, const double *t, const double *y, size_t n)
 {
 	struct verdict now;
 
-	read_curve(t, y, n, v->band_from_s, v->band_to_s, &now);
+	read_curve(t, y, n, v, &now);
 	switch (v->state) {
 	case VERDICT_LEAK:
 		/* Its band and departure stay; it is withdrawn only when its floor

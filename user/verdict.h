@@ -27,6 +27,8 @@ struct verdict {
 	double back_since_s;   /* a leak: since when its floor is back in the band's lower half */
 	double band_from_s;    /* the band covers the floors of this time: when the */
 	double band_to_s;      /* curve read steady and flat (0: not yet); it only extends */
+	double tight_low;      /* the band of today's windows: inside band_low..high */
+	double tight_high;
 };
 
 #define VERDICT_WARMUP_S 10.0
@@ -37,6 +39,9 @@ struct verdict {
 #define VERDICT_SETTLE_S	    10.0
 /* Steady this long, a curve's run of leak readings is over. */
 #define VERDICT_RESET_S 1.5
+/* A floor out of the tight band only (not of the envelope) must stay out
+ * this long to be a leak. */
+#define VERDICT_OUT_S 60.0
 
 /*
  * Judge the curve anew: t (seconds, increasing) and bytes of n samples. v

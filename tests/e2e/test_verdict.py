@@ -62,18 +62,21 @@ def test_server_steady_is_never_a_leak():
     check_plot(svg, left_band=False)
 
 
-def test_server_drip_is_a_leak_within_20_s():
-    status, rs, rows, svg, err = trace_server(["40", "15"])
+def test_server_drip_is_a_leak_within_35_s():
+    status, rs, rows, svg, err = trace_server(["55", "15"])
     check_eq(status, 3, "exit status with --fail-on-leak: " + err)
     first = next((r for r in rs if r["processes"][0]["verdict"]["state"] == "leak"), None)
     check(first is not None, "never called a leak")
-    # Drip from 15 s: 10 s of growth to read it, 10 s of evidence, slack.
-    check(first["elapsed_s"] <= 40, "called a leak at %.1f s" % first["elapsed_s"])
+    # The band holds the 8 MiB bursts seen while steady (2 + 8 MiB, plus the
+    # margin): the drip (0.5 MiB/s from 15 s) climbs above them by about
+    # 33 s, then 10 s of evidence, slack.
+    check(first["elapsed_s"] <= 50, "called a leak at %.1f s" % first["elapsed_s"])
     final = rs[-1]["processes"][0]
     check_eq(final["verdict"]["state"], "leak", "final verdict")
     left = final["verdict"]["left_band_at_s"]
-    check(left is not None and 13 <= left <= 21, "left the band at %r" % left)
-    check(final["verdict"]["band_high_bytes"] < 4 * 1024 * 1024, "band %r" % final["verdict"])
+    check(left is not None and 28 <= left <= 38, "left the band at %r" % left)
+    high = final["verdict"]["band_high_bytes"]
+    check(10 * 2**20 <= high <= 12 * 2**20, "band %r" % final["verdict"])
     check_eq(suspects(final)[:1], ["drip"], "head suspect")
     named = next((r for r in rs if suspects(r["processes"][0])[:1] == ["drip"]), None)
     check(named is not None and named["elapsed_s"] <= 30,
