@@ -67,6 +67,7 @@ struct tracer {
 	FILE *out; /* the reports: stdout, or --output */
 	FILE *curve_csv;
 	struct exporter *exporter; /* --listen */
+	char *metrics_procs[2];	   /* of the last report: text format, OpenMetrics */
 	double last_sample_time;   /* seconds since the epoch */
 	bool output_failed;	   /* an output could not be written: stop, status 1 */
 	bool leak_reported;	   /* some report judged some process a leak */
@@ -342,13 +343,24 @@ static void write_profiles(struct tracer *tr, const struct report *r)
 		output_failed(tr, "--folded", tr->opt.folded_path);
 }
 
-/* The report as the metrics --listen serves from now on. */
-static void publish_metrics(struct tracer *tr, const struct report *r)
+static double thread_cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Serve the processes of the last report and the tracer's health now. */
+static void publish_metrics(struct tracer *tr)
 {
 	struct tracer_health h = {
 	    .samples = tr->samples,
+	    .reports = tr->reports,
 	    .last_sample_time = tr->last_sample_time,
+	    .stack_entries = tr->targets.stack_entries,
 	    .stacks_capacity = MAX_STACKS * (tr->kmem ? 2 : 1),
+	    .unwind_rows = tr->unwind.rows_used,
 	    .unwind_rows_capacity = unwind_rows(tr),
 	};
 	char *page[2];
@@ -356,9 +368,22 @@ static void publish_metrics(struct tracer *tr, const struct report *r)
 
 	if (!tr->exporter)
 		return;
+	targets_drops(&tr->targets, &h.drops);
 	for (int k = 0; k < 2; k++)
-		page[k] = metrics_render(r, &h, k, &len[k]);
+		page[k] = metrics_page(tr->metrics_procs[k], &h, k, &len[k]);
 	exporter_publish(tr->exporter, page, len);
+}
+
+/* The processes of a report as the metrics --listen serves from now on. */
+static void report_metrics(struct tracer *tr, const struct report *r)
+{
+	if (!tr->exporter)
+		return;
+	for (int k = 0; k < 2; k++) {
+		free(tr->metrics_procs[k]);
+		tr->metrics_procs[k] = metrics_procs(r, k);
+	}
+	publish_metrics(tr);
 }
 
 static void write_report(struct tracer *tr, bool final)
@@ -369,9 +394,12 @@ static void write_report(struct tracer *tr, bool final)
 				    .keep_all = tr->opt.pprof_path || tr->opt.folded_path};
 	struct report r = {.seq = ++tr->reports, .final = final};
 
+	double cpu = thread_cpu_ms();
+
 	for (int i = 0; i < tr->targets.n; i++)
 		target_refresh(&tr->targets.t[i]);
 	targets_report(&tr->targets, &ro, &r);
+	r.cpu_ms = thread_cpu_ms() - cpu;
 	for (int i = 0; i < r.nprocs; i++)
 		tr->leak_reported |= r.procs[i].verdict.state == VERDICT_LEAK;
 	r.unwind.objects = tr->unwind.nobjs;
@@ -382,7 +410,7 @@ static void write_report(struct tracer *tr, bool final)
 	else
 		report_text(tr->out, &r);
 	write_profiles(tr, &r);
-	publish_metrics(tr, &r);
+	report_metrics(tr, &r);
 	report_free(&r);
 	if ((fflush(tr->out) || ferror(tr->out)) && tr->out != stdout && !tr->output_failed)
 		output_failed(tr, "--output", tr->opt.output_path);
@@ -574,6 +602,7 @@ static void sample(struct tracer *tr)
 		unprobe_settled(tr);
 	}
 	targets_sample(&tr->targets);
+	publish_metrics(tr);
 	if (tr->curve_csv && !tr->output_failed && csv_rows(tr->curve_csv, &tr->targets))
 		output_failed(tr, "--curve", tr->opt.curve_path);
 }
@@ -647,6 +676,12 @@ static int start(struct tracer *tr)
 		warnx_("%s", err);
 		return -1;
 	}
+	/* Before any thread starts (the exporter's): SIGINT and SIGTERM come to
+	 * the signalfd, never to a thread that would take the default action. */
+	if (setup_signals(tr)) {
+		warnx_("cannot set up signal handling: %s", strerror(errno));
+		return -1;
+	}
 	if (check_profiles(&tr->opt))
 		return -1;
 	if (tr->opt.listen.ss_family &&
@@ -657,7 +692,7 @@ static int start(struct tracer *tr)
 
 	if (check_privileges(err, sizeof(err)) || check_btf(err, sizeof(err)) ||
 	    ensure_tracefs(err, sizeof(err)) || load_bpf(tr, err, sizeof(err)) ||
-	    start_kernel(tr, err, sizeof(err)) || setup_signals(tr)) {
+	    start_kernel(tr, err, sizeof(err))) {
 		warnx_("%s", err[0] ? err : strerror(errno));
 		return -1;
 	}
@@ -670,7 +705,7 @@ static int start(struct tracer *tr)
 	}
 	if (tr->kmem)
 		targets_add(&tr->targets, KERNEL_OWNER);
-	publish_metrics(tr, &(struct report){0}); /* the tracer's own, until the first report */
+	report_metrics(tr, &(struct report){0}); /* the tracer's own, until the first report */
 	if (tr->exporter)
 		fprintf(stderr, "memleak-bpf: serving metrics at http://%s/metrics\n",
 			exporter_address(&tr->opt.listen));
@@ -715,6 +750,8 @@ int main(int argc, char **argv)
 			status = EXIT_RUNTIME;
 	}
 	exporter_stop(tr.exporter);
+	free(tr.metrics_procs[0]);
+	free(tr.metrics_procs[1]);
 	if (tr.curve_csv)
 		fclose(tr.curve_csv);
 	if (tr.out && tr.out != stdout)

@@ -54,6 +54,7 @@ struct proc_report {
 struct report {
 	long seq;
 	double elapsed_s;
+	double cpu_ms; /* the tracer's CPU time to build it: map reads, verdicts, symbols */
 	bool final;
 	time_t wall;
 	struct drops drops;

@@ -123,22 +123,23 @@ void report_json(FILE *out, const struct report *r)
 
 	gmtime_r(&r->wall, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(out,
-		"{\"type\":\"report\",\"seq\":%ld,\"time\":\"%s\",\"elapsed_s\":%.3f,"
-		"\"final\":%s,\"dropped\":{\"events\":%llu,\"allocs_map_full\":%llu,"
-		"\"stacks\":%llu,\"stacks_map_failed\":%llu,\"stack_counts_full\":%llu,"
-		"\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu},"
-		"\"calls_nested\":%llu,\"stack_table\":{\"entries\":%zu,\"reclaimed\":%zu},"
-		"\"unwind_tables\":{\"objects\":%zu,\"rows\":%zu,\"bytes\":%zu,\"no_room\":%llu},"
-		"\"processes\":[",
-		r->seq, stamp, r->elapsed_s, r->final ? "true" : "false",
-		(unsigned long long)r->drops.events, (unsigned long long)r->drops.allocs_map_full,
-		(unsigned long long)r->drops.stacks, (unsigned long long)r->drops.stacks_map_failed,
-		(unsigned long long)r->drops.stack_counts_full,
-		(unsigned long long)r->drops.procs_map_full,
-		(unsigned long long)r->drops.lifecycle_map_full, r->nested_calls, r->stack_entries,
-		r->stacks_reclaimed, r->unwind.objects, r->unwind.rows,
-		r->unwind.rows * sizeof(struct unwind_row), r->unwind.no_room);
+	fprintf(
+	    out,
+	    "{\"type\":\"report\",\"seq\":%ld,\"time\":\"%s\",\"elapsed_s\":%.3f,\"cpu_ms\":%.1f,"
+	    "\"final\":%s,\"dropped\":{\"events\":%llu,\"allocs_map_full\":%llu,"
+	    "\"stacks\":%llu,\"stacks_map_failed\":%llu,\"stack_counts_full\":%llu,"
+	    "\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu},"
+	    "\"calls_nested\":%llu,\"stack_table\":{\"entries\":%zu,\"reclaimed\":%zu},"
+	    "\"unwind_tables\":{\"objects\":%zu,\"rows\":%zu,\"bytes\":%zu,\"no_room\":%llu},"
+	    "\"processes\":[",
+	    r->seq, stamp, r->elapsed_s, r->cpu_ms, r->final ? "true" : "false",
+	    (unsigned long long)r->drops.events, (unsigned long long)r->drops.allocs_map_full,
+	    (unsigned long long)r->drops.stacks, (unsigned long long)r->drops.stacks_map_failed,
+	    (unsigned long long)r->drops.stack_counts_full,
+	    (unsigned long long)r->drops.procs_map_full,
+	    (unsigned long long)r->drops.lifecycle_map_full, r->nested_calls, r->stack_entries,
+	    r->stacks_reclaimed, r->unwind.objects, r->unwind.rows,
+	    r->unwind.rows * sizeof(struct unwind_row), r->unwind.no_room);
 	for (int i = 0; i < r->nprocs; i++) {
 		if (i)
 			fputc(',', out);

@@ -217,7 +217,7 @@ static void put_verdicts(struct page *pg, const struct report *r)
 	}
 }
 
-static void put_health(struct page *pg, const struct report *r, const struct tracer_health *h)
+static void put_health(struct page *pg, const struct tracer_health *h)
 {
 	static const char *const reasons[] = {"events",
 					      "allocs_map_full",
@@ -226,13 +226,14 @@ static void put_health(struct page *pg, const struct report *r, const struct tra
 					      "stack_counts_full",
 					      "procs_map_full",
 					      "lifecycle_map_full"};
-	const __u64 dropped[] = {r->drops.events,
-				 r->drops.allocs_map_full,
-				 r->drops.stacks,
-				 r->drops.stacks_map_failed,
-				 r->drops.stack_counts_full,
-				 r->drops.procs_map_full,
-				 r->drops.lifecycle_map_full};
+	const struct drops *d = &h->drops;
+	const __u64 dropped[] = {d->events,
+				 d->allocs_map_full,
+				 d->stacks,
+				 d->stacks_map_failed,
+				 d->stack_counts_full,
+				 d->procs_map_full,
+				 d->lifecycle_map_full};
 
 	family(pg, "memleak_tracer_dropped_total", "counter",
 	       "Events the BPF programs could not record in full, by reason (stacks: "
@@ -246,25 +247,37 @@ static void put_health(struct page *pg, const struct report *r, const struct tra
 	       "When the last sample was taken, in seconds since the epoch.");
 	put(pg, "memleak_tracer_last_sample_timestamp_seconds %.3f\n", h->last_sample_time);
 	family(pg, "memleak_tracer_reports_total", "counter", "Reports made.");
-	put(pg, "memleak_tracer_reports_total %ld\n", r->seq);
+	put(pg, "memleak_tracer_reports_total %ld\n", h->reports);
 	family(pg, "memleak_tracer_map_entries", "gauge",
 	       "Entries in the tracer's BPF maps (stacks: at the last sweep).");
-	put(pg, "memleak_tracer_map_entries{map=\"stacks\"} %zu\n", r->stack_entries);
-	put(pg, "memleak_tracer_map_entries{map=\"unwind_rows\"} %zu\n", r->unwind.rows);
+	put(pg, "memleak_tracer_map_entries{map=\"stacks\"} %zu\n", h->stack_entries);
+	put(pg, "memleak_tracer_map_entries{map=\"unwind_rows\"} %zu\n", h->unwind_rows);
 	family(pg, "memleak_tracer_map_capacity", "gauge", "Entries the tracer's BPF maps hold.");
 	put(pg, "memleak_tracer_map_capacity{map=\"stacks\"} %zu\n", h->stacks_capacity);
 	put(pg, "memleak_tracer_map_capacity{map=\"unwind_rows\"} %zu\n", h->unwind_rows_capacity);
 }
 
-char *metrics_render(const struct report *r, const struct tracer_health *h, bool openmetrics,
-		     size_t *len)
+static struct page new_page(bool openmetrics)
 {
-	struct page pg = {.buf = xcalloc(4096, 1), .cap = 4096, .openmetrics = openmetrics};
+	return (struct page){.buf = xcalloc(4096, 1), .cap = 4096, .openmetrics = openmetrics};
+}
+
+char *metrics_procs(const struct report *r, bool openmetrics)
+{
+	struct page pg = new_page(openmetrics);
 
 	for (enum field f = HEAP_BYTES; f <= FREE_BYTES; f++)
 		put_field(&pg, r, f);
 	put_verdicts(&pg, r);
-	put_health(&pg, r, h);
+	return pg.buf;
+}
+
+char *metrics_page(const char *procs, const struct tracer_health *h, bool openmetrics, size_t *len)
+{
+	struct page pg = new_page(openmetrics);
+
+	put(&pg, "%s", procs);
+	put_health(&pg, h);
 	if (openmetrics)
 		put(&pg, "# EOF\n");
 	*len = pg.len;

@@ -7,17 +7,19 @@
 
 #include "report.h"
 
-/* What the report does not hold of the tracer's own state. */
+/* The tracer's own state, as of the last sample. */
 struct tracer_health {
-	long samples;
+	struct drops drops;
+	long samples, reports;
 	double last_sample_time; /* seconds since the epoch; 0: none yet */
-	size_t stacks_capacity;
-	size_t unwind_rows_capacity;
+	size_t stack_entries, stacks_capacity;
+	size_t unwind_rows, unwind_rows_capacity;
 };
 
-/* The page (to free) and its length: the Prometheus text format 0.0.4, or
- * OpenMetrics 1.0 text. */
-char *metrics_render(const struct report *r, const struct tracer_health *h, bool openmetrics,
-		     size_t *len);
+/* The processes of a report as metrics (to free): the Prometheus text
+ * format 0.0.4, or OpenMetrics 1.0 text. */
+char *metrics_procs(const struct report *r, bool openmetrics);
+/* The page: those, then the tracer's health (and # EOF for OpenMetrics). */
+char *metrics_page(const char *procs, const struct tracer_health *h, bool openmetrics, size_t *len);
 
 #endif

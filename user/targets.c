@@ -605,6 +605,14 @@ static void add_drops(struct drops *sum, const struct drops *d)
 	sum->lifecycle_map_full += d->lifecycle_map_full;
 }
 
+void targets_drops(const struct target_set *ts, struct drops *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	add_drops(sum, ts->heap.drops);
+	if (targets_kernel(ts))
+		add_drops(sum, ts->kernel.drops);
+}
+
 void targets_report(struct target_set *ts, const struct report_options *ro, struct report *r)
 {
 	double now = monotonic_s();

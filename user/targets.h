@@ -93,6 +93,8 @@ void targets_sweep_stacks(struct target_set *ts);
 
 void targets_report(struct target_set *ts, const struct report_options *ro, struct report *r);
 void report_free(struct report *r);
+/* What the BPF programs dropped so far, user heap and kernel: live. */
+void targets_drops(const struct target_set *ts, struct drops *sum);
 void targets_free(struct target_set *ts);
 /* Before anything else: the user heap's maps; no kernel tracing yet. */
 void targets_init(struct target_set *ts, const struct heap_maps *heap);

@@ -91,6 +91,10 @@ def test_prometheus_scrapes_the_leak_and_the_alert_fires():
             check(status == 200 and ctype.startswith("text/plain; version=0.0.4"),
                   "text format: %r" % ctype)
             check("memleak_tracer_samples_total" in body, "health metrics: %r" % body[:300])
+            lint = subprocess.run(["promtool", "check", "metrics"], input=body,
+                                  capture_output=True, text=True)
+            check_eq((lint.returncode, lint.stdout + lint.stderr), (0, ""),
+                     "promtool check metrics")
             status, ctype, body = get("http://%s/metrics" % target,
                                       {"Accept": "application/openmetrics-text; version=1.0.0"})
             check(ctype.startswith("application/openmetrics-text") and
@@ -143,3 +147,39 @@ def test_listen_errors():
         check_eq(status, 2, "--listen %s: exit status" % bad)
         check("invalid --listen" in err and len(err.strip().splitlines()) == 1,
               "--listen %s: %r" % (bad, err))
+
+
+def test_service_unit_runs_as_written():
+    """scripts/memleak-bpf.service: systemd accepts it, and its command line
+    (the binary and port swapped for this build's) watches the machine and
+    serves metrics; SIGTERM, as systemctl stop sends, ends it cleanly with
+    its profile written."""
+    with open(os.path.join(ROOT, "scripts", "memleak-bpf.service")) as f:
+        unit = f.read()
+    port = free_port()
+    unit = unit.replace("/usr/local/sbin/memleak-bpf", TOOL).replace(
+        "127.0.0.1:9876", "127.0.0.1:%d" % port)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "memleak-bpf.service")
+        with open(path, "w") as f:
+            f.write(unit)
+        p = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, text=True)
+        check_eq((p.returncode, p.stderr.strip()), (0, ""), "systemd-analyze verify")
+        execstart = next(l for l in unit.splitlines() if l.startswith("ExecStart="))
+        argv = execstart[len("ExecStart="):].replace("${STATE_DIRECTORY}", d).split()
+        tool = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            lines = [tool.stderr.readline() for _ in range(2)]
+            check(any("serving metrics" in l for l in lines) and
+                  any("watching" in l for l in lines), "stderr: %r" % lines)
+            time.sleep(2)
+            _, _, body = get("http://127.0.0.1:%d/metrics" % port)
+            samples = [l for l in body.splitlines() if l.startswith("memleak_tracer_samples_total")]
+            check(samples and int(samples[0].split()[1]) > 0, "samples: %r" % samples)
+            tool.send_signal(signal.SIGTERM)
+            check_eq(tool.wait(timeout=30), 0, "exit status after SIGTERM")
+        finally:
+            if tool.poll() is None:
+                tool.kill()
+        with open(os.path.join(d, "heap.pb.gz"), "rb") as f:
+            check(f.read(2) == b"\x1f\x8b", "heap.pb.gz is not gzip")

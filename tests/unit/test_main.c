@@ -26,6 +26,7 @@ void test_verdict_band_does_not_absorb_a_leak(void);
 void test_verdict_recovery_needs_the_floor_back(void);
 void test_curve_bounded_keeps_extremes(void);
 void test_profiles_add_up(void);
+void test_metrics_page(void);
 
 /* Split line at spaces into argv; the command, if any, points into it. */
 static enum parse_result parse(struct options *o, char *line, char *err)
@@ -285,6 +286,7 @@ int main(void)
 	    TEST(test_watch_scan_finds_user_processes),
 	    TEST(test_escape_each_format),
 	    TEST(test_profiles_add_up),
+	    TEST(test_metrics_page),
 	    TEST(test_fuzz_readers),
 	    TEST(test_ret_sites_of_jemalloc_new),
 	    TEST(test_probe_site_prologues),

@@ -6,6 +6,7 @@
 
 #include "profile.pb-c.h"
 #include "report.h"
+#include "report_metrics.h"
 #include "unit.h"
 
 /*
@@ -171,4 +172,51 @@ void test_profiles_add_up(void)
 	test_pprof(&r, path);
 	unlink(path);
 	rmdir(dir);
+}
+
+/* The exporter's page: one series per process shown, the rest summed, the
+ * verdict as a state set; OpenMetrics names counter families without _total
+ * and ends with # EOF. */
+void test_metrics_page(void)
+{
+	struct proc_report p[2] = {
+	    {.pid = 7,
+	     .comm = "a\"b\\c",
+	     .probed = true,
+	     .alive = true,
+	     .heap = {.allocs = 10, .frees = 4, .alloc_bytes = 1000, .free_bytes = 400},
+	     .rss_bytes = 4096,
+	     .verdict = {.state = VERDICT_LEAK, .band_low = 1, .band_high = 2}},
+	    {.pid = 8,
+	     .comm = "other",
+	     .probed = true,
+	     .alive = true,
+	     .heap = {.allocs = 3, .frees = 1, .alloc_bytes = 30, .free_bytes = 10},
+	     .rss_bytes = 8192},
+	};
+	struct report r = {.procs = p, .nprocs = 2, .nfull = 1};
+	struct tracer_health h = {.samples = 12, .reports = 2, .drops = {.stacks = 5}};
+	char *procs = metrics_procs(&r, false), *page, *om_procs = metrics_procs(&r, true), *om;
+	size_t len, om_len;
+
+	page = metrics_page(procs, &h, false, &len);
+	om = metrics_page(om_procs, &h, true, &om_len);
+	CHECK(len == strlen(page) && om_len == strlen(om));
+	CHECK(strstr(page, "memleak_process_heap_bytes{pid=\"7\",comm=\"a\\\"b\\\\c\"} 600\n"));
+	CHECK(strstr(page, "memleak_process_heap_bytes{pid=\"other\",comm=\"\"} 20\n"));
+	CHECK(strstr(page, "memleak_process_rss_bytes{pid=\"other\",comm=\"\"} 8192\n"));
+	CHECK(!strstr(page, "pid=\"8\""));
+	CHECK(strstr(page, "state=\"leak\"} 1\n") && strstr(page, "state=\"steady\"} 0\n"));
+	CHECK(strstr(page, "memleak_processes{state=\"warmup\"} 1\n"));
+	CHECK(strstr(page, "memleak_process_band_high_bytes{pid=\"7\",comm=\"a\\\"b\\\\c\"} 2\n"));
+	CHECK(strstr(page, "# TYPE memleak_tracer_samples_total counter\n"));
+	CHECK(strstr(page, "memleak_tracer_dropped_total{reason=\"stacks\"} 5\n"));
+	CHECK(!strstr(page, "# EOF"));
+	CHECK(
+	    strstr(om, "# TYPE memleak_tracer_samples counter\nmemleak_tracer_samples_total 12\n"));
+	CHECK(strlen(om) > 6 && !strcmp(om + strlen(om) - 6, "# EOF\n"));
+	free(procs);
+	free(om_procs);
+	free(page);
+	free(om);
 }
