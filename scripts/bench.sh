@@ -16,14 +16,15 @@ libc=$(ldd "$bench" | awk '/libc.so.6/ {print $3}')
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
-untraced() { "$bench" "$pairs"; }
-command_traced() { ./memleak-bpf 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"; }
-command_traced_k() { ./memleak-bpf -k 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"; }
+threads=1 # pairs run in each of this many threads
+untraced() { "$bench" "$pairs" $threads; }
+command_traced() { ./memleak-bpf 3600 -- "$bench" "$pairs" $threads | grep -E "^[0-9.]+$"; }
+command_traced_k() { ./memleak-bpf -k 3600 -- "$bench" "$pairs" $threads | grep -E "^[0-9.]+$"; }
 
 # Run the benchmark while a tracer runs in the background: "$@" starts it.
 # WORKLOAD (default: the pair benchmark) is what runs.
 under() {
-	local work=(${WORKLOAD:-$bench $pairs})
+	local work=(${WORKLOAD:-$bench $pairs $threads})
 	"${work[0]}" 1 >/dev/null # warm the page cache
 	"$@" >/dev/null 2>&1 &
 	local tracer=$!
@@ -41,23 +42,32 @@ bpftrace_min() {
 # memleak-bpf probes; the naive floor: the same on the function entries.
 floor_sites() { under build/floor_probes sites "$libc" build/floor.bpf.o; }
 floor_entries() { under build/floor_probes entries "$libc" build/floor.bpf.o; }
-command_traced_s100() { ./memleak-bpf -s 100 3600 -- "$bench" "$pairs" | grep -E "^[0-9.]+$"; }
+command_traced_s100() { ./memleak-bpf -s 100 3600 -- "$bench" "$pairs" $threads | grep -E "^[0-9.]+$"; }
 system_watch() { under ./memleak-bpf 3600; }
 system_watch_k() { under ./memleak-bpf -k 3600; }
 system_all_stacks() { under ./memleak-bpf --all-stacks 3600; }
 
-modes=${MODES:-"untraced floor_sites floor_entries bpftrace_min command_traced command_traced_s100 command_traced_k system_watch system_watch_k system_all_stacks"}
-declare -A ns
-for mode in $modes; do
-	ns[$mode]=$(for _ in $(seq "$runs"); do $mode; done | median)
-done
 # Ratios of the ns each mode adds to a pair, to what the floor adds.
-printf '%-22s %10s %8s %14s\n' "mode" "ns/pair" "ratio" "added/floor"
-for mode in $modes; do
-	printf '%-22s %10s %8.1f %14s\n' "$mode" "${ns[$mode]}" \
-		"$(echo "${ns[$mode]} / ${ns[untraced]}" | bc -l)" \
-		"$([[ -n ${ns[floor_sites]:-} ]] && printf '%.2f' "$(echo "(${ns[$mode]} - ${ns[untraced]}) / (${ns[floor_sites]} - ${ns[untraced]})" | bc -l)")"
-done
+pair_table() { # modes...
+	local mode
+	declare -A ns
+	for mode in "$@"; do
+		ns[$mode]=$(for _ in $(seq "$runs"); do $mode; done | median)
+	done
+	printf '%-22s %10s %8s %14s\n' "mode ($threads thread$([ $threads = 1 ] || echo s))" \
+		"ns/pair" "ratio" "added/floor"
+	for mode in "$@"; do
+		printf '%-22s %10s %8.1f %14s\n' "$mode" "${ns[$mode]}" \
+			"$(echo "${ns[$mode]} / ${ns[untraced]}" | bc -l)" \
+			"$([[ -n ${ns[floor_sites]:-} ]] && printf '%.2f' "$(echo "(${ns[$mode]} - ${ns[untraced]}) / (${ns[floor_sites]} - ${ns[untraced]})" | bc -l)")"
+	done
+}
+pair_table ${MODES:-untraced floor_sites floor_entries bpftrace_min command_traced command_traced_s100 command_traced_k system_watch system_watch_k system_all_stacks}
+# Two threads allocating at once (this machine has 2 cores): the maps shared.
+threads=2
+echo
+pair_table ${MODES2:-untraced floor_sites floor_entries command_traced command_traced_s100}
+threads=1
 [[ -n ${ONLY_PAIRS:-} ]] && exit 0
 
 # The watcher's own cost: CPU ticks over 10 s of watching every process, with
@@ -141,3 +151,47 @@ deep_traced=$(echo -n "${walk[cfi_nofp]}" | awk '{print $2}' | median)
 printf 'no frame pointers, unwound: floor %s ns/pair, memleak-bpf %s: added/floor %.2f\n' \
 	"$deep_floor" "$deep_traced" \
 	"$(echo "($deep_traced - $untraced_deep) / ($deep_floor - $untraced_deep)" | bc -l)"
+
+# A real client: redis-benchmark SET and GET against Debian's redis-server
+# (redis-check-rdb under its server name; jemalloc), on loopback with bounded
+# request counts: untraced, under the floor (empty programs on jemalloc's
+# malloc, calloc, realloc and free, at memleak-bpf's sites) and under
+# memleak-bpf -p. REDIS_REQUESTS per test (default 200000).
+rdir=$(mktemp -d)
+ln -s "$(command -v redis-check-rdb)" "$rdir/redis-server"
+jemalloc=$(ldd "$rdir/redis-server" | awk '/libjemalloc/ {print $3}')
+rport=6391
+redis_rps() { # mode: prints "SET GET" requests per second
+	"$rdir/redis-server" --port $rport --save "" --appendonly no >/dev/null &
+	local server=$! tracer=
+	sleep 1
+	case $1 in
+	floor) build/floor_probes sites "$jemalloc" build/floor.bpf.o >/dev/null & tracer=$! ;;
+	traced) ./memleak-bpf -p $server 3600 >/dev/null 2>&1 & tracer=$! ;;
+	esac
+	[ -n "$tracer" ] && sleep 3
+	redis-benchmark -p $rport -q -t set,get -n "${REDIS_REQUESTS:-200000}" -r 100000 -c 10 |
+		tr '\r' '\n' | awk '/^SET: [0-9]/ {s = $2} /^GET: [0-9]/ {g = $2} END {print s, g}'
+	[ -n "$tracer" ] && { kill -INT $tracer; wait $tracer 2>/dev/null || true; }
+	redis-cli -p $rport shutdown nosave >/dev/null 2>&1 || true
+	wait $server 2>/dev/null || true
+}
+declare -A rset rget
+for mode in untraced floor traced; do
+	for _ in $(seq "$runs"); do redis_rps $mode; done >"$rdir/$mode"
+	rset[$mode]=$(awk '{print $1}' "$rdir/$mode" | median)
+	rget[$mode]=$(awk '{print $2}' "$rdir/$mode" | median)
+done
+rm -rf "$rdir"
+printf '\nredis-benchmark -t set,get -r 100000 -c 10, requests/s (ratio to untraced)\n'
+printf '%-34s %10s %6s %10s %6s\n' "redis-server" "SET" "" "GET" ""
+for mode in untraced floor traced; do
+	case $mode in
+	untraced) label="untraced" ;;
+	floor) label="floor (empty programs, jemalloc)" ;;
+	traced) label="memleak-bpf -p" ;;
+	esac
+	printf '%-34s %10.0f %6.2f %10.0f %6.2f\n' "$label" "${rset[$mode]}" \
+		"$(echo "${rset[$mode]} / ${rset[untraced]}" | bc -l)" "${rget[$mode]}" \
+		"$(echo "${rget[$mode]} / ${rget[untraced]}" | bc -l)"
+done

@@ -1,6 +1,7 @@
 /*
- * The floor of a heap tracer's cost: empty BPF programs on malloc (entry and
- * return) and free of one library, for every process, until SIGINT.
+ * The floor of a heap tracer's cost: empty BPF programs on malloc, calloc and
+ * realloc (entry and return) and free of one library, for every process,
+ * until SIGINT.
  * `floor_probes sites LIB` puts them where memleak-bpf would (probe_site);
  * `floor_probes entries LIB` on the function entries, as other tools do.
  * Prints "ready" once attached. Used by scripts/bench.sh.
@@ -29,11 +30,18 @@ static int attach(struct bpf_object *obj, const char *prog, bool ret, const char
 	return p && bpf_program__attach_uprobe_opts(p, -1, lib, offset, &opts) ? 0 : -1;
 }
 
+static const struct {
+	const char *name;
+	int nargs; /* the arguments its probe reads */
+	bool ret;
+} funcs[] = {{"malloc", 1, true}, {"calloc", 2, true}, {"realloc", 2, true}, {"free", 1, false}};
+#define NFUNCS (sizeof(funcs) / sizeof(funcs[0]))
+
 int main(int argc, char **argv)
 {
-	const char *names[] = {"malloc", "free"};
-	struct elf_func fn[2] = {0};
-	uint64_t at[2];
+	const char *names[NFUNCS];
+	struct elf_func fn[NFUNCS] = {0};
+	uint64_t at[NFUNCS];
 	struct bpf_object *obj;
 	bool sites;
 
@@ -42,23 +50,33 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	sites = strcmp(argv[1], "sites") == 0;
-	if (elf_funcs(argv[2], names, 2, fn) != 2) {
+	for (size_t i = 0; i < NFUNCS; i++)
+		names[i] = funcs[i].name;
+	if (elf_funcs(argv[2], names, NFUNCS, fn) < 0 || !fn[0].offset || !fn[NFUNCS - 1].offset) {
 		fprintf(stderr, "floor_probes: no malloc and free in %s\n", argv[2]);
 		return 1;
 	}
-	for (int i = 0; i < 2; i++)
-		at[i] = sites ? probe_site(argv[2], fn[i].offset, fn[i].size, 1) : fn[i].offset;
 	obj = bpf_object__open_file(argv[3], NULL);
-	if (!obj || bpf_object__load(obj) || attach(obj, "empty_return", true, argv[2], at[0]) ||
-	    attach(obj, "empty_entry", false, argv[2], at[0]) ||
-	    attach(obj, "empty_entry", false, argv[2], at[1])) {
-		fprintf(stderr, "floor_probes: cannot load or attach the empty programs\n");
+	if (!obj || bpf_object__load(obj)) {
+		fprintf(stderr, "floor_probes: cannot load the empty programs\n");
 		return 1;
+	}
+	printf("ready:");
+	for (size_t i = 0; i < NFUNCS; i++) {
+		if (!fn[i].offset)
+			continue;
+		at[i] = sites ? probe_site(argv[2], fn[i].offset, fn[i].size, funcs[i].nargs)
+			      : fn[i].offset;
+		if ((funcs[i].ret && attach(obj, "empty_return", true, argv[2], at[i])) ||
+		    attach(obj, "empty_entry", false, argv[2], at[i])) {
+			fprintf(stderr, "floor_probes: cannot attach to %s\n", funcs[i].name);
+			return 1;
+		}
+		printf(" %s +%lu", funcs[i].name, (unsigned long)(at[i] - fn[i].offset));
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
-	printf("ready: malloc +%lu, free +%lu\n", (unsigned long)(at[0] - fn[0].offset),
-	       (unsigned long)(at[1] - fn[1].offset));
+	printf("\n");
 	fflush(stdout);
 	pause();
 	return 0;

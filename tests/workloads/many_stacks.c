@@ -2,9 +2,11 @@
  * 2,048 distinct allocation stacks in one short life: 64 call sites, each
  * reached at 32 depths, each allocating and freeing a block; one leak of
  * 100 bytes in leak_once(). Run many of them, each a new address layout,
- * and their stacks outnumber any stack table.
+ * and their stacks outnumber any stack table. Given S (argv[1]), it stays
+ * alive S seconds after, its stacks counted.
  */
 #include <stdlib.h>
+#include <unistd.h>
 
 #define DEPTHS 32
 
@@ -38,9 +40,11 @@ SITES8(8)
 	site_##a##0(DEPTHS), site_##a##1(DEPTHS), site_##a##2(DEPTHS), site_##a##3(DEPTHS),        \
 	    site_##a##4(DEPTHS), site_##a##5(DEPTHS), site_##a##6(DEPTHS), site_##a##7(DEPTHS)
 
-int main(void)
+int main(int argc, char **argv)
 {
 	CALL8(1), CALL8(2), CALL8(3), CALL8(4), CALL8(5), CALL8(6), CALL8(7), CALL8(8);
 	leak_once();
+	if (argc > 1)
+		sleep((unsigned)atoi(argv[1]));
 	return 0;
 }
