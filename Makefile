@@ -16,7 +16,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 SKELS    := $(BUILD)/memleak.skel.h $(BUILD)/kmem.skel.h
 
-WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je storm many_stacks survivor fork_exec realloc_race deep_nofp deep_fp deep_split cxx_template dlopen_leak libdlleak.so recurse deep_dbgframe
+WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je storm many_stacks survivor fork_exec realloc_race deep_nofp deep_fp deep_split cxx_template dlopen_leak libdlleak.so recurse deep_dbgframe static_stripped
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
 WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 
@@ -75,6 +75,10 @@ $(BUILD)/workloads/%: tests/workloads/%.cpp
 $(BUILD)/workloads/leaky_all_vg: tests/workloads/leaky_all.c
 	@mkdir -p $(@D)
 	$(CC) $(WL_CFLAGS) -DNO_PVALLOC $< -o $@
+
+$(BUILD)/workloads/static_stripped: tests/workloads/static_stripped.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -static -s $< -o $@
 
 $(BUILD)/workloads/leaky_cxx_je: tests/workloads/leaky_cxx.cpp
 	@mkdir -p $(@D)

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -437,14 +438,14 @@ static void reprobe(struct tracer *tr, struct target *t)
 	char exe[64], err[512] = "";
 
 	snprintf(exe, sizeof(exe), "/proc/%d/exe", t->pid);
-	if (discover_command(exe, &objs) ||
-	    attach_objects(tr, &objs, t->pid, &fresh, exe, err, sizeof(err))) {
+	if (discover_command(exe, &objs))
+		snprintf(err, sizeof(err), "%s cannot be read: %s", exe, strerror(errno));
+	if (err[0] || attach_objects(tr, &objs, t->pid, &fresh, exe, err, sizeof(err))) {
 		warnx_("pid %d ran a new program whose allocator cannot be probed: %s", t->pid,
-		       err[0] ? err : "its executable cannot be read");
-		probes_detach(&fresh);
-	} else {
-		t->probes = fresh;
+		       err);
+		probes_detach(&fresh); /* the old ones go too: they are the old image's */
 	}
+	t->probes = fresh;
 	add_tables(tr, &objs);
 	objlist_free(&objs);
 	probes_detach(&old);
@@ -642,6 +643,18 @@ static void run(struct tracer *tr)
 	}
 }
 
+/* Every probe link is a file descriptor: a process's allocator takes about
+ * twenty, and -p takes them per process. The soft limit goes to the hard one. */
+static void raise_fd_limit(void)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
+	}
+}
+
 /* The profile files can be written: each starts empty. */
 static int check_profiles(const struct options *o)
 {
@@ -676,6 +689,7 @@ static int start(struct tracer *tr)
 		warnx_("%s", err);
 		return -1;
 	}
+	raise_fd_limit();
 	/* Before any thread starts (the exporter's): SIGINT and SIGTERM come to
 	 * the signalfd, never to a thread that would take the default action. */
 	if (setup_signals(tr)) {

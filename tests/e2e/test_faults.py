@@ -145,3 +145,24 @@ def test_deleted_executable_and_allocator():
     frames = proc["stacks"][0]["frames"]
     check(frames and frames[0]["module"].endswith("server (deleted)"),
           "the leak's first frame: %r" % frames[:1])
+
+
+def test_exec_into_an_unprobeable_program():
+    """-p on a shell that execs a static, stripped program: its allocator
+    cannot be probed, which is said once; the old image's probes come off
+    once (a second detach at exit crashed the tracer), and the report is
+    final and whole."""
+    target = subprocess.Popen(["sh", "-c", "sleep 2; exec %s 3" % workload("static_stripped")])
+    try:
+        time.sleep(0.5)
+        p = subprocess.run([TOOL, "--json", "-p", str(target.pid), "1"], capture_output=True,
+                           text=True, timeout=60)
+    finally:
+        target.kill()
+        target.wait()
+    check_eq(p.returncode, 0, "exit status (stderr: %s)" % p.stderr.strip())
+    warned = [l for l in p.stderr.splitlines() if "cannot be probed" in l]
+    check(len(warned) == 1 and "static_stripped" not in warned[0] and
+          "stripped static binary" in warned[0], "warning: %r" % p.stderr)
+    last = reports(p.stdout)[-1]
+    check(last["final"] and last["processes"][0]["pid"] == target.pid, "final report: %r" % last)
