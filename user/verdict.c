@@ -198,8 +198,6 @@ static void set_band_over(struct verdict *v, const struct floors *f, double from
  */
 static void hold_band(struct verdict *v, const struct verdict *held)
 {
-	v->tight_low = v->band_low;
-	v->tight_high = v->band_high;
 	if (held && held->band_to_s && v->band_to_s) {
 		v->band_low = fmin(v->band_low, held->band_low);
 		v->band_high = fmax(v->band_high, held->band_high);
@@ -213,15 +211,16 @@ static void hold_band(struct verdict *v, const struct verdict *held)
  * has stayed out VERDICT_OUT_S: a burst of work that grows for a while and
  * gives its memory back does not.
  */
-static void judge_departure(struct verdict *v, const struct floors *f, double now, bool not_slowing)
+static void judge_departure(struct verdict *v, const struct floors *f, double now, bool not_slowing,
+			    double tight_low, double tight_high)
 {
-	double tight = left_band_at(f, v->tight_high);
+	double tight = left_band_at(f, tight_high);
 
 	v->left_band_at_s = left_band_at(f, v->band_high);
 	if (v->left_band_at_s < 0 && tight >= 0 && now - tight >= VERDICT_OUT_S) {
 		v->left_band_at_s = tight;
-		v->band_low = v->tight_low;
-		v->band_high = v->tight_high;
+		v->band_low = tight_low;
+		v->band_high = tight_high;
 	}
 	v->state = v->left_band_at_s >= 0 && not_slowing ? VERDICT_LEAK : VERDICT_GROWING;
 }
@@ -239,7 +238,7 @@ static void read_curve(const double *t, const double *y, size_t n, const struct 
 	double from_s = held ? held->band_from_s : 0, to_s = held ? held->band_to_s : 0;
 	struct floors f;
 	size_t recent, from, half;
-	double margin, z, late, early, rise;
+	double margin, z, late, early, rise, tight_low, tight_high;
 
 	memset(v, 0, sizeof(*v));
 	v->left_band_at_s = -1;
@@ -278,9 +277,10 @@ static void read_curve(const double *t, const double *y, size_t n, const struct 
 		set_band(v, f.low + from, recent, margin);
 	else
 		set_band(v, f.low, f.n / 3 > 1 ? f.n / 3 : 1, margin);
+	tight_low = v->band_low, tight_high = v->band_high;
 	hold_band(v, held);
 	if (v->state != VERDICT_STEADY)
-		judge_departure(v, &f, t[n - 1], late >= early * SLOWING);
+		judge_departure(v, &f, t[n - 1], late >= early * SLOWING, tight_low, tight_high);
 	free_floors(&f);
 }
 

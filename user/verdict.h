@@ -27,8 +27,6 @@ struct verdict {
 	double back_since_s;   /* a leak: since when its floor is back in the band's lower half */
 	double band_from_s;    /* the band covers the floors of this time: when the */
 	double band_to_s;      /* curve read steady and flat (0: not yet); it only extends */
-	double tight_low;      /* the band of today's windows: inside band_low..high */
-	double tight_high;
 };
 
 #define VERDICT_WARMUP_S 10.0
