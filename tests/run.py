@@ -12,16 +12,19 @@ E2E_MODULES = ["test_accounting", "test_harm", "test_faults", "test_errors", "te
                "test_unwind", "test_report", "test_profiles", "test_exporter"]
 
 
-def run_unit():
+def run_unit(failures):
     p = subprocess.run([os.path.join(ROOT, "build", "unit_tests")], capture_output=True,
                        text=True)
     passed = failed = 0
     for line in p.stdout.splitlines():
         print("unit: " + line)
         passed += line.startswith("PASS ")
-        failed += line.startswith("FAIL ")
+        if line.startswith("FAIL "):
+            failed += 1
+            failures.append("unit " + line[5:305])
     if p.returncode != 0 and failed == 0:
         print("unit: FAIL unit_tests exited with %d\n%s" % (p.returncode, p.stderr))
+        failures.append("unit_tests exited with %d" % p.returncode)
         failed += 1
     return passed, failed
 
@@ -34,7 +37,7 @@ def e2e_skip_reason():
     return None
 
 
-def run_e2e(only):
+def run_e2e(only, failures):
     sys.path.insert(0, os.path.join(HERE, "e2e"))
     passed = failed = skipped = 0
     reason = e2e_skip_reason()
@@ -54,6 +57,7 @@ def run_e2e(only):
                 passed += 1
             except Exception as e:  # a failed check or a crash: both fail the test
                 print("e2e: FAIL %s: %s" % (label, e))
+                failures.append("%s: %s" % (label, str(e)[:300]))
                 if not isinstance(e, AssertionError):
                     traceback.print_exc()
                 failed += 1
@@ -62,12 +66,15 @@ def run_e2e(only):
 
 def main():
     only = sys.argv[1:]
-    up, uf = run_unit() if not only else (0, 0)
-    ep, ef, es = run_e2e(only)
+    failures = []
+    up, uf = run_unit(failures) if not only else (0, 0)
+    ep, ef, es = run_e2e(only, failures)
     if es and os.environ.get("CI") == "true":
         print("CI=true: %d skipped end-to-end tests count as failed" % es)
         ef, es = ef + es, 0
     passed, failed = up + ep, uf + ef
+    for f in failures:  # again at the end, where a log's tail shows them
+        print("failed: " + f)
     line = "%d passed, %d failed" % (passed, failed)
     print(line + (", %d skipped" % es if es else ""))
     return 1 if failed else 0
