@@ -16,7 +16,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 SKELS    := $(BUILD)/memleak.skel.h $(BUILD)/kmem.skel.h
 
-WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je storm many_stacks survivor fork_exec realloc_race deep_nofp deep_fp deep_split cxx_template dlopen_leak libdlleak.so recurse deep_dbgframe static_stripped
+WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je storm many_stacks survivor fork_exec realloc_race deep_nofp deep_fp deep_split cxx_template dlopen_leak libdlleak.so recurse deep_dbgframe static_stripped oldest
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
 WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 
@@ -132,7 +132,7 @@ test: deps memleak-bpf $(BUILD)/unit_tests $(BUILD)/probe_sites $(WORKLOAD_BIN)
 demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky
 	./memleak-bpf 1 -- $(BUILD)/workloads/demo_leaky
 
-bench: deps memleak-bpf $(BUILD)/floor_probes $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp
+bench: deps memleak-bpf $(BUILD)/floor_probes $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/flood $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp
 	@scripts/bench.sh
 
 format:

@@ -47,7 +47,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MAX_STACK_KEYS);
 	__type(key, struct stack_key);
-	__type(value, struct counts);
+	__type(value, struct stack_counts);
 } stack_counts SEC(".maps");
 
 struct {
@@ -57,6 +57,71 @@ struct {
 	__type(key, __u64);
 	__type(value, struct stack_frames);
 } stacks SEC(".maps");
+
+/* Copies of stack_counts and of the stacks' use times, made by the
+ * programs below when the loader runs them, read through a memory map. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 2 * MAX_STACKS);
+	__type(key, __u32);
+	__type(value, struct counts_row);
+} counts_copy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, MAX_STACKS);
+	__type(key, __u32);
+	__type(value, struct stack_use_row);
+} uses_copy SEC(".maps");
+
+__u32 rows_copied; /* by the last copy */
+
+static long copy_counts_row(struct bpf_map *map, struct stack_key *key, struct stack_counts *v,
+			    __u32 *n)
+{
+	struct counts_row *row = bpf_map_lookup_elem(&counts_copy, n);
+
+	if (!row)
+		return 1; /* full: stop */
+	row->key = *key;
+	row->v = *v;
+	++*n;
+	return 0;
+}
+
+SEC("syscall")
+int copy_counts(void *ctx)
+{
+	__u32 n = 0;
+
+	bpf_for_each_map_elem(&stack_counts, copy_counts_row, &n, 0);
+	rows_copied = n;
+	return 0;
+}
+
+static long copy_use_row(struct bpf_map *map, __u64 *id, struct stack_frames *f, __u32 *n)
+{
+	struct stack_use_row *row = bpf_map_lookup_elem(&uses_copy, n);
+
+	if (!row)
+		return 1;
+	row->stack_id = *id;
+	row->used_ns = f->used_ns;
+	++*n;
+	return 0;
+}
+
+SEC("syscall")
+int copy_uses(void *ctx)
+{
+	__u32 n = 0;
+
+	bpf_for_each_map_elem(&stacks, copy_use_row, &n, 0);
+	rows_copied = n;
+	return 0;
+}
 
 static __always_inline __u32 current_tgid(void)
 {
@@ -77,14 +142,14 @@ static __always_inline struct proc_counts *proc_of(__u32 owner)
 	return bpf_map_lookup_elem(&procs, &owner);
 }
 
-static __always_inline struct counts *stack_counts_of(const struct stack_key *key)
+static __always_inline struct stack_counts *stack_counts_of(const struct stack_key *key)
 {
-	static const struct counts zero;
-	struct counts *c = bpf_map_lookup_elem(&stack_counts, key);
+	struct stack_counts *c = bpf_map_lookup_elem(&stack_counts, key), fresh = {};
 
 	if (c)
 		return c;
-	bpf_map_update_elem(&stack_counts, key, &zero, BPF_NOEXIST);
+	fresh.gen = bpf_get_prandom_u32();
+	bpf_map_update_elem(&stack_counts, key, &fresh, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&stack_counts, key);
 }
 
@@ -134,23 +199,24 @@ dropped:
  * counts then, and is not counted again. */
 static __always_inline void count_free(const struct alloc_info *info)
 {
-	__u32 owner = info->owner;
-	struct proc_counts *p = bpf_map_lookup_elem(&procs, &owner);
-	struct counts *c;
+	struct stack_key sk = {
+	    .tgid = info->owner, .image = info->image, .stack_id = info->stack_id};
+	struct proc_counts *p = bpf_map_lookup_elem(&procs, &sk.tgid);
+	struct stack_counts *c;
 
 	if (!p || p->image != info->image)
 		return;
 	__sync_fetch_and_add(&p->c.frees, 1);
 	__sync_fetch_and_add(&p->c.free_bytes, info->size);
-	if (info->stack_id) {
-		struct stack_key sk = {.tgid = owner, .stack_id = info->stack_id};
-
-		c = bpf_map_lookup_elem(&stack_counts, &sk);
-		if (c) {
-			__sync_fetch_and_add(&c->frees, 1);
-			__sync_fetch_and_add(&c->free_bytes, info->size);
-		}
-	}
+	if (!info->stack_id || !(c = bpf_map_lookup_elem(&stack_counts, &sk)) ||
+	    c->gen != info->gen)
+		return;
+	__sync_fetch_and_add(&c->c.frees, 1);
+	__sync_fetch_and_add(&c->c.free_bytes, info->size);
+	__sync_fetch_and_sub(&c->live, 1);
+	/* The oldest goes: the next oldest is not known (an allocation that
+	 * finds none live meanwhile sets its own time, which stays). */
+	__sync_val_compare_and_swap(&c->oldest_ns, info->time_ns, 0);
 }
 
 /* When the live block at addr was allocated; 0 if none is known. */
@@ -185,14 +251,23 @@ static __always_inline void release(__u32 space, __u64 addr)
 	release_same(space, addr, 0);
 }
 
+/* Count a new live block in its stack's entry: the first live one is the oldest. */
+static __always_inline void count_in_stack(struct stack_counts *c, const struct alloc_info *info)
+{
+	__sync_fetch_and_add(&c->c.allocs, 1);
+	__sync_fetch_and_add(&c->c.alloc_bytes, info->size);
+	if (__sync_fetch_and_add(&c->live, 1) == 0)
+		c->oldest_ns = info->time_ns;
+}
+
 /* A new live block of `owner`, allocated at the stored stack stack_id (0:
  * none was recorded). */
 static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 size, __u64 stack_id)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
 	struct alloc_info info = {.size = size, .owner = owner, .stack_id = stack_id};
+	struct stack_counts *c = NULL;
 	struct proc_counts *p;
-	struct counts *c;
 
 	if (size < min_size || size > max_size)
 		return;
@@ -203,6 +278,18 @@ static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 s
 	}
 	info.image = p->image;
 	info.time_ns = bpf_ktime_get_ns();
+	if (stack_id) {
+		struct stack_key sk = {.tgid = owner, .image = info.image, .stack_id = stack_id};
+
+		c = stack_counts_of(&sk);
+		if (c) {
+			info.gen = c->gen;
+		} else {
+			info.stack_id = 0;
+			__sync_fetch_and_add(&drops.stacks, 1);
+			__sync_fetch_and_add(&drops.stack_counts_full, 1);
+		}
+	}
 	if (bpf_map_update_elem(&allocs, &key, &info, BPF_NOEXIST)) {
 		/* The address is live already: its free was never seen. */
 		release(space, addr);
@@ -213,18 +300,8 @@ static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 s
 	}
 	__sync_fetch_and_add(&p->c.allocs, 1);
 	__sync_fetch_and_add(&p->c.alloc_bytes, size);
-	if (info.stack_id) {
-		struct stack_key sk = {.tgid = owner, .stack_id = info.stack_id};
-
-		c = stack_counts_of(&sk);
-		if (!c) {
-			__sync_fetch_and_add(&drops.stacks, 1);
-			__sync_fetch_and_add(&drops.stack_counts_full, 1);
-			return;
-		}
-		__sync_fetch_and_add(&c->allocs, 1);
-		__sync_fetch_and_add(&c->alloc_bytes, size);
-	}
+	if (c)
+		count_in_stack(c, &info);
 }
 
 #endif

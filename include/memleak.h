@@ -52,6 +52,8 @@ struct alloc_info {
 	__u64 stack_id; /* key into the stacks map; 0: no stack recorded */
 	__u32 owner;	/* the process it is counted to */
 	__u32 image;	/* the owner's program image (execs) when allocated */
+	__u32 gen;	/* the stack counts entry it was counted in (its gen) */
+	__u32 pad;
 };
 
 /* Allocation and free totals, per process and per (process, stack). */
@@ -74,8 +76,23 @@ struct proc_counts {
 
 struct stack_key {
 	__u32 tgid;
-	__u32 pad;
+	__u32 image; /* the program image (execs) its blocks belong to */
 	__u64 stack_id;
+};
+
+/*
+ * A (process, stack)'s totals, kept so that a report needs no walk of the
+ * live blocks: what is outstanding is allocs - frees, and the oldest live
+ * block's time is known until that block is freed (then 0 while others
+ * live: the loader finds it by a walk when it is to be shown).
+ */
+struct stack_counts {
+	struct counts c;
+	__u64 live;	 /* blocks counted here and not freed: its 0 -> 1 sets oldest_ns */
+	__u64 oldest_ns; /* time of the oldest live block; 0: none, or not known */
+	__u32 gen;	 /* random, per entry: a block is only ever freed from the entry it
+			  * was counted in, should the loader delete and BPF remake it */
+	__u32 pad;
 };
 
 struct stack_frames {
@@ -133,6 +150,19 @@ struct unwind_key {
 struct unwind_span {
 	__u32 first; /* index of its first row */
 	__u32 count;
+};
+
+/* The counts and the stacks' last use, copied out by the kernel into arrays
+ * the loader maps (heap.bpf.h: a walk of a hash map from user space costs a
+ * system call's work per bucket). */
+struct counts_row {
+	struct stack_key key;
+	struct stack_counts v;
+};
+
+struct stack_use_row {
+	__u64 stack_id;
+	__u64 used_ns;
 };
 
 /* What the BPF side had to turn away; all counts only grow. */

@@ -1,7 +1,9 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -11,6 +13,135 @@
 
 #define BATCH 4096
 
+int heap_maps_size(const struct heap_objects *o, __u32 max_allocs, __u32 max_stacks)
+{
+	int e = bpf_map__set_max_entries(o->allocs, max_allocs);
+
+	if (!e)
+		e = bpf_map__set_max_entries(o->stack_counts, 2 * max_stacks);
+	if (!e)
+		e = bpf_map__set_max_entries(o->counts_copy, 2 * max_stacks);
+	if (!e)
+		e = bpf_map__set_max_entries(o->stacks, max_stacks);
+	if (!e)
+		e = bpf_map__set_max_entries(o->uses_copy, max_stacks);
+	return e;
+}
+
+static const void *map_rows(struct bpf_map *map, size_t *rows)
+{
+	size_t len = (size_t)bpf_map__value_size(map) * bpf_map__max_entries(map);
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, bpf_map__fd(map), 0);
+
+	*rows = p == MAP_FAILED ? 0 : bpf_map__max_entries(map);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+int heap_maps_open(struct heap_maps *m, const struct heap_objects *o)
+{
+	struct heap_maps h = {.allocs = bpf_map__fd(o->allocs),
+			      .procs = bpf_map__fd(o->procs),
+			      .stack_counts = bpf_map__fd(o->stack_counts),
+			      .stacks = bpf_map__fd(o->stacks),
+			      .drops = o->drops,
+			      .nested_calls = o->nested_calls,
+			      .copy_counts = bpf_program__fd(o->copy_counts),
+			      .copy_uses = bpf_program__fd(o->copy_uses),
+			      .rows_copied = o->rows_copied};
+
+	h.counts_rows = map_rows(o->counts_copy, &h.counts_cap);
+	h.use_rows = map_rows(o->uses_copy, &h.uses_cap);
+	if (!h.counts_rows || !h.use_rows) {
+		int e = -errno;
+
+		heap_maps_close(&h);
+		return e;
+	}
+	*m = h; /* else m is left as it was: not loaded */
+	return 0;
+}
+
+void heap_maps_close(struct heap_maps *m)
+{
+	if (m->counts_rows)
+		munmap((void *)m->counts_rows, m->counts_cap * sizeof(*m->counts_rows));
+	if (m->use_rows)
+		munmap((void *)m->use_rows, m->uses_cap * sizeof(*m->use_rows));
+	m->counts_rows = NULL;
+	m->use_rows = NULL;
+}
+
+typedef void (*entry_fn)(const void *key, const void *val, void *ctx);
+
+/* One pass over a hash map's entries, in batches; -errno if the map could
+ * not be read to its end. */
+static int for_each_entry(int fd, size_t key_size, size_t val_size, entry_fn fn, void *ctx)
+{
+	char *keys = xcalloc(BATCH, key_size), *vals = xcalloc(BATCH, val_size);
+	__u64 out_batch; /* a hash map's batch is its bucket number */
+	void *in = NULL;
+	int err, status = 0;
+
+	do {
+		__u32 n = BATCH;
+
+		err = bpf_map_lookup_batch(fd, in, &out_batch, keys, vals, &n, NULL);
+		if (err && errno != ENOENT) { /* ENOENT: the end */
+			status = -errno;
+			break;
+		}
+		for (__u32 i = 0; i < n; i++)
+			fn(keys + i * key_size, vals + i * val_size, ctx);
+		in = &out_batch;
+	} while (!err);
+	free(keys);
+	free(vals);
+	return status;
+}
+
+/* A sorted set of processes. */
+struct tgid_set {
+	const __u32 *tgids;
+	size_t n;
+};
+
+static bool in_set(const struct tgid_set *set, __u32 tgid)
+{
+	return bsearch(&tgid, set->tgids, set->n, sizeof(tgid), cmp_u32) != NULL;
+}
+
+/* Have the kernel copy a table out into mapped rows (prog), each a key
+ * then a value, and pass each row to fn; -errno if it could not. */
+static int for_each_row(const struct heap_maps *m, int prog, const void *rows, size_t row_size,
+			size_t key_size, entry_fn fn, void *ctx)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts);
+	__u32 n;
+
+	if (bpf_prog_test_run_opts(prog, &opts))
+		return -errno;
+	n = *(volatile const __u32 *)m->rows_copied;
+	for (__u32 i = 0; i < n; i++) {
+		const char *row = (const char *)rows + i * row_size;
+
+		fn(row, row + key_size, ctx);
+	}
+	return 0;
+}
+
+/* fn(struct stack_key *, struct stack_counts *) for every counts entry. */
+static int for_each_counts(const struct heap_maps *m, entry_fn fn, void *ctx)
+{
+	return for_each_row(m, m->copy_counts, m->counts_rows, sizeof(struct counts_row),
+			    offsetof(struct counts_row, v), fn, ctx);
+}
+
+/* fn(__u64 *stack_id, struct stack_use_row *) for every stored stack. */
+static int for_each_use(const struct heap_maps *m, entry_fn fn, void *ctx)
+{
+	return for_each_row(m, m->copy_uses, m->use_rows, sizeof(struct stack_use_row), 0, fn, ctx);
+}
+
 static int by_key(const void *a, const void *b)
 {
 	const struct stack_stat *x = a, *y = b;
@@ -18,43 +149,6 @@ static int by_key(const void *a, const void *b)
 	if (x->tgid != y->tgid)
 		return x->tgid < y->tgid ? -1 : 1;
 	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
-}
-
-static int by_outstanding(const void *a, const void *b)
-{
-	const struct stack_stat *x = a, *y = b;
-
-	if (x->tgid != y->tgid)
-		return x->tgid < y->tgid ? -1 : 1;
-	if (x->out_bytes != y->out_bytes)
-		return x->out_bytes > y->out_bytes ? -1 : 1;
-	return x->out_allocs > y->out_allocs ? -1 : x->out_allocs < y->out_allocs;
-}
-
-static void read_stack_counts(int fd, want_fn want, void *ctx, struct snapshot *s)
-{
-	struct stack_key key, next;
-	struct stack_key *prev = NULL;
-	size_t cap = 0;
-
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		struct stack_stat *st;
-
-		key = next;
-		prev = &key;
-		if (!want(key.tgid, ctx))
-			continue;
-		if (s->nstacks == cap) {
-			cap = cap ? cap * 2 : 256;
-			s->stacks = xrealloc(s->stacks, cap * sizeof(*s->stacks));
-		}
-		st = &s->stacks[s->nstacks];
-		memset(st, 0, sizeof(*st));
-		st->tgid = key.tgid;
-		st->stack_id = key.stack_id;
-		if (bpf_map_lookup_elem(fd, &key, &st->c) == 0)
-			s->nstacks++;
-	}
 }
 
 /* The current image of each traced process that has exec'd, sorted by tgid. */
@@ -69,97 +163,109 @@ static int by_image_tgid(const void *a, const void *b)
 	return x->tgid < y->tgid ? -1 : x->tgid > y->tgid;
 }
 
+static void add_image(const void *key, const void *val, void *ctx)
+{
+	const struct proc_counts *p = val;
+	struct snapshot *s = ctx;
+
+	if (!p->image)
+		return;
+	s->images = xrealloc(s->images, (s->nimages + 1) * sizeof(*s->images));
+	s->images[s->nimages++] = (struct image){.tgid = *(const __u32 *)key, .image = p->image};
+}
+
 static void read_images(int procs, struct snapshot *s)
 {
-	__u32 key, next, *prev = NULL;
-	struct proc_counts p;
-
-	while (bpf_map_get_next_key(procs, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(procs, &key, &p) || !p.image)
-			continue;
-		s->images = xrealloc(s->images, (s->nimages + 1) * sizeof(*s->images));
-		s->images[s->nimages++] = (struct image){.tgid = key, .image = p.image};
-	}
+	for_each_entry(procs, sizeof(__u32), sizeof(struct proc_counts), add_image, s);
 	qsort(s->images, s->nimages, sizeof(*s->images), by_image_tgid);
 }
 
-/* A block of an image its process has left by exec is no longer its. */
-static bool current_image(const struct snapshot *s, const struct alloc_info *a)
+/* Blocks and counts of an image its process has left by exec are no longer its. */
+static bool current_image(const struct snapshot *s, __u32 tgid, __u32 image)
 {
-	struct image probe = {.tgid = a->owner}, *found;
+	struct image probe = {.tgid = tgid}, *found;
 
 	found = bsearch(&probe, s->images, s->nimages, sizeof(probe), by_image_tgid);
-	return a->image == (found ? found->image : 0);
+	return image == (found ? found->image : 0);
 }
 
-static void add_live(struct snapshot *s, const struct alloc_info *a, __u64 cutoff_ns)
+struct read_ctx {
+	struct tgid_set wanted;
+	struct snapshot *s;
+	size_t cap;
+};
+
+static __u64 difference(__u64 more, __u64 less)
 {
-	struct stack_stat probe = {.tgid = a->owner, .stack_id = a->stack_id};
+	return more > less ? more - less : 0; /* read while BPF adds to both */
+}
+
+static void add_counted(const void *key, const void *val, void *ctx)
+{
+	const struct stack_key *k = key;
+	const struct stack_counts *v = val;
+	struct read_ctx *rc = ctx;
+	struct snapshot *s = rc->s;
 	struct stack_stat *st;
 
-	if (!a->stack_id || a->time_ns > cutoff_ns || !current_image(s, a))
+	if (!in_set(&rc->wanted, k->tgid) || !current_image(s, k->tgid, k->image))
 		return;
-	st = bsearch(&probe, s->stacks, s->nstacks, sizeof(*st), by_key);
+	if (s->nstacks == rc->cap) {
+		rc->cap = rc->cap ? rc->cap * 2 : 256;
+		s->stacks = xrealloc(s->stacks, rc->cap * sizeof(*s->stacks));
+	}
+	st = &s->stacks[s->nstacks++];
+	*st = (struct stack_stat){.tgid = k->tgid, .stack_id = k->stack_id, .c = v->c};
+	st->out_bytes = difference(v->c.alloc_bytes, v->c.free_bytes);
+	st->out_allocs = difference(v->c.allocs, v->c.frees);
+	st->oldest_ns = st->out_allocs ? v->oldest_ns : 0;
+}
+
+/* -o: the stacks count only the live blocks older than a cutoff, found by a
+ * walk of every live block. */
+struct older_ctx {
+	struct snapshot *s;
+	struct tgid_set wanted;
+	__u64 cutoff_ns;
+};
+
+static void add_older(const void *key, const void *val, void *ctx)
+{
+	const struct alloc_info *a = val;
+	struct older_ctx *oc = ctx;
+	struct stack_stat probe = {.tgid = a->owner, .stack_id = a->stack_id}, *st;
+
+	if (!a->stack_id || a->time_ns > oc->cutoff_ns || !in_set(&oc->wanted, a->owner) ||
+	    !current_image(oc->s, a->owner, a->image))
+		return;
+	st = bsearch(&probe, oc->s->stacks, oc->s->nstacks, sizeof(*st), by_key);
 	if (!st)
 		return;
 	st->out_bytes += a->size;
 	st->out_allocs++;
-	if (!st->oldest_ns || a->time_ns < st->oldest_ns)
+	if (!st->oldest_ns || a->time_ns < st->oldest_ns) {
 		st->oldest_ns = a->time_ns;
+		st->oldest = *(const struct alloc_key *)key;
+	}
 }
 
-typedef void (*alloc_fn)(const struct alloc_key *k, const struct alloc_info *a, void *ctx);
-
-/* One pass over the live allocations, in batches; -errno if the map could
- * not be read to its end. */
-static int for_each_alloc(int fd, alloc_fn fn, void *ctx)
-{
-	struct alloc_key *keys = xcalloc(BATCH, sizeof(*keys));
-	struct alloc_info *vals = xcalloc(BATCH, sizeof(*vals));
-	struct alloc_key out_batch;
-	void *in = NULL;
-	int err, status = 0;
-
-	do {
-		__u32 n = BATCH;
-
-		err = bpf_map_lookup_batch(fd, in, &out_batch, keys, vals, &n, NULL);
-		if (err && errno != ENOENT) { /* ENOENT: the end */
-			status = -errno;
-			break;
-		}
-		for (__u32 i = 0; i < n; i++)
-			fn(&keys[i], &vals[i], ctx);
-		in = &out_batch;
-	} while (!err);
-	free(keys);
-	free(vals);
-	return status;
-}
-
-struct live_ctx {
-	want_fn want;
-	void *want_ctx;
-	__u64 cutoff_ns;
-	struct snapshot *s;
-};
-
-static void add_wanted(const struct alloc_key *k, const struct alloc_info *a, void *ctx)
-{
-	struct live_ctx *lc = ctx;
-
-	(void)k;
-	if (lc->want(a->owner, lc->want_ctx))
-		add_live(lc->s, a, lc->cutoff_ns);
-}
-
-int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 older_than_ns,
-		  struct snapshot *s)
+static int count_older(const struct heap_maps *m, struct tgid_set wanted, __u64 older_than_ns,
+		       struct snapshot *s)
 {
 	__u64 now = monotonic_ns();
-	__u64 cutoff = older_than_ns < now ? now - older_than_ns : 0;
+	struct older_ctx oc = {.s = s, .wanted = wanted};
+
+	oc.cutoff_ns = older_than_ns < now ? now - older_than_ns : 0;
+	for (size_t i = 0; i < s->nstacks; i++)
+		s->stacks[i].out_bytes = s->stacks[i].out_allocs = s->stacks[i].oldest_ns = 0;
+	return for_each_entry(m->allocs, sizeof(struct alloc_key), sizeof(struct alloc_info),
+			      add_older, &oc);
+}
+
+int snapshot_read(const struct heap_maps *m, const __u32 *tgids, size_t ntgids, __u64 older_than_ns,
+		  struct snapshot *s)
+{
+	struct read_ctx rc = {.wanted = {.tgids = tgids, .n = ntgids}, .s = s};
 	int err;
 
 	memset(s, 0, sizeof(*s));
@@ -167,12 +273,10 @@ int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 olde
 		return 0;
 	s->drops = *m->drops;
 	read_images(m->procs, s);
-	read_stack_counts(m->stack_counts, want, ctx, s);
+	err = for_each_counts(m, add_counted, &rc);
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_key);
-	err = for_each_alloc(
-	    m->allocs, add_wanted,
-	    &(struct live_ctx){.want = want, .want_ctx = ctx, .cutoff_ns = cutoff, .s = s});
-	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_outstanding);
+	if (!err && older_than_ns)
+		err = count_older(m, rc.wanted, older_than_ns, s);
 	return err;
 }
 
@@ -181,6 +285,23 @@ void snapshot_free(struct snapshot *s)
 	free(s->stacks);
 	free(s->images);
 	memset(s, 0, sizeof(*s));
+}
+
+const struct stack_stat *snapshot_stacks_of(const struct snapshot *s, __u32 tgid, size_t *n)
+{
+	size_t lo = 0, hi = s->nstacks;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->stacks[mid].tgid < tgid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (*n = 0; lo + *n < s->nstacks && s->stacks[lo + *n].tgid == tgid;)
+		++*n;
+	return *n ? &s->stacks[lo] : NULL;
 }
 
 struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid)
@@ -192,108 +313,151 @@ struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid)
 	return p;
 }
 
-static int by_tgid(const void *a, const void *b)
-{
-	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* A sorted set of processes being forgotten. */
-struct tgid_set {
-	const __u32 *tgids;
+/* Stacks whose oldest live block is to be found, sorted as by_key sorts. */
+struct oldest_search {
+	const struct snapshot *s;
+	struct stack_stat **want;
 	size_t n;
 };
 
-static bool in_set(const struct tgid_set *set, __u32 tgid)
+static int by_key_ref(const void *a, const void *b)
 {
-	return bsearch(&tgid, set->tgids, set->n, sizeof(tgid), by_tgid) != NULL;
+	return by_key(*(struct stack_stat *const *)a, *(struct stack_stat *const *)b);
 }
 
-/* Keys are collected first: deleting during the walk could restart it. */
-static void forget_stack_counts(int fd, const struct tgid_set *set)
+static void oldest_search_start(struct oldest_search *os, const struct snapshot *s,
+				struct stack_stat **want, size_t n)
 {
-	struct stack_key key, next, *prev = NULL, *theirs = NULL;
-	size_t n = 0;
-
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (!in_set(set, key.tgid))
-			continue;
-		theirs = xrealloc(theirs, (n + 1) * sizeof(*theirs));
-		theirs[n++] = key;
-	}
+	*os = (struct oldest_search){.s = s, .want = want, .n = n};
+	qsort(want, n, sizeof(*want), by_key_ref);
 	for (size_t i = 0; i < n; i++)
-		bpf_map_delete_elem(fd, &theirs[i]);
-	free(theirs);
+		want[i]->oldest_ns = 0;
 }
 
+static void oldest_search_see(struct oldest_search *os, const struct alloc_key *k,
+			      const struct alloc_info *a)
+{
+	struct stack_stat probe = {.tgid = a->owner, .stack_id = a->stack_id}, *p = &probe;
+	struct stack_stat **found;
+
+	if (!os->n || !a->stack_id || !current_image(os->s, a->owner, a->image))
+		return;
+	found = bsearch(&p, os->want, os->n, sizeof(p), by_key_ref);
+	if (found && (!(*found)->oldest_ns || a->time_ns < (*found)->oldest_ns)) {
+		(*found)->oldest_ns = a->time_ns;
+		(*found)->oldest = *k;
+	}
+}
+
+static void see_block(const void *key, const void *val, void *ctx)
+{
+	oldest_search_see(ctx, key, val);
+}
+
+int snapshot_find_oldest(const struct heap_maps *m, const struct snapshot *s,
+			 struct stack_stat **want, size_t n)
+{
+	struct oldest_search os;
+
+	oldest_search_start(&os, s, want, n);
+	return for_each_entry(m->allocs, sizeof(struct alloc_key), sizeof(struct alloc_info),
+			      see_block, &os);
+}
+
+bool snapshot_block_lives(const struct heap_maps *m, const struct alloc_key *k, __u64 stack_id,
+			  __u64 time_ns)
+{
+	struct alloc_info a;
+
+	return bpf_map_lookup_elem(m->allocs, k, &a) == 0 && a.stack_id == stack_id &&
+	       a.time_ns == time_ns;
+}
+
+/* Processes being forgotten, and the keys of theirs found. */
 struct forget_ctx {
-	const struct tgid_set *set;
-	struct alloc_key *keys;
+	struct tgid_set set;
+	void *keys;
 	size_t n, cap;
+	struct oldest_search os; /* their stacks' oldest blocks, found on the way */
 };
 
-static void collect_theirs(const struct alloc_key *k, const struct alloc_info *a, void *ctx)
+static void keep_key(struct forget_ctx *fc, const void *key, size_t size)
 {
-	struct forget_ctx *fc = ctx;
-
-	if (!in_set(fc->set, a->owner))
-		return;
 	if (fc->n == fc->cap) {
 		fc->cap = fc->cap ? fc->cap * 2 : 256;
-		fc->keys = xrealloc(fc->keys, fc->cap * sizeof(*fc->keys));
+		fc->keys = xrealloc(fc->keys, fc->cap * size);
 	}
-	fc->keys[fc->n++] = *k;
+	memcpy((char *)fc->keys + fc->n++ * size, key, size);
 }
 
-/* Keys are collected first, then deleted: deleting would disturb the batches. */
-static int forget_allocs(int fd, const struct tgid_set *set)
+static void their_counts(const void *key, const void *val, void *ctx)
 {
-	struct forget_ctx fc = {.set = set};
-	int err = for_each_alloc(fd, collect_theirs, &fc);
+	(void)val;
+	struct forget_ctx *fc = ctx;
 
-	for (size_t i = 0; i < fc.n; i++)
-		bpf_map_delete_elem(fd, &fc.keys[i]);
-	free(fc.keys);
-	return err;
+	if (in_set(&fc->set, ((const struct stack_key *)key)->tgid))
+		keep_key(ctx, key, sizeof(struct stack_key));
 }
 
-int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n)
+static void their_blocks(const void *key, const void *val, void *ctx)
 {
-	struct tgid_set set = {.tgids = tgids, .n = n};
+	const struct alloc_info *a = val;
+	struct forget_ctx *fc = ctx;
+
+	if (!in_set(&fc->set, a->owner))
+		return;
+	oldest_search_see(&fc->os, key, a);
+	keep_key(fc, key, sizeof(struct alloc_key));
+}
+
+/* Keys are collected in a walk, then deleted: deleting would disturb it. */
+static void delete_kept(int fd, size_t key_size, struct forget_ctx *fc)
+{
+	for (size_t i = 0; i < fc->n; i++)
+		bpf_map_delete_elem(fd, (char *)fc->keys + i * key_size);
+	free(fc->keys);
+	fc->keys = NULL;
+	fc->n = fc->cap = 0;
+}
+
+int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n, struct snapshot *s)
+{
+	struct forget_ctx fc = {.set = {.tgids = tgids, .n = n}};
+	struct stack_stat **unknown = NULL;
+	size_t nunknown = 0;
+	int err;
 
 	if (m->procs < 0 || n == 0)
 		return 0;
-	qsort(tgids, n, sizeof(*tgids), by_tgid);
+	qsort(tgids, n, sizeof(*tgids), cmp_u32);
+	for (size_t i = 0; s && i < s->nstacks; i++) {
+		if (s->stacks[i].out_allocs && !s->stacks[i].oldest_ns) {
+			unknown = xrealloc(unknown, (nunknown + 1) * sizeof(*unknown));
+			unknown[nunknown++] = &s->stacks[i];
+		}
+	}
+	oldest_search_start(&fc.os, s, unknown, nunknown);
 	for (size_t i = 0; i < n; i++)
 		bpf_map_delete_elem(m->procs, &tgids[i]);
-	forget_stack_counts(m->stack_counts, &set);
-	return forget_allocs(m->allocs, &set);
+	for_each_counts(m, their_counts, &fc);
+	delete_kept(m->stack_counts, sizeof(struct stack_key), &fc);
+	err = for_each_entry(m->allocs, sizeof(struct alloc_key), sizeof(struct alloc_info),
+			     their_blocks, &fc);
+	delete_kept(m->allocs, sizeof(struct alloc_key), &fc);
+	free(unknown);
+	return err;
 }
 
-/* The stack ids that counts or live blocks refer to, sorted, repeats kept. */
-struct id_list {
-	__u64 *ids;
-	size_t n, cap;
+/* The stored stacks, each with when an allocation last took it, sorted. */
+struct stack_use {
+	__u64 id, used_ns;
+	bool referenced;
 };
 
-static void id_add(struct id_list *l, __u64 id)
-{
-	if (l->n == l->cap) {
-		l->cap = l->cap ? l->cap * 2 : 4096;
-		l->ids = xrealloc(l->ids, l->cap * sizeof(*l->ids));
-	}
-	l->ids[l->n++] = id;
-}
-
-static void add_block_stack(const struct alloc_key *k, const struct alloc_info *a, void *ctx)
-{
-	(void)k;
-	if (a->stack_id)
-		id_add(ctx, a->stack_id);
-}
+struct stack_uses {
+	struct stack_use *u;
+	size_t n, cap;
+};
 
 static int by_id(const void *a, const void *b)
 {
@@ -302,85 +466,87 @@ static int by_id(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static void add_use(const void *key, const void *val, void *ctx)
+{
+	struct stack_uses *l = ctx;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 4096;
+		l->u = xrealloc(l->u, l->cap * sizeof(*l->u));
+	}
+	l->u[l->n++] = (struct stack_use){.id = *(const __u64 *)key,
+					  .used_ns = ((const struct stack_use_row *)val)->used_ns};
+}
+
 /* A stack that BPF may be taking right now is put back: see heap.bpf.h. */
 #define STACK_GRACE_NS 1000000000ull
 /* A live process's stack that holds nothing and was not taken for this long
  * loses its counts entry (and so may lose its frames). */
 #define STACK_IDLE_NS (30 * 1000000000ull)
 
-/* Whether a stack's counts entry can go: nothing outstanding, long unused. */
-static bool idle(const struct heap_maps *m, const struct stack_key *key, __u64 now)
+struct sweep_ctx {
+	struct stack_uses *uses;
+	struct snapshot images;
+	__u64 now;
+	struct stack_key *idle;
+	size_t nidle;
+};
+
+/* A counts entry goes when its image is gone, or when it holds nothing and
+ * its stack was long unused; else its stack is referenced. */
+static void judge_counts(const void *key, const void *val, void *ctx)
 {
-	struct stack_frames f;
-	struct counts c;
+	const struct stack_key *k = key;
+	const struct stack_counts *v = val;
+	struct sweep_ctx *sc = ctx;
+	struct stack_use *u = bsearch(&k->stack_id, sc->uses->u, sc->uses->n, sizeof(*u), by_id);
+	bool idle = v->c.allocs == v->c.frees && (!u || u->used_ns + STACK_IDLE_NS < sc->now);
 
-	if (bpf_map_lookup_elem(m->stack_counts, key, &c) || c.allocs != c.frees)
-		return false;
-	return bpf_map_lookup_elem(m->stacks, &key->stack_id, &f) ||
-	       f.used_ns + STACK_IDLE_NS < now;
-}
-
-/* The stacks that counts or live blocks refer to; counts entries of idle
- * stacks are deleted, so that a long-lived process that goes through many
- * stacks does not hold them all for its life. */
-static int referenced_stacks(const struct heap_maps *m, struct id_list *l, __u64 now)
-{
-	struct stack_key key, next, *prev = NULL, *idle_keys = NULL;
-	size_t nidle = 0;
-	int err;
-
-	while (bpf_map_get_next_key(m->stack_counts, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (!idle(m, &key, now)) {
-			id_add(l, key.stack_id);
-			continue;
-		}
-		idle_keys = xrealloc(idle_keys, (nidle + 1) * sizeof(*idle_keys));
-		idle_keys[nidle++] = key;
+	if (idle || !current_image(&sc->images, k->tgid, k->image)) {
+		sc->idle = xrealloc(sc->idle, (sc->nidle + 1) * sizeof(*sc->idle));
+		sc->idle[sc->nidle++] = *k;
+	} else if (u) {
+		u->referenced = true;
 	}
-	for (size_t i = 0; i < nidle; i++) /* after the walk: deleting would restart it */
-		bpf_map_delete_elem(m->stack_counts, &idle_keys[i]);
-	free(idle_keys);
-	err = for_each_alloc(m->allocs, add_block_stack, l);
-	qsort(l->ids, l->n, sizeof(*l->ids), by_id);
-	return err;
 }
 
 int snapshot_sweep_stacks(const struct heap_maps *m, size_t *kept, size_t *reclaimed)
 {
-	__u64 key, next, *prev = NULL, start = monotonic_ns();
-	struct id_list refs = {0}, unused = {0};
+	struct stack_uses uses = {0};
+	struct sweep_ctx sc = {.uses = &uses, .now = monotonic_ns()};
 	struct stack_frames f;
 	int err;
 
 	*kept = *reclaimed = 0;
 	if (m->procs < 0)
 		return 0;
-	err = referenced_stacks(m, &refs, start);
+	read_images(m->procs, &sc.images);
+	err = for_each_use(m, add_use, &uses);
+	qsort(uses.u, uses.n, sizeof(*uses.u), by_id);
+	if (!err)
+		err = for_each_counts(m, judge_counts, &sc);
 	if (err) /* a stack not seen referenced may be: reclaim nothing */
 		goto out;
-	while (bpf_map_get_next_key(m->stacks, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (bsearch(&key, refs.ids, refs.n, sizeof(key), by_id))
+	for (size_t i = 0; i < sc.nidle; i++) /* after the walk: deleting would disturb it */
+		bpf_map_delete_elem(m->stack_counts, &sc.idle[i]);
+	for (size_t i = 0; i < uses.n; i++) {
+		if (uses.u[i].referenced || uses.u[i].used_ns + STACK_GRACE_NS >= sc.now) {
 			++*kept;
-		else
-			id_add(&unused, key);
-	}
-	for (size_t i = 0; i < unused.n; i++) {
-		if (bpf_map_lookup_and_delete_elem(m->stacks, &unused.ids[i], &f))
 			continue;
-		if (f.used_ns + STACK_GRACE_NS >= start) {
-			bpf_map_update_elem(m->stacks, &unused.ids[i], &f, BPF_NOEXIST);
+		}
+		if (bpf_map_lookup_and_delete_elem(m->stacks, &uses.u[i].id, &f))
+			continue;
+		if (f.used_ns + STACK_GRACE_NS >= sc.now) { /* taken since it was read */
+			bpf_map_update_elem(m->stacks, &uses.u[i].id, &f, BPF_NOEXIST);
 			++*kept;
 		} else {
 			++*reclaimed;
 		}
 	}
 out:
-	free(refs.ids);
-	free(unused.ids);
+	free(uses.u);
+	free(sc.idle);
+	snapshot_free(&sc.images);
 	return err;
 }
 

@@ -2,6 +2,7 @@
 #ifndef COLLECT_H
 #define COLLECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <linux/types.h>
@@ -12,8 +13,22 @@
  * the kernel's. procs < 0: that object is not loaded. */
 struct heap_maps {
 	int allocs, procs, stack_counts, stacks;
-	const struct drops *drops; /* the object's live counters */
-	const __u64 *nested_calls; /* calls inside a probed call (user heap only) */
+	const struct drops *drops;	      /* the object's live counters */
+	const __u64 *nested_calls;	      /* calls inside a probed call (user heap only) */
+	int copy_counts, copy_uses;	      /* programs that copy the tables out, */
+	const struct counts_row *counts_rows; /* into these (mapped) */
+	const struct stack_use_row *use_rows;
+	size_t counts_cap, uses_cap; /* their rows */
+	const __u32 *rows_copied;    /* how many the last copy wrote */
+};
+
+/* An object's accounting as its skeleton has it (heap.bpf.h). */
+struct heap_objects {
+	struct bpf_map *allocs, *procs, *stack_counts, *stacks, *counts_copy, *uses_copy;
+	struct bpf_program *copy_counts, *copy_uses;
+	const struct drops *drops;
+	const __u32 *rows_copied;
+	const __u64 *nested_calls; /* NULL for the kernel's */
 };
 
 struct image;
@@ -24,31 +39,62 @@ struct stack_stat {
 	struct counts c;
 	__u64 out_bytes; /* live allocations (older than the -o limit, if any) */
 	__u64 out_allocs;
-	__u64 oldest_ns; /* allocation time of the oldest live one; 0 if none */
+	__u64 oldest_ns;	 /* allocation time of the oldest live one; 0: none, or not known */
+	struct alloc_key oldest; /* that block, where a walk of the live blocks found it */
 };
 
 struct snapshot {
 	struct drops drops;
 	struct image *images; /* processes that exec'd: their current image */
 	size_t nimages;
-	struct stack_stat *stacks; /* sorted by tgid, then outstanding bytes, largest first */
+	struct stack_stat *stacks; /* sorted by tgid, then stack id */
 	size_t nstacks;
 };
 
-/* Only processes for which want(tgid) holds are read. */
-typedef int (*want_fn)(__u32 tgid, void *ctx);
+/* The accounting of a skeleton (either object's: the names are the same). */
+#define HEAP_OBJECTS(skel)                                                                         \
+	((struct heap_objects){.allocs = (skel)->maps.allocs,                                      \
+			       .procs = (skel)->maps.procs,                                        \
+			       .stack_counts = (skel)->maps.stack_counts,                          \
+			       .stacks = (skel)->maps.stacks,                                      \
+			       .counts_copy = (skel)->maps.counts_copy,                            \
+			       .uses_copy = (skel)->maps.uses_copy,                                \
+			       .copy_counts = (skel)->progs.copy_counts,                           \
+			       .copy_uses = (skel)->progs.copy_uses,                               \
+			       .drops = &(skel)->bss->drops,                                       \
+			       .rows_copied = &(skel)->bss->rows_copied})
 
-/* Returns -errno if the live blocks could not all be read (the snapshot
- * holds what was). */
-int snapshot_read(const struct heap_maps *m, want_fn want, void *ctx, __u64 older_than_ns,
+/* Before the object loads: room for max_allocs live blocks and max_stacks
+ * stacks (and twice as many (process, stack) counts). */
+int heap_maps_size(const struct heap_objects *o, __u32 max_allocs, __u32 max_stacks);
+/* Once it is loaded: its maps, the copies mapped; -errno if they cannot be. */
+int heap_maps_open(struct heap_maps *m, const struct heap_objects *o);
+void heap_maps_close(struct heap_maps *m);
+
+/* The stacks of the processes tgids[0..ntgids) (sorted). Their figures are
+ * BPF's running counts: no walk of the live blocks but with -o
+ * (older_than_ns). Returns -errno if the maps could not all be read (the
+ * snapshot holds what was). */
+int snapshot_read(const struct heap_maps *m, const __u32 *tgids, size_t ntgids, __u64 older_than_ns,
 		  struct snapshot *s);
 void snapshot_free(struct snapshot *s);
+/* One process's stacks in a snapshot: the first, and how many (n). */
+const struct stack_stat *snapshot_stacks_of(const struct snapshot *s, __u32 tgid, size_t *n);
 /* The totals and name of one process; zeros if it made no traced allocation. */
 struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid);
+/* The oldest live block of each stack of want[0..n), by one walk of the
+ * live blocks (their oldest_ns stays 0 if none is found). Sorts want. */
+int snapshot_find_oldest(const struct heap_maps *m, const struct snapshot *s,
+			 struct stack_stat **want, size_t n);
+/* Whether the block at k, allocated at time_ns at that stack, still lives. */
+bool snapshot_block_lives(const struct heap_maps *m, const struct alloc_key *k, __u64 stack_id,
+			  __u64 time_ns);
 /* Delete every map entry of processes that have exited: their totals, their
- * stacks' totals and the live allocations they own, in one walk of each map.
- * The stacks map is shared: see snapshot_sweep_stacks. Sorts tgids. */
-int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n);
+ * stacks' totals and the live allocations they own, in one walk of each map;
+ * on the way, the oldest block of each stack of s (may be NULL) whose oldest
+ * is not known. The stacks map is shared: see snapshot_sweep_stacks. Sorts
+ * tgids. */
+int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n, struct snapshot *s);
 /* Delete the stacks that no counts and no live block refer to, and that no
  * allocation took while this ran: the stacks map stays bounded however
  * many processes come and go. */

@@ -25,8 +25,19 @@ static void decimate(struct curve *c)
 	c->n /= 2;
 }
 
+static bool flat_at(const struct curve_point *p, double value)
+{
+	return p->low == value && p->high == value && p->last == value;
+}
+
 void curve_add(struct curve *c, double t, double value)
 {
+	/* The curve holds its last value between points (verdict.c): a flat
+	 * stretch needs only its two ends, the later one moved on. */
+	if (c->n >= 2 && flat_at(&c->p[c->n - 1], value) && flat_at(&c->p[c->n - 2], value)) {
+		c->p[c->n - 1].t = t;
+		return;
+	}
 	if (c->n == c->cap)
 		decimate(c);
 	if (c->n == c->room) {

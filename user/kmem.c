@@ -37,15 +37,18 @@ static void skip_missing_tracepoints(struct kmem_bpf *skel)
 	btf__free(vmlinux);
 }
 
-struct kmem_bpf *kmem_start(const struct options *o, bool every_process, char *err, size_t errlen)
+struct kmem_bpf *kmem_start(const struct options *o, bool every_process, struct heap_maps *maps,
+			    char *err, size_t errlen)
 {
 	struct kmem_bpf *skel = kmem_bpf__open();
+	struct heap_objects heap;
 	int e;
 
 	if (!skel) {
 		snprintf(err, errlen, "-k: cannot open the kernel BPF object: %s", strerror(errno));
 		return NULL;
 	}
+	heap = HEAP_OBJECTS(skel);
 	skel->rodata->min_size = o->min_size;
 	skel->rodata->max_size = o->max_size;
 	skel->rodata->sample_rate = o->sample_rate;
@@ -54,9 +57,13 @@ struct kmem_bpf *kmem_start(const struct options *o, bool every_process, char *e
 	skel->rodata->ncpus = (__u32)libbpf_num_possible_cpus();
 	skel->rodata->every_process = every_process;
 	skip_missing_tracepoints(skel);
-	e = kmem_bpf__load(skel);
+	e = heap_maps_size(&heap, o->max_allocs, o->max_stacks);
+	if (!e)
+		e = kmem_bpf__load(skel);
 	if (!e)
 		e = kmem_bpf__attach(skel);
+	if (!e)
+		e = heap_maps_open(maps, &heap);
 	if (e) {
 		snprintf(err, errlen,
 			 "-k: cannot trace the kernel's mm tracepoints: %s (this kernel may lack "
@@ -74,15 +81,6 @@ void kmem_trace(struct kmem_bpf *skel, pid_t pid)
 	__u8 yes = 1;
 
 	bpf_map_update_elem(bpf_map__fd(skel->maps.owners), &key, &yes, BPF_ANY);
-}
-
-struct heap_maps kmem_maps(struct kmem_bpf *skel)
-{
-	return (struct heap_maps){.allocs = bpf_map__fd(skel->maps.allocs),
-				  .procs = bpf_map__fd(skel->maps.procs),
-				  .stack_counts = bpf_map__fd(skel->maps.stack_counts),
-				  .stacks = bpf_map__fd(skel->maps.stacks),
-				  .drops = &skel->bss->drops};
 }
 
 void kmem_stop(struct kmem_bpf *skel)

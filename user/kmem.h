@@ -11,11 +11,12 @@
 
 struct kmem_bpf;
 
-/* Load and attach; every_process false traces only what kmem_trace names
- * (and the kernel's own allocations). Returns NULL with the reason in err. */
-struct kmem_bpf *kmem_start(const struct options *o, bool every_process, char *err, size_t errlen);
+/* Load and attach, its maps in *maps; every_process false traces only what
+ * kmem_trace names (and the kernel's own allocations). Returns NULL with the
+ * reason in err. */
+struct kmem_bpf *kmem_start(const struct options *o, bool every_process, struct heap_maps *maps,
+			    char *err, size_t errlen);
 void kmem_trace(struct kmem_bpf *skel, pid_t pid);
-struct heap_maps kmem_maps(struct kmem_bpf *skel);
 void kmem_stop(struct kmem_bpf *skel);
 
 #endif

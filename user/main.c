@@ -94,12 +94,16 @@ static __u32 unwind_rows(const struct tracer *tr)
 static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 {
 	struct memleak_bpf *skel = memleak_bpf__open();
+	struct heap_objects heap;
+	struct heap_maps maps;
 	int e;
 
 	if (!skel) {
 		snprintf(err, errlen, "cannot open the BPF object: %s", strerror(errno));
 		return -1;
 	}
+	heap = HEAP_OBJECTS(skel);
+	heap.nested_calls = &skel->bss->nested_calls;
 	skel->rodata->min_size = tr->opt.min_size;
 	skel->rodata->max_size = tr->opt.max_size;
 	skel->rodata->sample_rate = tr->opt.sample_rate;
@@ -114,9 +118,13 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	if (!e)
 		e = bpf_map__set_max_entries(skel->maps.unwind_rows, unwind_rows(tr));
 	if (!e)
+		e = heap_maps_size(&heap, tr->opt.max_allocs, tr->opt.max_stacks);
+	if (!e)
 		e = memleak_bpf__load(skel);
 	if (!e && !(skel->links.image_changed = bpf_program__attach(skel->progs.image_changed)))
 		e = -errno;
+	if (!e)
+		e = heap_maps_open(&maps, &heap);
 	if (e) {
 		snprintf(err, errlen,
 			 "cannot load the BPF programs: %s (run with MEMLEAK_BPF_DEBUG=1 to see "
@@ -129,13 +137,7 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	unwinder_init(&tr->unwind, bpf_map__fd(skel->maps.unwind_rows),
 		      bpf_map__fd(skel->maps.unwind_objs), bpf_map__fd(skel->maps.unwind_wanted),
 		      unwind_rows(tr), tr->opt.command || tr->opt.npids ? 0 : UNWIND_KEEP_S);
-	targets_init(&tr->targets,
-		     &(struct heap_maps){.allocs = bpf_map__fd(skel->maps.allocs),
-					 .procs = bpf_map__fd(skel->maps.procs),
-					 .stack_counts = bpf_map__fd(skel->maps.stack_counts),
-					 .stacks = bpf_map__fd(skel->maps.stacks),
-					 .drops = &skel->bss->drops,
-					 .nested_calls = &skel->bss->nested_calls});
+	targets_init(&tr->targets, &maps);
 	tr->targets.older_ns = tr->opt.older_ms * 1000000;
 	return 0;
 }
@@ -150,11 +152,9 @@ static int start_kernel(struct tracer *tr, char *err, size_t errlen)
 		snprintf(err, errlen, "-k: cannot read /proc/kallsyms: %s", strerror(errno));
 		return -1;
 	}
-	tr->kmem = kmem_start(&tr->opt, !tr->opt.command && !tr->opt.npids, err, errlen);
-	if (!tr->kmem)
-		return -1;
-	ts->kernel = kmem_maps(tr->kmem);
-	return 0;
+	tr->kmem =
+	    kmem_start(&tr->opt, !tr->opt.command && !tr->opt.npids, &ts->kernel, err, errlen);
+	return tr->kmem ? 0 : -1;
 }
 
 /* Each --lib is probed alone, so that one that defines no allocator
@@ -360,7 +360,7 @@ static void publish_metrics(struct tracer *tr)
 	    .reports = tr->reports,
 	    .last_sample_time = tr->last_sample_time,
 	    .stack_entries = tr->targets.stack_entries,
-	    .stacks_capacity = MAX_STACKS * (tr->kmem ? 2 : 1),
+	    .stacks_capacity = tr->opt.max_stacks * (tr->kmem ? 2 : 1),
 	    .unwind_rows = tr->unwind.rows_used,
 	    .unwind_rows_capacity = unwind_rows(tr),
 	};
@@ -608,6 +608,15 @@ static void sample(struct tracer *tr)
 		output_failed(tr, "--curve", tr->opt.curve_path);
 }
 
+/* The time of the next tick: a period on, or after a stall (probes
+ * attaching to many processes), a period from now: no burst to catch up. */
+static double next_tick(double tick, double period)
+{
+	double now = monotonic_s();
+
+	return tick + period > now ? tick + period : now + period;
+}
+
 static void run(struct tracer *tr)
 {
 	double period = tr->opt.interval_s / 4 < 0.5 ? tr->opt.interval_s / 4 : 0.5;
@@ -632,11 +641,11 @@ static void run(struct tracer *tr)
 			return;
 		if (monotonic_s() >= next_sample) {
 			sample(tr);
-			next_sample += period;
+			next_sample = next_tick(next_sample, period);
 		}
 		if (monotonic_s() < next)
 			continue;
-		next += tr->opt.interval_s;
+		next = next_tick(next, tr->opt.interval_s);
 		if (tr->opt.count && tr->reports + 1 >= tr->opt.count)
 			return;
 		write_report(tr, false);

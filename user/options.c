@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "memleak.h"
 #include "options.h"
 #include "util.h"
 
@@ -21,6 +22,8 @@ enum long_only {
 	OPT_FAIL_ON_LEAK,
 	OPT_ALL_STACKS,
 	OPT_MAX_PROCS,
+	OPT_MAX_ALLOCS,
+	OPT_MAX_STACKS,
 	OPT_VERSION,
 };
 
@@ -43,6 +46,8 @@ static const struct option long_options[] = {
     {"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
     {"all-stacks", no_argument, NULL, OPT_ALL_STACKS},
     {"max-procs", required_argument, NULL, OPT_MAX_PROCS},
+    {"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
+    {"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {0},
@@ -70,6 +75,10 @@ void options_usage(FILE *out)
 	      "      --max-procs N       processes shown in full in each report, leaks first\n"
 	      "                          (default: 10 system-wide, all otherwise); the rest\n"
 	      "                          are counted on one line\n"
+	      "      --max-allocs N      live blocks the tracer can hold (default 1048576;\n"
+	      "                          each takes about 100 bytes of kernel memory in use)\n"
+	      "      --max-stacks N      distinct call stacks it can hold (default 32768;\n"
+	      "                          each takes about 700 bytes of kernel memory in use)\n"
 	      "  -T, --top N             call stacks per process in each report (default 10)\n"
 	      "  -o, --older MS          only count allocations older than MS milliseconds\n"
 	      "                          in the stack tables\n"
@@ -162,6 +171,19 @@ static void set_defaults(struct options *o)
 	o->top = 10;
 	o->max_size = UINT64_MAX;
 	o->sample_rate = 1;
+	o->max_allocs = MAX_ALLOCS;
+	o->max_stacks = MAX_STACKS;
+}
+
+/* A table size in [min, max]; false if the text is not one. */
+static bool parse_size(const char *arg, uint64_t min, uint64_t max, uint32_t *out)
+{
+	uint64_t v;
+
+	if (!parse_u64(arg, &v) || v < min || v > max)
+		return false;
+	*out = (uint32_t)v;
+	return true;
 }
 
 /* Where `--` stands, or argc: what follows it is the command. */
@@ -255,6 +277,18 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 			return usage_error(err, errlen,
 					   "invalid --max-procs '%s': expected 1 to 100000", arg);
 		o->max_procs = (int)v;
+		return PARSE_OK;
+	case OPT_MAX_ALLOCS:
+		if (!parse_size(arg, 1024, 1 << 26, &o->max_allocs))
+			return usage_error(err, errlen,
+					   "invalid --max-allocs '%s': expected 1024 to 67108864",
+					   arg);
+		return PARSE_OK;
+	case OPT_MAX_STACKS:
+		if (!parse_size(arg, 1024, 1 << 22, &o->max_stacks))
+			return usage_error(err, errlen,
+					   "invalid --max-stacks '%s': expected 1024 to 4194304",
+					   arg);
 		return PARSE_OK;
 	case 'h':
 		options_usage(stdout);

@@ -34,8 +34,10 @@ struct options {
 	const char *folded_path;
 	struct sockaddr_storage listen; /* --listen; ss_family 0: none */
 	bool fail_on_leak;
-	bool all_stacks; /* system-wide: probe every allocator from the start */
-	int max_procs;	 /* processes shown in full in a report; 0: the default */
+	bool all_stacks;     /* system-wide: probe every allocator from the start */
+	int max_procs;	     /* processes shown in full in a report; 0: the default */
+	uint32_t max_allocs; /* live blocks the BPF maps hold */
+	uint32_t max_stacks; /* distinct stacks they hold */
 };
 
 enum parse_result {

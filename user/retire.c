@@ -4,74 +4,51 @@
 #include "retire.h"
 #include "util.h"
 
-struct tgid_list {
-	const __u32 *tgids; /* sorted */
-	size_t n;
-};
-
-static int by_tgid(const void *a, const void *b)
-{
-	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int listed(__u32 tgid, void *ctx)
-{
-	const struct tgid_list *l = ctx;
-
-	return bsearch(&tgid, l->tgids, l->n, sizeof(tgid), by_tgid) != NULL;
-}
-
 /* One process's stacks out of a snapshot sorted by process. */
 static void take_stacks(const struct heap_maps *m, const struct snapshot *s, __u32 tgid,
 			bool kernel, struct retired *r)
 {
-	size_t k = kernel, n = 0;
+	size_t k = kernel, n;
+	const struct stack_stat *first = snapshot_stacks_of(s, tgid, &n);
 
-	for (size_t i = 0; i < s->nstacks; i++) {
-		const struct stack_stat *st = &s->stacks[i];
-		struct saved_frames *f;
-
-		if (st->tgid != tgid)
-			continue;
-		r->stacks[k] = xrealloc(r->stacks[k], (n + 1) * sizeof(*st));
-		r->stacks[k][n++] = *st;
-		r->frames = xrealloc(r->frames, (r->nframes + 1) * sizeof(*r->frames));
-		f = &r->frames[r->nframes++];
-		f->stack_id = st->stack_id;
-		f->kernel = kernel;
-		f->n = snapshot_frames(m, st->stack_id, f->ips, &f->how);
-	}
+	r->stacks[k] = xcalloc(n, sizeof(*first));
+	memcpy(r->stacks[k], first, n * sizeof(*first));
 	r->nstacks[k] = n;
+	r->frames = xrealloc(r->frames, (r->nframes + n) * sizeof(*r->frames));
+	for (size_t i = 0; i < n; i++) {
+		struct saved_frames *f = &r->frames[r->nframes++];
+
+		f->stack_id = first[i].stack_id;
+		f->kernel = kernel;
+		f->n = snapshot_frames(m, first[i].stack_id, f->ips, &f->how);
+	}
 }
 
 int retire_take(const struct heap_maps *maps[2], const __u32 *tgids, size_t n, __u64 older_ns,
 		struct retired **out)
 {
 	__u32 *sorted = xcalloc(n, sizeof(*sorted));
-	struct tgid_list list = {.tgids = sorted, .n = n};
 	struct snapshot snap[2];
 	int err = 0, e;
 
 	memcpy(sorted, tgids, n * sizeof(*sorted));
-	qsort(sorted, n, sizeof(*sorted), by_tgid);
+	qsort(sorted, n, sizeof(*sorted), cmp_u32);
 	for (int k = 0; k < 2; k++)
-		if ((e = snapshot_read(maps[k], listed, &list, older_ns, &snap[k])) && !err)
+		if ((e = snapshot_read(maps[k], sorted, n, older_ns, &snap[k])) && !err)
 			err = e;
 	for (size_t i = 0; i < n; i++) {
-		struct retired *r = out[i] = xcalloc(1, sizeof(*r));
-
-		r->heap = snapshot_proc(maps[0], tgids[i]);
-		r->kernel = snapshot_proc(maps[1], tgids[i]);
-		for (int k = 0; k < 2; k++)
-			take_stacks(maps[k], &snap[k], tgids[i], k == 1, r);
+		out[i] = xcalloc(1, sizeof(*out[i]));
+		out[i]->heap = snapshot_proc(maps[0], tgids[i]);
+		out[i]->kernel = snapshot_proc(maps[1], tgids[i]);
 	}
-	for (int k = 0; k < 2; k++) {
-		snapshot_free(&snap[k]);
-		if ((e = snapshot_forget(maps[k], sorted, n)) && !err)
+	for (int k = 0; k < 2; k++) /* the oldest blocks not known are found on the way */
+		if ((e = snapshot_forget(maps[k], sorted, n, &snap[k])) && !err)
 			err = e;
-	}
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < 2; k++)
+			take_stacks(maps[k], &snap[k], tgids[i], k == 1, out[i]);
+	for (int k = 0; k < 2; k++)
+		snapshot_free(&snap[k]);
 	free(sorted);
 	return err;
 }

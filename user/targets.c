@@ -226,7 +226,9 @@ static void judge_stacks(struct target *t, const struct stack_stat *first, size_
 		 * report's judgement stands. */
 		if (!t->retired || h->curve.n <= 2) {
 			curve_add(&h->curve, at, (double)first[i].out_bytes);
-			curve_judge(&h->curve, &h->verdict);
+			/* Most stacks hold what they held: judged again only if not settled. */
+			if (prev != (double)first[i].out_bytes || !verdict_settled(&h->verdict))
+				curve_judge(&h->curve, &h->verdict);
 		}
 		all[i].growth_bps = growth_of(&h->verdict, (double)first[i].out_bytes, prev, dt);
 		all[i].suspect =
@@ -244,7 +246,9 @@ static int by_suspicion(const void *a, const void *b)
 		return x->growth_bps > y->growth_bps ? -1 : 1;
 	if (x->st.out_bytes != y->st.out_bytes)
 		return x->st.out_bytes > y->st.out_bytes ? -1 : 1;
-	return 0;
+	if (x->st.out_allocs != y->st.out_allocs)
+		return x->st.out_allocs > y->st.out_allocs ? -1 : 1;
+	return x->st.stack_id < y->st.stack_id ? -1 : x->st.stack_id > y->st.stack_id;
 }
 
 /* A kernel stack starts in the tracer and the allocator; a report starts
@@ -298,22 +302,6 @@ static void add_frames(struct target_set *ts, struct target *t, double now, stru
 	add_user_frames(t, ips, s);
 }
 
-/* A process's stacks in a snapshot (sorted by process): the first, and how many. */
-static const struct stack_stat *stacks_of(const struct snapshot *s, pid_t pid, size_t *n)
-{
-	const struct stack_stat *first = NULL;
-
-	*n = 0;
-	for (size_t i = 0; i < s->nstacks; i++) {
-		if (s->stacks[i].tgid != (__u32)pid)
-			continue;
-		if (!first)
-			first = &s->stacks[i];
-		(*n)++;
-	}
-	return first;
-}
-
 /* What the heap holds beyond its stacks: blocks recorded without one. */
 static void count_no_stack(struct proc_report *p)
 {
@@ -352,8 +340,8 @@ static void build_stacks(struct target_set *ts, struct target *t, const struct s
 			 struct proc_report *p)
 {
 	size_t nheap, nkernel, n;
-	const struct stack_stat *heap = stacks_of(&snap[0], t->pid, &nheap);
-	const struct stack_stat *kernel = stacks_of(&snap[1], t->pid, &nkernel);
+	const struct stack_stat *heap = snapshot_stacks_of(&snap[0], (__u32)t->pid, &nheap);
+	const struct stack_stat *kernel = snapshot_stacks_of(&snap[1], (__u32)t->pid, &nkernel);
 	struct stack_report *all;
 	bool *shown;
 
@@ -504,10 +492,25 @@ void targets_sweep_stacks(struct target_set *ts)
 		sweep(ts, &ts->kernel, "kernel's");
 }
 
-static void free_stacks(struct target *t)
+/* Drop the stacks' histories (the user heap's only, if heap_only): their
+ * counts are gone. */
+static void free_stacks(struct target *t, bool heap_only)
 {
-	for (size_t k = 0; k < t->nstacks; k++)
-		curve_free(&t->stacks[k].curve);
+	size_t kept = 0;
+
+	for (size_t k = 0; k < t->nstacks; k++) {
+		if (heap_only && t->stacks[k].kernel)
+			t->stacks[kept++] = t->stacks[k];
+		else
+			curve_free(&t->stacks[k].curve);
+	}
+	t->nstacks = kept;
+	if (kept) {
+		memset(t->stack_index, 0, t->index_slots * sizeof(*t->stack_index));
+		for (size_t k = 0; k < kept; k++)
+			index_stack(t, k);
+		return;
+	}
 	free(t->stacks);
 	free(t->stack_index);
 	t->stacks = NULL;
@@ -520,8 +523,8 @@ void target_unprobe(struct target_set *ts, struct target *t)
 	__u32 pid = (__u32)t->pid;
 
 	probes_detach(&t->probes);
-	snapshot_forget(&ts->heap, &pid, 1);
-	free_stacks(t);
+	snapshot_forget(&ts->heap, &pid, 1, NULL);
+	free_stacks(t, true); /* its kernel stacks are still counted */
 	t->probed = false;
 	t->heap_bytes = 0;
 }
@@ -531,7 +534,7 @@ static void target_free(struct target *t)
 	retired_free(t->retired);
 	symbolizer_free(&t->sym);
 	probes_detach(&t->probes);
-	free_stacks(t);
+	free_stacks(t, false);
 	curve_free(&t->mem);
 	curve_free(&t->kernel);
 	if (t->pidfd >= 0)
@@ -553,12 +556,17 @@ static void forget_gone(struct target_set *ts)
 	ts->n = kept;
 }
 
-static int want_target(__u32 tgid, void *ctx)
+/* The processes a report reads the stacks of, sorted; their number in *n. */
+static __u32 *listed_tgids(const struct target_set *ts, size_t *n)
 {
-	struct target_set *ts = ctx;
-	struct target *t = targets_find(ts, (pid_t)tgid);
+	__u32 *tgids = xcalloc(ts->n + 1, sizeof(*tgids));
 
-	return t && !t->gone;
+	*n = 0;
+	for (int i = 0; i < ts->n; i++)
+		if (!ts->t[i].gone)
+			tgids[(*n)++] = (__u32)ts->t[i].pid;
+	qsort(tgids, *n, sizeof(*tgids), cmp_u32);
+	return tgids;
 }
 
 /* Leaks first, then growing, steady and warming up; within each, the fastest growth. */
@@ -594,6 +602,75 @@ static void symbolize_top(struct target_set *ts, struct report *r, int max_procs
 	}
 }
 
+/* Stacks to find the oldest block of, with a walk of one object's live blocks. */
+struct oldest_wanted {
+	struct stack_stat **st;
+	size_t n;
+};
+
+/* The oldest block of a listed stack: BPF's count knows it until that block
+ * is freed; then the one a walk found last, while that lives. */
+static bool oldest_known(struct target_set *ts, struct target *t, struct stack_report *s)
+{
+	const struct heap_maps *m = s->kernel ? &ts->kernel : &ts->heap;
+	struct stack_history *h = find_history(t, s->st.stack_id, s->kernel);
+
+	if (!s->st.out_allocs || s->st.oldest_ns)
+		return true;
+	if (!h || !h->oldest_ns ||
+	    !snapshot_block_lives(m, &h->oldest, s->st.stack_id, h->oldest_ns))
+		return false;
+	s->st.oldest_ns = h->oldest_ns;
+	return true;
+}
+
+static void find_oldest(struct target_set *ts, const struct snapshot *snap, bool kernel,
+			struct oldest_wanted *w)
+{
+	int err;
+
+	if (!w->n)
+		return;
+	err = snapshot_find_oldest(kernel ? &ts->kernel : &ts->heap, snap, w->st, w->n);
+	if (err)
+		warnx_("cannot read every live block: %s; some stacks' oldest age is left at 0",
+		       strerror(-err));
+	for (size_t i = 0; i < w->n; i++) {
+		struct target *t = targets_find(ts, (pid_t)w->st[i]->tgid);
+		struct stack_history *h = t ? find_history(t, w->st[i]->stack_id, kernel) : NULL;
+
+		if (h) {
+			h->oldest = w->st[i]->oldest;
+			h->oldest_ns = w->st[i]->oldest_ns;
+		}
+	}
+	free(w->st);
+}
+
+/* The listed stacks' oldest blocks: one walk of the live blocks, only when
+ * one is not known otherwise. */
+static void add_oldest(struct target_set *ts, struct report *r, const struct snapshot snap[2],
+		       int max_procs)
+{
+	struct oldest_wanted w[2] = {{0}};
+
+	for (int i = 0; i < r->nprocs && i < max_procs; i++) {
+		struct proc_report *p = &r->procs[i];
+		struct target *t = targets_find(ts, p->pid);
+
+		for (int k = 0; k < p->nshown && !t->retired; k++) {
+			struct oldest_wanted *to = &w[p->stacks[k].kernel];
+
+			if (oldest_known(ts, t, &p->stacks[k]))
+				continue;
+			to->st = xrealloc(to->st, (to->n + 1) * sizeof(*to->st));
+			to->st[to->n++] = &p->stacks[k].st;
+		}
+	}
+	find_oldest(ts, &snap[0], false, &w[0]);
+	find_oldest(ts, &snap[1], true, &w[1]);
+}
+
 static void add_drops(struct drops *sum, const struct drops *d)
 {
 	sum->events += d->events;
@@ -617,14 +694,18 @@ void targets_report(struct target_set *ts, const struct report_options *ro, stru
 {
 	double now = monotonic_s();
 	struct snapshot snap[2];
+	size_t ntgids;
+	__u32 *tgids;
 	int err;
 
 	add_every_owner(ts);
 	retire_exited(ts);
-	if ((err = snapshot_read(&ts->heap, want_target, ts, ro->older_ns, &snap[0])) ||
-	    (err = snapshot_read(&ts->kernel, want_target, ts, ro->older_ns, &snap[1])))
-		warnx_("cannot read every live block: %s; this report's stacks leave them out",
+	tgids = listed_tgids(ts, &ntgids);
+	if ((err = snapshot_read(&ts->heap, tgids, ntgids, ro->older_ns, &snap[0])) ||
+	    (err = snapshot_read(&ts->kernel, tgids, ntgids, ro->older_ns, &snap[1])))
+		warnx_("cannot read the maps: %s; this report's stacks leave some blocks out",
 		       strerror(-err));
+	free(tgids);
 	memset(&r->drops, 0, sizeof(r->drops));
 	add_drops(&r->drops, &snap[0].drops);
 	add_drops(&r->drops, &snap[1].drops);
@@ -644,6 +725,7 @@ void targets_report(struct target_set *ts, const struct report_options *ro, stru
 		t->gone = !t->alive && !r->final;
 	}
 	qsort(r->procs, r->nprocs, sizeof(*r->procs), by_concern);
+	add_oldest(ts, r, snap, ro->max_procs);
 	symbolize_top(ts, r, ro->max_procs, now);
 	snapshot_free(&snap[0]);
 	snapshot_free(&snap[1]);
@@ -668,6 +750,8 @@ void targets_free(struct target_set *ts)
 		target_free(&ts->t[i]);
 	free(ts->t);
 	kallsyms_free(&ts->ksyms);
+	heap_maps_close(&ts->heap);
+	heap_maps_close(&ts->kernel);
 	memset(ts, 0, sizeof(*ts));
 }
 

@@ -19,6 +19,8 @@ struct stack_history {
 	bool kernel; /* a kernel stack, from the -k maps */
 	struct curve curve;
 	struct verdict verdict;
+	struct alloc_key oldest; /* its oldest live block when a walk last looked */
+	__u64 oldest_ns;	 /* and when that was allocated; 0: never looked */
 };
 
 struct target {

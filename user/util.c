@@ -116,3 +116,10 @@ char *xstrdup(const char *s)
 {
 	return check_alloc(strdup(s));
 }
+
+int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}

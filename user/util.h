@@ -25,5 +25,7 @@ uint64_t monotonic_ns(void);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);
+/* qsort and bsearch order of uint32_t values (process ids). */
+int cmp_u32(const void *a, const void *b);
 
 #endif

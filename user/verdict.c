@@ -51,17 +51,46 @@ struct floors {
 	size_t n;
 };
 
-static int cmp_double(const void *a, const void *b)
+/* Reorder v[0..n) so that v[k] is the k-th smallest, none before it larger
+ * and none after it smaller (Hoare's selection): a median without a sort. */
+static void select_kth(double *v, long n, long k)
 {
-	double x = *(const double *)a, y = *(const double *)b;
+	long lo = 0, hi = n - 1;
 
-	return x < y ? -1 : x > y;
+	while (lo < hi) {
+		double pivot = v[lo + (hi - lo) / 2], tmp;
+		long i = lo, j = hi;
+
+		while (i <= j) {
+			while (v[i] < pivot)
+				i++;
+			while (v[j] > pivot)
+				j--;
+			if (i <= j) {
+				tmp = v[i], v[i] = v[j], v[j] = tmp;
+				i++, j--;
+			}
+		}
+		if (k <= j)
+			hi = j;
+		else if (k >= i)
+			lo = i;
+		else
+			return;
+	}
 }
 
-static double median(double *v, size_t n)
+double verdict_median(double *v, size_t n)
 {
-	qsort(v, n, sizeof(*v), cmp_double);
-	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	double below;
+
+	select_kth(v, (long)n, (long)(n / 2));
+	if (n % 2)
+		return v[n / 2];
+	below = v[0]; /* the largest of the lower half */
+	for (size_t i = 1; i < n / 2; i++)
+		below = fmax(below, v[i]);
+	return (below + v[n / 2]) / 2;
 }
 
 static void make_floors(const double *t, const double *y, size_t n, struct floors *f)
@@ -115,7 +144,7 @@ static double theil_sen(const double *t, const double *y, size_t n)
 		for (size_t j = i + 1; j < n; j++)
 			if (t[j] > t[i])
 				s[k++] = (y[j] - y[i]) / (t[j] - t[i]);
-	m = k ? median(s, k) : 0;
+	m = k ? verdict_median(s, k) : 0;
 	free(s);
 	return m;
 }
@@ -149,7 +178,7 @@ static double swing_margin(const struct floors *f)
 
 	for (size_t i = 0; i < f->n; i++)
 		swing[i] = f->high[i] - f->low[i];
-	m = median(swing, f->n) / 10;
+	m = verdict_median(swing, f->n) / 10;
 	free(swing);
 	return m > MIN_MARGIN ? m : MIN_MARGIN;
 }
@@ -340,6 +369,11 @@ void verdict_update(struct verdict *v, const double *t, const double *y, size_t 
 	now.settled_s = v->settled_s;
 	now.steady_since_s = v->steady_since_s;
 	*v = now;
+}
+
+bool verdict_settled(const struct verdict *v)
+{
+	return v->state == VERDICT_STEADY && v->settled_s > 0;
 }
 
 const char *verdict_name(enum verdict_state s)

@@ -51,6 +51,12 @@ struct verdict {
 void verdict_update(struct verdict *v, const double *t, const double *bytes, size_t n);
 /* The same curve judged with no history: what verdict_update reads. */
 void judge_curve(const double *t, const double *bytes, size_t n, struct verdict *v);
+/* Steady and settled: a curve that has not moved since may keep this
+ * judgement (judging it again would move only its growth estimate and the
+ * span its band is measured over). */
+bool verdict_settled(const struct verdict *v);
+/* The median of v[0..n) (n > 0), found without a sort; v is reordered. */
+double verdict_median(double *v, size_t n);
 const char *verdict_name(enum verdict_state s);
 
 #endif

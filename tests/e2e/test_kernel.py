@@ -84,8 +84,9 @@ def test_system_wide_kernel_and_watch():
     check(RUN_S * PIPES_PER_S * 0.7 <= blocks <= RUN_S * PIPES_PER_S,
           "pipe pages held: %d" % blocks)
     check(pages[0]["suspect"], "the pipe pages' stack is not a suspect: growth %.0f B/s, "
-          "oldest %.1f s, %d reports of it while alive" % (
+          "oldest %.1f s, %d reports of it while alive; the tool said of it: %s" % (
               pages[0]["growth_bytes_per_s"], pages[0]["oldest_age_s"],
               sum(1 for p in k if p["alive"] and any(
                   st["kernel"] and st["frames"] and st["frames"][0]["symbol"] in
-                  ("anon_pipe_write", "pipe_write") for st in p["stacks"]))))
+                  ("anon_pipe_write", "pipe_write") for st in p["stacks"])),
+              [l for l in err.splitlines() if "pid %d " % pipes in l]))

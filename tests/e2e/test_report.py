@@ -84,3 +84,35 @@ def test_every_process_adds_up_system_wide():
                 adds_up(proc, "pid %d (%s) report %d" % (proc["pid"], proc["comm"], r["seq"]))
                 seen[proc["pid"]] = proc
     check_eq(sorted(seen), sorted(pids), "exited workloads reported")
+
+
+def test_oldest_age_follows_the_blocks():
+    """The oldest block of a stack, as BPF's counts know it, then (its oldest
+    freed) as a walk of the live blocks finds it, as the block a walk found
+    stays live, and at the exit: each report's birth of the oldest block
+    (elapsed_s - oldest_age_s) is the allocation time of the right one."""
+    status, out, err = run_tool(["--json", "0.25", "--", workload("oldest")])
+    check_eq(status, 0, "exit status (stderr: %s)" % err.strip())
+    rs = reports(out)
+    # Blocks of 100, 200, 400, 800 B taken 1 s apart, then A, C, B freed 1 s apart:
+    # the stack's outstanding bytes say which block is the oldest.
+    oldest = {100: "A", 300: "A", 700: "A", 1500: "A", 1400: "B", 1000: "B", 800: "D"}
+    births = {}
+    for r in rs:
+        for p in r["processes"]:
+            for s in p["stacks"]:
+                if s["frames"] and s["frames"][0]["symbol"] == "hold":
+                    check(s["outstanding_bytes"] in oldest,
+                          "hold's stack holds %d B" % s["outstanding_bytes"])
+                    births.setdefault(oldest[s["outstanding_bytes"]], []).append(
+                        (s["outstanding_bytes"], r["elapsed_s"] - s["oldest_age_s"]))
+    seen = sorted({b for v in births.values() for b, _ in v})
+    check_eq(seen, sorted(oldest), "the stack's outstanding bytes over the reports")
+    a = births["A"][0][1]
+    for name, after in (("A", 0.0), ("B", 1.0), ("D", 3.0)):
+        for held, born in births[name]:
+            check(after - 0.02 <= born - a <= after + 0.3,
+                  "holding %d B, the oldest block (%s) was born %.3f s after A" % (
+                      held, name, born - a))
+    last = [s for s in rs[-1]["processes"][0]["stacks"] if s["frames"][0]["symbol"] == "hold"]
+    check_eq([s["outstanding_bytes"] for s in last], [800], "the final report: D leaked")

@@ -25,6 +25,8 @@ void test_verdict_warmup_and_band(void);
 void test_verdict_band_does_not_absorb_a_leak(void);
 void test_verdict_recovery_needs_the_floor_back(void);
 void test_curve_bounded_keeps_extremes(void);
+void test_curve_flat_stretch_keeps_its_ends(void);
+void test_median_is_a_sorts_middle(void);
 void test_profiles_add_up(void);
 void test_metrics_page(void);
 
@@ -281,6 +283,8 @@ int main(void)
 	    TEST(test_verdict_recovery_needs_the_floor_back),
 	    TEST(test_verdict_synthetic),
 	    TEST(test_curve_bounded_keeps_extremes),
+	    TEST(test_curve_flat_stretch_keeps_its_ends),
+	    TEST(test_median_is_a_sorts_middle),
 	    TEST(test_options_system_wide),
 	    TEST(test_kallsyms_lookup),
 	    TEST(test_watch_scan_finds_user_processes),

@@ -261,6 +261,52 @@ void test_verdict_recovery_needs_the_floor_back(void)
 	CHECK(v.state == VERDICT_RECOVERED);
 }
 
+static int by_value(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The selection finds what a sort finds, on short arrays full of repeats. */
+void test_median_is_a_sorts_middle(void)
+{
+	unsigned seed = 1;
+
+	for (int round = 0; round < 100000; round++) {
+		double v[41], sorted[41], want;
+		size_t n = 1 + (size_t)(round % 41);
+
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245 + 12345;
+			v[i] = sorted[i] = (double)((seed >> 16) % (1 + round % 9));
+		}
+		qsort(sorted, n, sizeof(*sorted), by_value);
+		want = n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+		if (verdict_median(v, n) != want) {
+			CHECK(!"the median of an array is its sorted middle");
+			return;
+		}
+	}
+}
+
+/* A value held is two points, the later one moved on: the curve's shape
+ * and span are the same, its memory is not one point per sample. */
+void test_curve_flat_stretch_keeps_its_ends(void)
+{
+	const double y[] = {5, 5, 5, 5, 9, 9, 9, 5};
+	struct curve c;
+
+	curve_init(&c, 64);
+	for (int i = 0; i < 8; i++)
+		curve_add(&c, i, y[i]);
+	CHECK(c.n == 5);
+	CHECK(c.p[0].t == 0 && c.p[1].t == 3 && c.p[1].last == 5);
+	CHECK(c.p[2].t == 4 && c.p[3].t == 6 && c.p[3].last == 9);
+	CHECK(c.p[4].t == 7 && c.p[4].last == 5);
+	curve_free(&c);
+}
+
 void test_curve_bounded_keeps_extremes(void)
 {
 	struct curve c;
@@ -268,7 +314,7 @@ void test_curve_bounded_keeps_extremes(void)
 
 	curve_init(&c, 64);
 	for (int i = 0; i < 100000; i++) /* a week at 6 s, say */
-		curve_add(&c, i * 0.5, i == 777 ? 1.0 : i == 50000 ? 9e9 : BASE);
+		curve_add(&c, i * 0.5, i == 777 ? 1.0 : i == 50000 ? 9e9 : BASE + i % 7);
 	CHECK(c.n <= 64 && c.n >= 32);
 	CHECK(c.p[0].t == 0);
 	double lo = 1e18, hi = 0;

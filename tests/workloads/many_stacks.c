@@ -3,13 +3,16 @@
  * reached at 32 depths, each allocating and freeing a block; one leak of
  * 100 bytes in leak_once(). Run many of them, each a new address layout,
  * and their stacks outnumber any stack table. Given S (argv[1]), it stays
- * alive S seconds after, its stacks counted.
+ * alive S seconds after, its stacks counted. Given D (argv[2], at most 60:
+ * deeper stacks are cut to the same frames), each site is reached at D
+ * depths: 64 * D stacks. Given a third argument, every block is kept: one
+ * live block at each stack.
  */
 #include <stdlib.h>
 #include <unistd.h>
 
-#define DEPTHS 32
-
+static int depths = 32;
+static int keep;
 static void *volatile sink;
 
 void leak_once(void)
@@ -22,7 +25,9 @@ void leak_once(void)
 	{                                                                                          \
 		if (depth > 0) {                                                                   \
 			site_##n(depth - 1);                                                       \
-			free(malloc(n + 1));                                                       \
+			sink = malloc(n + 1);                                                      \
+			if (!keep)                                                                 \
+				free(sink);                                                        \
 		}                                                                                  \
 	}
 #define SITES8(a)                                                                                  \
@@ -37,11 +42,14 @@ SITES8(7)
 SITES8(8)
 
 #define CALL8(a)                                                                                   \
-	site_##a##0(DEPTHS), site_##a##1(DEPTHS), site_##a##2(DEPTHS), site_##a##3(DEPTHS),        \
-	    site_##a##4(DEPTHS), site_##a##5(DEPTHS), site_##a##6(DEPTHS), site_##a##7(DEPTHS)
+	site_##a##0(depths), site_##a##1(depths), site_##a##2(depths), site_##a##3(depths),        \
+	    site_##a##4(depths), site_##a##5(depths), site_##a##6(depths), site_##a##7(depths)
 
 int main(int argc, char **argv)
 {
+	if (argc > 2)
+		depths = atoi(argv[2]);
+	keep = argc > 3;
 	CALL8(1), CALL8(2), CALL8(3), CALL8(4), CALL8(5), CALL8(6), CALL8(7), CALL8(8);
 	leak_once();
 	if (argc > 1)
