@@ -244,6 +244,17 @@ def test_full_allocs_map_is_counted_in_dropped():
              "tracked + dropped allocations")
 
 
+def test_max_allocs_sizes_the_table():
+    n = 10000
+    status, out, err = run_tool(["--json", "--max-allocs", "4096", "--", workload("flood"),
+                                 str(n)])
+    check_eq(status, 0, "exit status: " + err)
+    dropped = reports(out)[-1]["dropped"]["allocs_map_full"]
+    held = final_process(out)["heap"]["outstanding_allocs"]
+    check_eq(held, 4096, "blocks held by a table of 4,096")
+    check_eq(held + dropped, n + baseline_allocs(), "tracked + dropped allocations")
+
+
 def baseline_allocs():
     """Blocks flood leaves behind with no flood at all (the loader's, libc's)."""
     status, out, err = run_tool(["--json", "--", workload("flood"), "0"])

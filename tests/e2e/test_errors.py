@@ -110,6 +110,12 @@ def test_bad_max_procs():
     one_line_error(["--max-procs", "0"], 2, ["invalid --max-procs '0'"])
 
 
+def test_bad_map_sizes():
+    one_line_error(["--max-stacks", "10"], 2, ["invalid --max-stacks '10': expected 1024 to"])
+    one_line_error(["--max-stacks", "many"], 2, ["invalid --max-stacks 'many'"])
+    one_line_error(["--max-allocs", "99999999999"], 2, ["invalid --max-allocs '99999999999'"])
+
+
 def test_unwritable_curve_file():
     one_line_error(["--curve", "/nonexistent/dir/c.csv", "--", "true"], 1,
                    ["cannot write --curve /nonexistent/dir/c.csv: No such file or directory"])

@@ -7,7 +7,8 @@ import subprocess
 import tempfile
 import time
 
-from harness import TOOL, check, check_eq, reports, run_tool, wait_attached, workload
+from harness import (TOOL, check, check_eq, final_process, reports, run_tool, wait_attached,
+                     workload)
 
 
 def adds_up(proc, what):
@@ -116,3 +117,19 @@ def test_oldest_age_follows_the_blocks():
                       held, name, born - a))
     last = [s for s in rs[-1]["processes"][0]["stacks"] if s["frames"][0]["symbol"] == "hold"]
     check_eq([s["outstanding_bytes"] for s in last], [800], "the final report: D leaked")
+
+
+def test_max_stacks_sizes_the_table():
+    """2,048 stacks that each keep a block, in a table of 1,024: the stacks
+    that did not fit are counted in dropped and no_stack, and the heap adds up."""
+    status, out, err = run_tool(["--json", "--max-stacks", "1024", "-T", "5000", "--",
+                                 workload("many_stacks"), "0", "32", "keep"])
+    check_eq(status, 0, "exit status: " + err)
+    last = reports(out)[-1]
+    proc = final_process(out)
+    holding = [s for s in proc["stacks"] if s["outstanding_allocs"]]
+    check(0 < len(holding) <= 1024, "%d stacks listed from a table of 1,024" % len(holding))
+    check(last["dropped"]["stacks"] >= 2048 - 1024, "dropped stacks: %r" % last["dropped"])
+    check(proc["no_stack"]["outstanding_allocs"] >= 2048 - len(holding),
+          "blocks without a stack: %r" % proc["no_stack"])
+    adds_up(proc, "a full stack table")
