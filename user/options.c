@@ -76,7 +76,7 @@ void options_usage(FILE *out)
 	      "                          (default: 10 system-wide, all otherwise); the rest\n"
 	      "                          are counted on one line\n"
 	      "      --max-allocs N      live blocks the tracer can hold (default 1048576;\n"
-	      "                          each takes about 100 bytes of kernel memory in use)\n"
+	      "                          each takes about 120 bytes of kernel memory in use)\n"
 	      "      --max-stacks N      distinct call stacks it can hold (default 32768;\n"
 	      "                          each takes about 700 bytes of kernel memory in use)\n"
 	      "  -T, --top N             call stacks per process in each report (default 10)\n"
