@@ -289,7 +289,9 @@ int BPF_KPROBE(alloc_ret_site)
 	if (tgid == self_tgid)
 		return 0;
 	st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
-	if (!st || !st->call.sp || sp != st->call.sp)
+	/* The code it sits in may be shared with malloc's tail calls: only an
+	 * allocation ends here (realloc and posix_memalign keep their return probes). */
+	if (!st || !st->call.sp || sp != st->call.sp || st->kind != CALL_ALLOC)
 		return 0;
 	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp) || ret != st->call.ret)
 		return 0;

@@ -159,6 +159,37 @@ void elf_fde_index(Elf *elf, struct fde_index *idx)
 	}
 }
 
+uint64_t elf_plt_slot_target(Elf *elf, uint64_t slot)
+{
+	Elf_Scn *scn = NULL;
+	GElf_Shdr sh;
+
+	while ((scn = elf_nextscn(elf, scn))) {
+		Elf_Data *rel, *syms;
+		size_t n;
+
+		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_RELA || !sh.sh_entsize)
+			continue;
+		rel = elf_getdata(scn, NULL);
+		syms = elf_getdata(elf_getscn(elf, sh.sh_link), NULL);
+		n = rel ? rel->d_size / sh.sh_entsize : 0;
+		for (size_t i = 0; i < n && syms; i++) {
+			GElf_Rela r;
+			GElf_Sym sym;
+
+			if (!gelf_getrela(rel, (int)i, &r) || r.r_offset != slot)
+				continue;
+			if (GELF_R_TYPE(r.r_info) != R_X86_64_JUMP_SLOT ||
+			    !gelf_getsym(syms, (int)GELF_R_SYM(r.r_info), &sym))
+				return 0;
+			return sym.st_shndx != SHN_UNDEF && GELF_ST_TYPE(sym.st_info) == STT_FUNC
+				   ? sym.st_value
+				   : 0;
+		}
+	}
+	return 0;
+}
+
 size_t fde_after(const struct fde_index *idx, uint64_t vaddr)
 {
 	size_t lo = 0, hi = idx->n;

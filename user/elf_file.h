@@ -23,6 +23,11 @@ struct fde_index {
 
 void elf_fde_index(Elf *elf, struct fde_index *idx);
 
+/* The function a PLT entry's GOT slot (its vaddr) is bound to, when the
+ * object defines it itself (a call to one of its own exported functions):
+ * its vaddr, else 0. */
+uint64_t elf_plt_slot_target(Elf *elf, uint64_t slot);
+
 static inline uint64_t fde_start(const struct fde_index *idx, size_t i)
 {
 	return idx->hdr_vaddr + (int64_t)idx->table[2 * i];

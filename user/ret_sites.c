@@ -56,6 +56,38 @@ static int add_site(struct walk *w, uint64_t vaddr)
 	return 0;
 }
 
+/*
+ * Where a jump to vaddr goes on to when vaddr is a PLT entry (an optional
+ * endbr64, then jmp *slot(%rip)): the object's own function bound to that
+ * slot, or 0 if it is another object's (not known before run time). vaddr
+ * itself when it is no PLT entry.
+ */
+static uint64_t through_plt(struct walk *w, uint64_t vaddr)
+{
+	uint64_t off = elf_code_offset(w->elf, vaddr), to = vaddr;
+	uint8_t code[16];
+	cs_insn *insn = NULL;
+	size_t n;
+
+	if (!off || pread(w->fd, code, sizeof(code), (off_t)off) != (ssize_t)sizeof(code))
+		return vaddr;
+	n = cs_disasm(w->cs, code, sizeof(code), vaddr, 2, &insn);
+	for (size_t i = 0; i < n; i++) {
+		cs_x86 *x = &insn[i].detail->x86;
+
+		if (insn[i].id == X86_INS_ENDBR64)
+			continue;
+		if (insn[i].id == X86_INS_JMP && x->op_count == 1 &&
+		    x->operands[0].type == X86_OP_MEM && x->operands[0].mem.base == X86_REG_RIP &&
+		    x->operands[0].mem.index == X86_REG_INVALID)
+			to = elf_plt_slot_target(w->elf, insn[i].address + insn[i].size +
+							       (uint64_t)x->operands[0].mem.disp);
+		break;
+	}
+	cs_free(insn, n);
+	return to;
+}
+
 /* Decode one function from its start to its end, every byte an instruction. */
 static int decode(struct walk *w, struct span f)
 {
@@ -84,7 +116,9 @@ static int decode(struct walk *w, struct span f)
 			uint64_t to = (uint64_t)x->operands[0].imm;
 
 			if (to < f.lo || to >= f.hi)
-				err = add_func(w, to); /* a tail call */
+				to = through_plt(w, to);
+			if (to < f.lo || to >= f.hi)
+				err = to ? add_func(w, to) : -1; /* a tail call */
 		} else if (cs_insn_group(w->cs, &insn[i], CS_GRP_JUMP)) {
 			err = -1; /* an indirect jump: where it goes is not known */
 		}

@@ -11,7 +11,8 @@
 /*
  * The file offsets of the ret instructions of the function at file offset
  * `offset`, `size` bytes long, in path, and of the functions it leaves to by
- * a direct jump (tail calls; their extents from .eh_frame). At each, the
+ * a direct jump (tail calls, through its own PLT entries too; their extents
+ * from .eh_frame). At each, the
  * stack pointer is the one the function was entered with. Returns how many
  * (at most max), or -1 if the function can leave some other way we cannot
  * follow (an indirect jump, code that does not decode, a jump to code

@@ -61,6 +61,13 @@ def test_failing_new_behaves_as_untraced_jemalloc():
     check_new_fails_as_untraced(None, "new_fails_je")
 
 
+def test_failing_new_behaves_as_untraced_tcmalloc():
+    """tcmalloc's operator new leaves through its own PLT (tail calls to its
+    slow paths): watched at the ret instructions it reaches there."""
+    check_new_fails_as_untraced(None, "new_fails_tc")
+    check_new_fails_as_untraced({"LD_PRELOAD": "libtcmalloc_minimal.so.4"})
+
+
 def check_exec_from_thread(target, want):
     argv = [workload("exec_thread"), workload(target)]
     status, _, err, proc, _ = traced(argv)
