@@ -257,8 +257,9 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	case CALL_REALLOC:
 		/* Success moves the block; realloc(p, 0) may free it and return NULL.
 		 * Released only if still the block realloc was given: once realloc
-		 * freed it, another thread may have been handed the same address. */
-		if (st->ptr && (addr || st->size == 0))
+		 * freed it, another thread may have been handed the same address
+		 * (and a block never seen allocated has nothing to release). */
+		if (st->old_time && (addr || st->size == 0))
 			release_same(tgid, st->ptr, st->old_time);
 		break;
 	case CALL_POSIX_MEMALIGN:

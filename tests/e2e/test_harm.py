@@ -8,7 +8,7 @@ import tempfile
 import time
 
 from harness import (TOOL, Lines, check, check_eq, leaks_by_function, reports, run_tool,
-                     valgrind_in_use, workload)
+                     valgrind_in_use, wait_attached, workload)
 
 JEMALLOC = {"LD_PRELOAD": "libjemalloc.so.2"}
 
@@ -165,3 +165,33 @@ def test_realloc_racing_malloc_in_threads_equals_valgrind():
         check_eq(heap["allocs"] - heap["frees"], heap["outstanding_allocs"], "allocs - frees")
     check_eq((heap["outstanding_bytes"], heap["outstanding_allocs"]), valgrind_in_use(argv),
              "(bytes, blocks) against valgrind")
+
+
+def test_realloc_of_a_block_never_seen_frees_nothing_else():
+    """-p: blocks from before the attach are realloc'd (freeing addresses the
+    tracer never saw allocated) while another thread keeps every block it
+    mallocs at those addresses: each kept block is counted."""
+    target = subprocess.Popen([workload("realloc_unknown")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, GLIBC_TUNABLES="glibc.malloc.tcache_count=0"))
+    tool = subprocess.Popen([TOOL, "--json", "-T", "50", "-p", str(target.pid)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        check_eq(target.stdout.readline(), "ready\n", "the target's first line")
+        wait_attached(tool)
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        kept = int(target.stdout.readline().split()[1])
+        target.stdin.close()
+        target.wait(timeout=30)
+        out, err = tool.communicate(timeout=60)
+    finally:
+        for p in (tool, target):
+            if p.poll() is None:
+                p.kill()
+    check(kept > 10000, "the keeper kept only %d blocks" % kept)
+    proc = reports(out)[-1]["processes"][0]
+    stack = [s for s in proc["stacks"] if s["frames"] and s["frames"][0]["symbol"] == "keep_blocks"]
+    check_eq(len(stack), 1, "keep_blocks's stacks")
+    check_eq((stack[0]["outstanding_bytes"], stack[0]["outstanding_allocs"], stack[0]["allocs"]),
+             (100 * kept, kept, kept), "keep_blocks (bytes, blocks, allocs)")
