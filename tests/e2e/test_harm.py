@@ -191,7 +191,7 @@ def test_realloc_of_a_block_never_seen_frees_nothing_else():
                 p.kill()
     check(kept > 10000, "the keeper kept only %d blocks" % kept)
     proc = reports(out)[-1]["processes"][0]
-    stack = [s for s in proc["stacks"] if s["frames"] and s["frames"][0]["symbol"] == "keep_blocks"]
-    check_eq(len(stack), 1, "keep_blocks's stacks")
-    check_eq((stack[0]["outstanding_bytes"], stack[0]["outstanding_allocs"], stack[0]["allocs"]),
-             (100 * kept, kept, kept), "keep_blocks (bytes, blocks, allocs)")
+    # A stack may be cut (map_busy while the other thread maps): summed by its first frame.
+    stacks = [s for s in proc["stacks"] if s["frames"] and s["frames"][0]["symbol"] == "keep_blocks"]
+    got = [sum(s[k] for s in stacks) for k in ("outstanding_bytes", "outstanding_allocs", "allocs")]
+    check_eq(got, [100 * kept, kept, kept], "keep_blocks (bytes, blocks, allocs)")
