@@ -44,17 +44,29 @@ struct new_wrapper {
 	struct code_span inner;
 };
 
-/* The thread's outermost allocator call in flight, and the wrapper. */
-struct call_state {
-	struct frame_id call;
+/* An allocator call in flight: the outermost one of a nest (allocators call
+ * each other, and operator new calls malloc). */
+struct call {
+	struct frame_id at;
 	struct code_span code; /* the called function's */
 	__u64 caller;	       /* the frame that called the wrapper around the call; 0: none */
-	struct new_wrapper wrapper;
 	__u64 size;
 	__u64 ptr;
 	__u64 old_time; /* realloc: the moved block's allocation time, its identity */
 	__u32 kind;
 	__u32 pad;
+};
+
+/* A signal handler may allocate while the call it interrupted is in flight,
+ * and one of its own may interrupt it in turn: the thread's calls in flight
+ * are a stack, the handlers' above the calls they interrupted. */
+#define MAX_CALLS 4
+
+struct call_state {
+	struct call calls[MAX_CALLS];
+	__u32 depth; /* calls[0, depth) are in flight, the newest last */
+	__u32 pad;
+	struct new_wrapper wrapper;
 	struct walk walk; /* the stack of the block, once returned */
 };
 
@@ -105,9 +117,10 @@ static __always_inline __u64 uretprobe_trampoline(void)
 
 /* The stack of an allocation of size bytes, from caller on (if given), if
  * one is to be recorded. */
-static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st, __u64 caller)
+static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st, __u64 size,
+				      __u64 caller)
 {
-	if (!stack_wanted(st->size))
+	if (!stack_wanted(size))
 		return 0;
 	/* Fixed for the process's life (the thread's storage goes at exec): read once. */
 	if (!st->walk.trampoline)
@@ -125,14 +138,12 @@ static __always_inline struct call_state *call_state(void)
 	return st;
 }
 
-/* Called from the code of the call in flight, or jumped to from it as a tail
- * call (the same stack pointer, its return already taken by its probe). */
-static __always_inline bool nested(const struct call_state *st, const struct frame_id *f)
+/* Called from the code of the newest call in flight, or jumped to from it as
+ * a tail call (the same stack pointer, its return already taken by its probe). */
+static __always_inline bool nested(const struct call *top, const struct frame_id *f)
 {
-	if (!st->call.sp)
-		return false;
-	return in_span(&st->code, f->ret) ||
-	       (f->sp == st->call.sp && f->ret == uretprobe_trampoline());
+	return in_span(&top->code, f->ret) ||
+	       (f->sp == top->at.sp && f->ret == uretprobe_trampoline());
 }
 
 /* Remember an allocator call unless it runs inside another one. */
@@ -140,22 +151,52 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 siz
 {
 	struct frame_id f = frame_at(ctx);
 	struct call_state *st;
+	struct call *c;
+	__u32 depth;
 
 	if (current_tgid() == self_tgid || !(st = call_state()))
 		return 0;
-	if (nested(st, &f)) {
+	depth = st->depth;
+	if (depth > MAX_CALLS)
+		depth = MAX_CALLS;
+	if (depth && nested(&st->calls[(depth - 1) & (MAX_CALLS - 1)], &f)) {
 		__sync_fetch_and_add(&nested_calls, 1);
 		return 0;
 	}
-	st->call = f;
-	st->code = code_at(ctx);
-	st->caller = in_span(&st->wrapper.inner, f.ret) ? st->wrapper.outer.ret : 0;
-	st->size = size;
-	st->ptr = ptr;
-	st->kind = kind;
-	if (kind == CALL_REALLOC)
-		st->old_time = alloc_time(current_tgid(), ptr);
+	/* A call whose frame is not below this one's (the stack grows down) is
+	 * over, its return never seen (a longjmp or throw out of it, a handler
+	 * that did not return). */
+	for (int i = 0; i < MAX_CALLS; i++)
+		if (depth && st->calls[(depth - 1) & (MAX_CALLS - 1)].at.sp <= f.sp)
+			depth--;
+	if (depth == MAX_CALLS) {
+		st->depth = depth;
+		__sync_fetch_and_add(&drops.calls_too_deep, 1);
+		return 0;
+	}
+	c = &st->calls[depth & (MAX_CALLS - 1)];
+	st->depth = depth + 1;
+	c->at = f;
+	c->code = code_at(ctx);
+	c->caller = in_span(&st->wrapper.inner, f.ret) ? st->wrapper.outer.ret : 0;
+	c->size = size;
+	c->ptr = ptr;
+	c->kind = kind;
+	c->old_time = kind == CALL_REALLOC ? alloc_time(current_tgid(), ptr) : 0;
 	return 0;
+}
+
+/* The call in flight entered at stack pointer sp with return address ret:
+ * its index, or -1. Calls newer than it never return: they are dropped
+ * with it once it is taken (set_depth). */
+static __always_inline int find_call(const struct call_state *st, __u64 sp, __u64 ret)
+{
+	__u32 depth = st->depth;
+
+	for (int i = MAX_CALLS - 1; i >= 0; i--)
+		if ((__u32)i < depth && st->calls[i].at.sp == sp && st->calls[i].at.ret == ret)
+			return i;
+	return -1;
 }
 
 static __always_inline __u64 array_size(__u64 n, __u64 size)
@@ -243,33 +284,36 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
 	struct call_state *st;
 	__u32 tgid = current_tgid();
-	__u64 addr = ret, sp = PT_REGS_SP(ctx);
+	__u64 addr = ret;
+	struct call *c;
+	int i;
 
 	if (tgid == self_tgid)
 		return 0;
 	st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
 	/* Only the outermost call comes back to the very place it was called from. */
-	if (!st || sp != st->call.sp + 8 || PT_REGS_IP(ctx) != st->call.ret)
+	if (!st || (i = find_call(st, PT_REGS_SP(ctx) - 8, PT_REGS_IP(ctx))) < 0)
 		return 0;
-	st->call.sp = 0;
+	c = &st->calls[i & (MAX_CALLS - 1)];
 
-	switch (st->kind) {
+	switch (c->kind) {
 	case CALL_REALLOC:
 		/* Success moves the block; realloc(p, 0) may free it and return NULL.
 		 * Released only if still the block realloc was given: once realloc
 		 * freed it, another thread may have been handed the same address
 		 * (and a block never seen allocated has nothing to release). */
-		if (st->old_time && (addr || st->size == 0))
-			release_same(tgid, st->ptr, st->old_time);
+		if (c->old_time && (addr || c->size == 0))
+			release_same(tgid, c->ptr, c->old_time);
 		break;
 	case CALL_POSIX_MEMALIGN:
 		addr = 0;
 		if (ret == 0)
-			bpf_probe_read_user(&addr, sizeof(addr), (void *)st->ptr);
+			bpf_probe_read_user(&addr, sizeof(addr), (void *)c->ptr);
 		break;
 	}
 	if (addr)
-		record(tgid, tgid, addr, st->size, stack_of(ctx, st, st->caller));
+		record(tgid, tgid, addr, c->size, stack_of(ctx, st, c->size, c->caller));
+	st->depth = i;
 	return 0;
 }
 
@@ -286,21 +330,26 @@ int BPF_KPROBE(alloc_ret_site)
 	struct call_state *st;
 	__u32 tgid = current_tgid();
 	__u64 sp = PT_REGS_SP(ctx), ret = 0, addr = PT_REGS_RC(ctx);
+	struct call *c;
+	int i;
 
 	if (tgid == self_tgid)
 		return 0;
 	st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
+	if (!st || !st->depth || bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
+		return 0;
+	if ((i = find_call(st, sp, ret)) < 0)
+		return 0;
+	c = &st->calls[i & (MAX_CALLS - 1)];
 	/* The code it sits in may be shared with malloc's tail calls: only an
 	 * allocation ends here (realloc and posix_memalign keep their return probes). */
-	if (!st || !st->call.sp || sp != st->call.sp || st->kind != CALL_ALLOC)
+	if (c->kind != CALL_ALLOC)
 		return 0;
-	if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp) || ret != st->call.ret)
-		return 0;
-	st->call.sp = 0;
 	/* The walk starts in the allocator: the first frame is its caller. */
 	if (addr)
-		record(tgid, tgid, addr, st->size,
-		       stack_of(ctx, st, st->caller ? st->caller : st->call.ret));
+		record(tgid, tgid, addr, c->size,
+		       stack_of(ctx, st, c->size, c->caller ? c->caller : c->at.ret));
+	st->depth = i;
 	return 0;
 }
 

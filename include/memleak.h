@@ -174,6 +174,7 @@ struct drops {
 	__u64 stack_counts_full;  /* the per-(process, stack) counts map was full */
 	__u64 procs_map_full;	  /* allocations not counted: procs map full */
 	__u64 lifecycle_map_full; /* process births, exits, execs not noted */
+	__u64 calls_too_deep;	  /* allocator calls not followed: a thread had MAX_CALLS in flight */
 };
 
 #endif

@@ -128,7 +128,7 @@ void report_json(FILE *out, const struct report *r)
 	    "{\"type\":\"report\",\"seq\":%ld,\"time\":\"%s\",\"elapsed_s\":%.3f,\"cpu_ms\":%.1f,"
 	    "\"final\":%s,\"dropped\":{\"events\":%llu,\"allocs_map_full\":%llu,"
 	    "\"stacks\":%llu,\"stacks_map_failed\":%llu,\"stack_counts_full\":%llu,"
-	    "\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu},"
+	    "\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu,\"calls_too_deep\":%llu},"
 	    "\"calls_nested\":%llu,\"stack_table\":{\"entries\":%zu,\"reclaimed\":%zu},"
 	    "\"unwind_tables\":{\"objects\":%zu,\"rows\":%zu,\"bytes\":%zu,\"no_room\":%llu},"
 	    "\"processes\":[",
@@ -137,7 +137,8 @@ void report_json(FILE *out, const struct report *r)
 	    (unsigned long long)r->drops.stacks, (unsigned long long)r->drops.stacks_map_failed,
 	    (unsigned long long)r->drops.stack_counts_full,
 	    (unsigned long long)r->drops.procs_map_full,
-	    (unsigned long long)r->drops.lifecycle_map_full, r->nested_calls, r->stack_entries,
+	    (unsigned long long)r->drops.lifecycle_map_full,
+	    (unsigned long long)r->drops.calls_too_deep, r->nested_calls, r->stack_entries,
 	    r->stacks_reclaimed, r->unwind.objects, r->unwind.rows,
 	    r->unwind.rows * sizeof(struct unwind_row), r->unwind.no_room);
 	for (int i = 0; i < r->nprocs; i++) {

@@ -225,7 +225,8 @@ static void put_health(struct page *pg, const struct tracer_health *h)
 					      "stacks_map_failed",
 					      "stack_counts_full",
 					      "procs_map_full",
-					      "lifecycle_map_full"};
+					      "lifecycle_map_full",
+					      "calls_too_deep"};
 	const struct drops *d = &h->drops;
 	const __u64 dropped[] = {d->events,
 				 d->allocs_map_full,
@@ -233,7 +234,8 @@ static void put_health(struct page *pg, const struct tracer_health *h)
 				 d->stacks_map_failed,
 				 d->stack_counts_full,
 				 d->procs_map_full,
-				 d->lifecycle_map_full};
+				 d->lifecycle_map_full,
+				 d->calls_too_deep};
 
 	family(pg, "memleak_tracer_dropped_total", "counter",
 	       "Events the BPF programs could not record in full, by reason (stacks: "

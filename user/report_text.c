@@ -183,15 +183,17 @@ void report_text(FILE *out, const struct report *r)
 	if (r->final)
 		fprintf(out, "[%s] final report after %.1f s\n", stamp, r->elapsed_s);
 	if (d->events || d->allocs_map_full || d->stacks || d->procs_map_full ||
-	    d->lifecycle_map_full)
+	    d->lifecycle_map_full || d->calls_too_deep)
 		fprintf(out,
 			"[%s] dropped: %llu events, %llu allocations (allocs map full), "
 			"%llu stacks, %llu allocations (process map full), "
-			"%llu process events (lifecycle map full)\n",
+			"%llu process events (lifecycle map full), "
+			"%llu allocator calls (too deep in signal handlers)\n",
 			stamp, (unsigned long long)d->events,
 			(unsigned long long)d->allocs_map_full, (unsigned long long)d->stacks,
 			(unsigned long long)d->procs_map_full,
-			(unsigned long long)d->lifecycle_map_full);
+			(unsigned long long)d->lifecycle_map_full,
+			(unsigned long long)d->calls_too_deep);
 	if (r->nprocs == 0)
 		fprintf(out, "[%s] no traced allocations yet\n", stamp);
 	for (int i = 0; i < r->nfull; i++)

@@ -680,6 +680,7 @@ static void add_drops(struct drops *sum, const struct drops *d)
 	sum->stack_counts_full += d->stack_counts_full;
 	sum->procs_map_full += d->procs_map_full;
 	sum->lifecycle_map_full += d->lifecycle_map_full;
+	sum->calls_too_deep += d->calls_too_deep;
 }
 
 void targets_drops(const struct target_set *ts, struct drops *sum)

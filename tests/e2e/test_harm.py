@@ -195,3 +195,19 @@ def test_realloc_of_a_block_never_seen_frees_nothing_else():
     stacks = [s for s in proc["stacks"] if s["frames"] and s["frames"][0]["symbol"] == "keep_blocks"]
     got = [sum(s[k] for s in stacks) for k in ("outstanding_bytes", "outstanding_allocs", "allocs")]
     check_eq(got, [100 * kept, kept, kept], "keep_blocks (bytes, blocks, allocs)")
+
+
+def test_signal_handler_allocating_inside_a_call_loses_nothing():
+    """A 2 kHz timer's handler mallocs and frees while main leaks: a call the
+    handler interrupts still counts when it returns."""
+    status, program, err, proc, rep = traced([workload("signal_alloc")])
+    check_eq(status, 0, "exit status (stderr: %s)" % err[-300:])
+    handled = int(program[-1].split()[2])
+    check(handled > 100, "the handler ran only %d times" % handled)
+    check_eq(leaks_by_function(proc).get("leak_in_main"), [100 * 200000, 200000],
+             "leak_in_main (bytes, blocks)")
+    heap = proc["heap"]
+    # main's 200,000, stdout's buffer, and 4 a handler run, all freed
+    check_eq((heap["allocs"], heap["frees"]), (200001 + 4 * handled, 4 * handled),
+             "allocations and frees")
+    check_eq(rep["dropped"]["calls_too_deep"], 0, "calls too deep")
