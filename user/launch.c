@@ -39,17 +39,18 @@ static int resolve_command(const char *name, char *out, char *err, size_t errlen
 	return -1;
 }
 
-/* In the child: only async-signal-safe calls, and no allocation. */
+/* In the child: only async-signal-safe calls, and no allocation. It runs
+ * only once the tracer says so: if the tracer is gone first, it never does. */
 static void child_main(char **argv, const char *path, int gate, int report)
 {
-	sigset_t none;
+	ssize_t n;
 	char byte;
 	int e;
 
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	while (read(gate, &byte, 1) < 0 && errno == EINTR)
+	while ((n = read(gate, &byte, 1)) < 0 && errno == EINTR)
 		;
+	if (n != 1)
+		_exit(127);
 	close(gate);
 	execve(path, argv, environ);
 	e = errno;
@@ -86,25 +87,84 @@ int launch_fork(char **argv, struct child *c, char *err, size_t errlen)
 	return 0;
 }
 
+void launch_abort(struct child *c)
+{
+	if (c->pid > 0) {
+		kill(c->pid, SIGKILL);
+		while (waitpid(c->pid, NULL, __WALL) < 0 && errno == EINTR)
+			;
+		c->pid = 0;
+	}
+	if (c->gate >= 0)
+		close(c->gate);
+	if (c->report >= 0)
+		close(c->report);
+	c->gate = c->report = -1;
+}
+
 int launch_release(struct child *c, char *err, size_t errlen)
 {
 	ssize_t n;
 	int e;
 
-	/* Traced only to stop it at its exit, while its memory map still exists,
-	 * and at its execs, from whichever thread (its threads are traced too). */
+	/* Traced only to stop it at its leader's exit, while its memory map
+	 * still exists, and at its execs, from whichever thread (its threads
+	 * are traced too, each without the exit stop: on_stop). */
 	ptrace(PTRACE_SEIZE, c->pid, 0,
 	       PTRACE_O_TRACEEXIT | PTRACE_O_TRACEEXEC | PTRACE_O_TRACECLONE);
+	if (write(c->gate, "", 1) != 1) {
+		snprintf(err, errlen, "cannot start '%s': %s", c->path, strerror(errno));
+		return -1;
+	}
 	close(c->gate);
 	while ((n = read(c->report, &e, sizeof(e))) < 0 && errno == EINTR)
 		;
 	close(c->report);
+	c->gate = c->report = -1;
 	if (n == (ssize_t)sizeof(e)) {
 		snprintf(err, errlen, "cannot execute '%s': %s", c->path, strerror(e));
-		waitpid(c->pid, NULL, 0);
+		waitpid(c->pid, NULL, __WALL);
+		c->pid = 0;
 		return -1;
 	}
 	return 0;
+}
+
+/* Whether task tid is one of process pid's threads. */
+static bool thread_of(pid_t pid, pid_t tid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d", pid, tid);
+	return access(path, F_OK) == 0;
+}
+
+/* A task's first stop: a thread of the command's stays traced for its
+ * execs, but its exit does not stop (only the leader's, for the final map);
+ * another process (a clone without SIGCHLD, which the clone option also
+ * attaches) is let go. */
+static void on_new_task(struct child *c, pid_t tid)
+{
+	if (tid == c->pid)
+		return;
+	if (!thread_of(c->pid, tid))
+		ptrace(PTRACE_DETACH, tid, 0, 0);
+	else
+		ptrace(PTRACE_SETOPTIONS, tid, 0, PTRACE_O_TRACEEXEC | PTRACE_O_TRACECLONE);
+}
+
+/* A signal delivered to the command: noted, so that the same signal sent to
+ * the tracer by the same hand (the process group) is not passed on again. */
+static void on_delivery(struct child *c, int sig)
+{
+	if (sig <= 0 || sig >= NSIG)
+		return;
+	if (c->claimed[sig] > 0) {
+		c->claimed[sig]--;
+		return;
+	}
+	c->unmatched[sig]++;
+	c->delivered_at[sig] = monotonic_s();
 }
 
 /* One thread's stop, each resumed as if untraced (a signal delivered, a
@@ -123,13 +183,15 @@ static enum launch_state on_stop(struct child *c, pid_t tid, int st, struct symb
 	case PTRACE_EVENT_CLONE:
 		break;
 	case PTRACE_EVENT_STOP:
-		/* A new thread's first stop; else a group stop: stay stopped until SIGCONT. */
+		/* A group stop: stay stopped until SIGCONT. */
 		if (WSTOPSIG(st) != SIGTRAP) {
 			ptrace(PTRACE_LISTEN, tid, 0, 0);
 			return LAUNCH_RUNNING;
 		}
+		on_new_task(c, tid);
 		break;
 	default: /* a signal on its way: deliver it */
+		on_delivery(c, WSTOPSIG(st));
 		ptrace(PTRACE_CONT, tid, 0, WSTOPSIG(st));
 		return LAUNCH_RUNNING;
 	}
@@ -137,7 +199,7 @@ static enum launch_state on_stop(struct child *c, pid_t tid, int st, struct symb
 	return LAUNCH_RUNNING;
 }
 
-enum launch_state launch_poll(struct child *c, struct symbolizer *sym, int *status)
+enum launch_state launch_poll(struct child *c, struct symbolizer *sym)
 {
 	int st;
 	pid_t tid;
@@ -147,7 +209,7 @@ enum launch_state launch_poll(struct child *c, struct symbolizer *sym, int *stat
 		if (WIFEXITED(st) || WIFSIGNALED(st)) {
 			if (tid != c->pid)
 				continue; /* a thread */
-			*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			c->wstatus = st;
 			return LAUNCH_EXITED;
 		}
 		if (WIFSTOPPED(st) && on_stop(c, tid, st, sym) == LAUNCH_EXECED)
@@ -159,4 +221,42 @@ enum launch_state launch_poll(struct child *c, struct symbolizer *sym, int *stat
 void launch_resume(struct child *c)
 {
 	ptrace(PTRACE_CONT, c->pid, 0, 0);
+}
+
+/* Whether sig waits in the process's shared or its leader's pending set. */
+static bool pending(pid_t pid, int sig)
+{
+	unsigned long long mask, any = 0;
+	char path[64], line[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	if (!(f = fopen(path, "re")))
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "ShdPnd: %llx", &mask) == 1 || sscanf(line, "SigPnd: %llx", &mask) == 1)
+			any |= mask;
+	fclose(f);
+	return any & (1ULL << (sig - 1));
+}
+
+bool launch_got_too(struct child *c, int sig)
+{
+	if (sig <= 0 || sig >= NSIG)
+		return false;
+	if (c->unmatched[sig] > 0 && monotonic_s() - c->delivered_at[sig] < 1.0) {
+		c->unmatched[sig]--;
+		return true;
+	}
+	c->unmatched[sig] = 0;
+	if (!pending(c->pid, sig))
+		return false;
+	c->claimed[sig]++;
+	return true;
+}
+
+void launch_pass(struct child *c, int sig)
+{
+	if (sig > 0 && sig < NSIG && kill(c->pid, sig) == 0)
+		c->claimed[sig]++; /* its delivery is this one's, not another's */
 }

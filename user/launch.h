@@ -1,8 +1,15 @@
-/* Starting `-- COMMAND`: held at a gate until the probes are attached, then exec'd. */
+/*
+ * Starting `-- COMMAND` and standing beside it: forked before the tracer
+ * changes anything a child inherits (signal mask, limits, threads), held at
+ * a gate until the probes are attached, then exec'd; traced (ptrace) only to
+ * stop it at its execs and its leader's exit; a signal the tracer gets is
+ * passed on unless the command got it too.
+ */
 #ifndef LAUNCH_H
 #define LAUNCH_H
 
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -11,10 +18,16 @@ struct symbolizer;
 
 struct child {
 	pid_t pid;
-	int gate;   /* write end: closing it lets the child exec */
+	int gate;   /* write end: a byte on it lets the child exec */
 	int report; /* read end: errno of a failed exec, or EOF on success */
 	char path[PATH_MAX];
-	int execs; /* exec stops seen: the first is the command's own */
+	int execs;   /* exec stops seen: the first is the command's own */
+	int wstatus; /* its wait status, once it has exited */
+	/* Deliveries of each signal the command took that no signal of the
+	 * tracer's has been matched with yet, and when the last one was. */
+	int unmatched[NSIG];
+	double delivered_at[NSIG];
+	int claimed[NSIG]; /* seen pending, or sent by the tracer: their delivery is accounted for */
 };
 
 enum launch_state {
@@ -27,11 +40,19 @@ enum launch_state {
 int launch_fork(char **argv, struct child *c, char *err, size_t errlen);
 /* Let the child exec; fails with the reason if the command could not run. */
 int launch_release(struct child *c, char *err, size_t errlen);
-/* Reap or resume the child without blocking; status is set once it has
+/* The child is not to run: killed and reaped. */
+void launch_abort(struct child *c);
+/* Reap or resume the child without blocking; c->wstatus is set once it has
  * exited. At its exit stop, sym gets its final map. An exec (from any of its
  * threads) holds it before the new program's first instruction, so that
  * the new program's allocator can be probed first. */
-enum launch_state launch_poll(struct child *c, struct symbolizer *sym, int *status);
+enum launch_state launch_poll(struct child *c, struct symbolizer *sym);
 void launch_resume(struct child *c);
+/* Whether the command got sig as well (the tracer's signal was sent to the
+ * process group, or by the terminal): pending in it, or taken in the last
+ * second and not matched yet. */
+bool launch_got_too(struct child *c, int sig);
+/* Send the command sig on the tracer's behalf. */
+void launch_pass(struct child *c, int sig);
 
 #endif

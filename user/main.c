@@ -1,5 +1,6 @@
 /* memleak-bpf: find memory leaks in running programs with eBPF. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -7,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -71,10 +74,11 @@ struct tracer {
 	char *metrics_procs[2];	   /* of the last report: text format, OpenMetrics */
 	double last_sample_time;   /* seconds since the epoch */
 	bool output_failed;	   /* an output could not be written: stop, status 1 */
+	bool stdout_closed;	   /* its reader went away (EPIPE): stop, nothing more to say */
+	bool finished;		   /* the final report is written; a command may still run */
 	bool leak_reported;	   /* some report judged some process a leak */
 	long reports;
 	long samples;
-	int exit_status;
 };
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -209,6 +213,7 @@ static void add_tables(struct tracer *tr, const struct objlist *objs)
 		unwinder_add_file(&tr->unwind, objs->paths[i]);
 }
 
+/* The command, forked first thing (launch_fork in start), is probed and let go. */
 static int start_command(struct tracer *tr, char *err, size_t errlen)
 {
 	struct probes probes = {0};
@@ -216,9 +221,6 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 	struct target *t;
 	int r;
 
-	if (launch_fork(tr->opt.command, &tr->child, err, errlen))
-		return -1;
-	tr->launched = true;
 	if (tr->kmem)
 		kmem_trace(tr->kmem, tr->child.pid);
 	r = discover_command(tr->child.path, &objs);
@@ -234,8 +236,6 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 		r = launch_release(&tr->child, err, errlen);
 	if (r) {
 		probes_detach(&probes);
-		kill(tr->child.pid, SIGKILL);
-		tr->launched = false;
 		return -1;
 	}
 	t = targets_add(&tr->targets, tr->child.pid);
@@ -314,6 +314,9 @@ static int setup_signals(struct tracer *tr)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGPIPE); /* a write to a closed pipe fails with EPIPE instead */
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	tr->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -387,6 +390,65 @@ static void report_metrics(struct tracer *tr, const struct report *r)
 	publish_metrics(tr);
 }
 
+/* A pipe shared with a command that writes into it without pause is full
+ * at most moments: a long write would sleep there half done, and the
+ * command's lines would land inside it. Wait (a second at most) for room,
+ * with a margin for what the command writes between the look and the write. */
+static void wait_pipe_room(int fd, size_t len)
+{
+	struct stat st;
+	int size, queued;
+
+	if (fstat(fd, &st) || !S_ISFIFO(st.st_mode) || (size = fcntl(fd, F_GETPIPE_SZ)) <= 0 ||
+	    len + PIPE_BUF > (size_t)size)
+		return;
+	for (int i = 0; i < 10000; i++) {
+		if (ioctl(fd, FIONREAD, &queued) || (size_t)(size - queued) >= len + PIPE_BUF)
+			return;
+		usleep(100);
+	}
+}
+
+/* A report is rendered whole and written with one write(2), so that a
+ * command sharing the output cannot land inside it. */
+static int write_whole(int fd, const char *buf, size_t len)
+{
+	wait_pipe_room(fd, len);
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void put_report(struct tracer *tr, const struct report *r)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem;
+
+	if (tr->stdout_closed || !(mem = open_memstream(&buf, &len)))
+		return;
+	if (tr->opt.json)
+		report_json(mem, r);
+	else
+		report_text(mem, r);
+	fclose(mem);
+	if (write_whole(fileno(tr->out), buf, len)) {
+		if (tr->out == stdout && errno == EPIPE)
+			tr->stdout_closed = true;
+		else if (!tr->output_failed)
+			output_failed(tr, "--output", tr->opt.output_path ? tr->opt.output_path : "stdout");
+	}
+	free(buf);
+}
+
 static void write_report(struct tracer *tr, bool final)
 {
 	struct report_options ro = {.top = tr->opt.top,
@@ -406,15 +468,10 @@ static void write_report(struct tracer *tr, bool final)
 	r.unwind.objects = tr->unwind.nobjs;
 	r.unwind.rows = tr->unwind.rows_used;
 	r.unwind.no_room = tr->unwind.no_room;
-	if (tr->opt.json)
-		report_json(tr->out, &r);
-	else
-		report_text(tr->out, &r);
+	put_report(tr, &r);
 	write_profiles(tr, &r);
 	report_metrics(tr, &r);
 	report_free(&r);
-	if ((fflush(tr->out) || ferror(tr->out)) && tr->out != stdout && !tr->output_failed)
-		output_failed(tr, "--output", tr->opt.output_path);
 	if (tr->opt.plot_path && !tr->output_failed && svg_write(tr->opt.plot_path, &tr->targets))
 		output_failed(tr, "--plot", tr->opt.plot_path);
 }
@@ -452,35 +509,57 @@ static void reprobe(struct tracer *tr, struct target *t)
 	target_refresh(t);
 }
 
-/* Returns true when tracing should stop. */
-static bool handle_signals(struct tracer *tr, int *interrupts)
+/* The command's stops served, its execs probed; true once it has exited. */
+static bool serve_command(struct tracer *tr)
 {
-	struct signalfd_siginfo si;
-	bool stop = false;
-
-	while (read(tr->sigfd, &si, sizeof(si)) == sizeof(si)) {
-		if (si.ssi_signo == SIGCHLD)
-			continue;
-		/* A launched command is asked to end first, so its figures are complete. */
-		if (tr->launched && ++*interrupts == 1)
-			kill(tr->child.pid, (int)si.ssi_signo);
-		else
-			stop = true;
-	}
-	if (!tr->launched)
-		return stop;
-	switch (launch_poll(&tr->child, &tr->targets.t[0].sym, &tr->exit_status)) {
+	switch (launch_poll(&tr->child, &tr->targets.t[0].sym)) {
 	case LAUNCH_EXITED:
 		target_exited(&tr->targets.t[0]);
 		return true;
 	case LAUNCH_EXECED:
-		reprobe(tr, &tr->targets.t[0]);
+		if (!tr->finished)
+			reprobe(tr, &tr->targets.t[0]);
 		launch_resume(&tr->child);
 		break;
 	case LAUNCH_RUNNING:
 		break;
 	}
-	return stop;
+	return false;
+}
+
+/* A signal to the tracer is the command's to act on, as it would be
+ * untraced: passed on, unless the command got it too (a signal to the
+ * process group, the terminal's Ctrl-C). Its end is the tracer's. */
+static bool pass_on(struct tracer *tr, const bool *got)
+{
+	bool exited = serve_command(tr);
+
+	for (int sig = 1; sig < NSIG && !exited; sig++) {
+		if (!got[sig] || launch_got_too(&tr->child, sig))
+			continue;
+		/* It may be taking it right now: its stop is due in a moment. */
+		usleep(20000);
+		exited = serve_command(tr);
+		if (!exited && !launch_got_too(&tr->child, sig))
+			launch_pass(&tr->child, sig);
+	}
+	return exited || serve_command(tr);
+}
+
+/* Returns true when tracing should stop: a signal asked so (without a
+ * command), or the command has exited. */
+static bool handle_signals(struct tracer *tr)
+{
+	struct signalfd_siginfo si;
+	bool got[NSIG] = {0}, any = false;
+
+	while (read(tr->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		/* A closed output is found by its write (EPIPE). */
+		if (si.ssi_signo == SIGCHLD || si.ssi_signo == SIGPIPE || si.ssi_signo >= NSIG)
+			continue;
+		got[si.ssi_signo] = any = true;
+	}
+	return tr->launched ? pass_on(tr, got) : any;
 }
 
 static void watch_pidfds(struct tracer *tr, struct pollfd *fds, int nfds)
@@ -617,25 +696,49 @@ static double next_tick(double tick, double period)
 	return tick + period > now ? tick + period : now + period;
 }
 
+/* The final report. A command still running then runs on without probes,
+ * and the tracer waits for its end: true if there is one to wait for. */
+static bool finish(struct tracer *tr)
+{
+	struct target *cmd = tr->launched ? &tr->targets.t[0] : NULL;
+
+	sample(tr);
+	write_report(tr, true);
+	tr->finished = true;
+	if (!cmd || !cmd->alive)
+		return false;
+	for (int i = 0; i < tr->targets.n; i++)
+		probes_detach(&tr->targets.t[i].probes);
+	return true;
+}
+
 static void run(struct tracer *tr)
 {
 	double period = tr->opt.interval_s / 4 < 0.5 ? tr->opt.interval_s / 4 : 0.5;
 	double next = monotonic_s() + tr->opt.interval_s, next_sample = monotonic_s() + period;
-	int interrupts = 0;
 
 	for (;;) {
 		struct pollfd fds[MAX_PIDS + 1] = {{.fd = tr->sigfd, .events = POLLIN}};
 		double wait = (next < next_sample ? next : next_sample) - monotonic_s();
-		int nfds = 1;
+		int nfds = 1, timeout = wait > 0 ? (int)(wait * 1000) + 1 : 0;
 
 		for (int i = 0; i < tr->targets.n; i++)
 			if (tr->targets.t[i].pidfd >= 0 && nfds < MAX_PIDS + 1)
 				fds[nfds++] =
 				    (struct pollfd){.fd = tr->targets.t[i].pidfd, .events = POLLIN};
-		if (poll(fds, nfds, wait > 0 ? (int)(wait * 1000) + 1 : 0) < 0 && errno != EINTR)
+		if (tr->finished) /* only the command's end is awaited */
+			timeout = -1;
+		if (poll(fds, nfds, timeout) < 0 && errno != EINTR)
 			return;
-		if (handle_signals(tr, &interrupts) || tr->output_failed)
+		if (handle_signals(tr))
 			return;
+		if (tr->finished)
+			continue;
+		if (tr->output_failed || tr->stdout_closed) {
+			if (!finish(tr))
+				return;
+			continue;
+		}
 		watch_pidfds(tr, fds, nfds);
 		if (!tr->targets.every_process && all_exited(&tr->targets))
 			return;
@@ -646,8 +749,14 @@ static void run(struct tracer *tr)
 		if (monotonic_s() < next)
 			continue;
 		next = next_tick(next, tr->opt.interval_s);
-		if (tr->opt.count && tr->reports + 1 >= tr->opt.count)
-			return;
+		if (tr->opt.count && tr->reports + 1 >= tr->opt.count) {
+			if (!finish(tr))
+				return;
+			warnx_("%ld reports written; pid %d (%s) runs on untraced, and memleak-bpf "
+			       "exits when it does, with its status",
+			       tr->reports, tr->child.pid, tr->targets.t[0].comm);
+			continue;
+		}
 		write_report(tr, false);
 	}
 }
@@ -684,6 +793,15 @@ static int start(struct tracer *tr)
 {
 	char err[1024] = "";
 
+	/* First: the command inherits what it would untraced (signal mask,
+	 * limits), not what the tracer sets up below. */
+	if (tr->opt.command) {
+		if (launch_fork(tr->opt.command, &tr->child, err, sizeof(err))) {
+			warnx_("%s", err);
+			return -1;
+		}
+		tr->launched = true;
+	}
 	tr->out = stdout;
 	if (tr->opt.output_path && !(tr->out = fopen(tr->opt.output_path, "we"))) {
 		warnx_("cannot write --output %s: %s", tr->opt.output_path, strerror(errno));
@@ -744,11 +862,26 @@ static int start(struct tracer *tr)
 	return 0;
 }
 
+/* The command was ended by sig: so is the tracer, for its caller to see the
+ * same wait status (its core, if any, is the command's). */
+static void end_by_signal(int sig)
+{
+	struct rlimit none = {0, 0};
+	sigset_t set;
+
+	setrlimit(RLIMIT_CORE, &none);
+	signal(sig, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+}
+
 int main(int argc, char **argv)
 {
 	static struct tracer tr = {.sigfd = -1};
 	char err[512];
-	int status;
+	int status, signal_out = 0;
 
 	switch (options_parse(&tr.opt, argc, argv, err, sizeof(err))) {
 	case PARSE_EXIT:
@@ -762,15 +895,23 @@ int main(int argc, char **argv)
 	libbpf_set_print(libbpf_log);
 	if (start(&tr)) {
 		status = EXIT_RUNTIME;
+		if (tr.launched)
+			launch_abort(&tr.child);
 	} else {
 		run(&tr);
-		sample(&tr);
-		write_report(&tr, true);
-		status = tr.launched ? tr.exit_status : EXIT_OK;
+		if (!tr.finished)
+			finish(&tr);
+		status = EXIT_OK;
+		if (tr.launched && WIFEXITED(tr.child.wstatus))
+			status = WEXITSTATUS(tr.child.wstatus);
+		if (tr.launched && WIFSIGNALED(tr.child.wstatus))
+			status = 128 + (signal_out = WTERMSIG(tr.child.wstatus));
+		if (!tr.launched && tr.stdout_closed)
+			signal_out = SIGPIPE; /* as any writer into a pipe nobody reads */
 		if (tr.opt.fail_on_leak && tr.leak_reported)
-			status = EXIT_LEAK;
+			status = EXIT_LEAK, signal_out = 0;
 		if (tr.output_failed)
-			status = EXIT_RUNTIME;
+			status = EXIT_RUNTIME, signal_out = 0;
 	}
 	exporter_stop(tr.exporter);
 	free(tr.metrics_procs[0]);
@@ -785,5 +926,7 @@ int main(int argc, char **argv)
 	if (tr.kmem)
 		kmem_stop(tr.kmem);
 	memleak_bpf__destroy(tr.skel);
+	if (signal_out)
+		end_by_signal(signal_out);
 	return status;
 }

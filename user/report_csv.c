@@ -32,7 +32,7 @@ int csv_rows(FILE *out, const struct target_set *ts)
 
 		char kernel[32] = "";
 
-		if (!t->alive || !t->mem.n)
+		if (t->sampled != ts->samples || !t->mem.n)
 			continue;
 		p = &t->mem.p[t->mem.n - 1];
 		if (targets_kernel(ts))

@@ -446,16 +446,24 @@ void targets_sample(struct target_set *ts)
 
 	add_every_owner(ts);
 	retire_exited(ts);
+	ts->samples++;
 	for (int i = 0; i < ts->n; i++) {
 		struct target *t = &ts->t[i];
 		struct counts heap, kernel;
 
-		if (!t->alive)
+		if (!t->alive && (!t->retired || t->last_point))
 			continue;
-		if (t->pid != KERNEL_OWNER)
-			read_rss(t);
-		heap = snapshot_proc(&ts->heap, (__u32)t->pid).c;
-		kernel = snapshot_proc(&ts->kernel, (__u32)t->pid).c;
+		if (!t->alive) {
+			heap = t->retired->heap.c;
+			kernel = t->retired->kernel.c;
+			t->last_point = true;
+		} else {
+			if (t->pid != KERNEL_OWNER)
+				read_rss(t);
+			heap = snapshot_proc(&ts->heap, (__u32)t->pid).c;
+			kernel = snapshot_proc(&ts->kernel, (__u32)t->pid).c;
+		}
+		t->sampled = ts->samples;
 		t->heap_bytes = outstanding_bytes(&heap);
 		t->kernel_bytes = outstanding_bytes(&kernel);
 		if (targets_kernel(ts)) {

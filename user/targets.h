@@ -47,6 +47,8 @@ struct target {
 	double prev_time; /* of the previous report, for growth while warming up */
 	long long prev_mem, prev_kernel;
 	struct retired *retired; /* exited: its figures, out of the maps */
+	long sampled;		 /* the last sample that added a point */
+	bool last_point;	 /* exited, and its figures at exit are its last point */
 	struct stack_history *stacks;
 	size_t nstacks, stacks_cap;
 	unsigned *stack_index; /* open addressing: 1 + index into stacks; 0 empty */
@@ -59,6 +61,7 @@ struct target_set {
 	bool every_process; /* system-wide: add every process that allocates */
 	bool watching;	    /* new targets are watched (system-wide, no --all-stacks) */
 	double start_time;
+	long samples; /* taken so far */
 	struct heap_maps heap;	 /* the user heap's accounting */
 	struct heap_maps kernel; /* the kernel's (-k); procs < 0 without */
 	struct kallsyms ksyms;
@@ -88,7 +91,8 @@ struct report_options {
 	bool keep_all; /* every stack of the processes in full, not only the top (profiles) */
 };
 
-/* Add a point to every live target's curve and judge it again. */
+/* Add a point to every live target's curve and judge it again; one that
+ * exited since the last sample gets its last point, its figures at exit. */
 void targets_sample(struct target_set *ts);
 /* Reclaim the stacks that no process's counts or live blocks refer to. */
 void targets_sweep_stacks(struct target_set *ts);

@@ -5,7 +5,7 @@ import re
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOOL = os.path.join(ROOT, "memleak-bpf")
+TOOL = os.environ.get("MEMLEAK_BPF_UNDER_TEST", os.path.join(ROOT, "memleak-bpf"))
 WORKLOADS = os.path.join(ROOT, "build", "workloads")
 
 

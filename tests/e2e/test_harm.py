@@ -211,3 +211,49 @@ def test_signal_handler_allocating_inside_a_call_loses_nothing():
     check_eq((heap["allocs"], heap["frees"]), (200001 + 4 * handled, 4 * handled),
              "allocations and frees")
     check_eq(rep["dropped"]["calls_too_deep"], 0, "calls too deep")
+
+
+def attached(args, **kw):
+    """memleak-bpf -p on attach_target (which waits on its input); returns
+    (tool, target) once tracing."""
+    target = subprocess.Popen([workload("attach_target")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    check_eq(target.stdout.readline(), "ready\n", "the target's first line")
+    tool = subprocess.Popen([TOOL, "-p", str(target.pid)] + args, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+    wait_attached(tool)
+    return tool, target
+
+
+def test_stdout_closed_with_sigpipe_ignored_ends_tracing():
+    """`(trap '' PIPE; memleak-bpf --json -p PID 0.3 | head -1)`: the write
+    that fails ends tracing, as the signal would."""
+    tool, target = attached(["--json", "0.3"], restore_signals=False)  # SIGPIPE ignored
+    try:
+        check(tool.stdout.readline().startswith('{"type":"report"'), "no first report")
+        tool.stdout.close()
+        status = tool.wait(timeout=30)
+    finally:
+        for p in (tool, target):
+            if p.poll() is None:
+                p.kill()
+    check_eq(status, -signal.SIGPIPE, "exit status")
+
+
+def test_hangup_and_quit_end_tracing_with_a_final_report():
+    """A dropped SSH session (SIGHUP) or SIGQUIT: the final report is written
+    and the status is 0, as for SIGINT."""
+    for sig in (signal.SIGHUP, signal.SIGQUIT):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            tool, target = attached(["--json", "--output", out.name])
+            try:
+                tool.send_signal(sig)
+                status = tool.wait(timeout=30)
+            finally:
+                for p in (tool, target):
+                    if p.poll() is None:
+                        p.kill()
+            rs = reports(open(out.name).read())
+        check_eq(status, 0, "exit status after %s" % sig.name)
+        check(rs and rs[-1]["final"] and rs[-1]["processes"][0]["pid"] == target.pid,
+              "no final report of the target after %s" % sig.name)
