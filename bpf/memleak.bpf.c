@@ -128,6 +128,29 @@ static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st
 	return user_stack(ctx, &st->walk, caller);
 }
 
+/*
+ * The address space a block lives in, which its free comes from: the
+ * process's own, or for a process made by clone(CLONE_VM) without
+ * CLONE_THREAD (a vfork child, posix_spawn's, a runtime's), the memory of
+ * the parent it shares: the nearest ancestor with another memory map ends
+ * the climb (a few steps; a parent gone reparents it, and its own is used).
+ */
+static __always_inline __u32 heap_space(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf(), *up;
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	__u32 space = BPF_CORE_READ(task, tgid);
+
+	for (int i = 0; i < 4; i++) {
+		up = BPF_CORE_READ(task, real_parent);
+		if (!up || BPF_CORE_READ(up, mm) != mm)
+			break;
+		space = BPF_CORE_READ(up, tgid);
+		task = up;
+	}
+	return space;
+}
+
 static __always_inline struct call_state *call_state(void)
 {
 	struct call_state *st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0,
@@ -182,7 +205,7 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 siz
 	c->size = size;
 	c->ptr = ptr;
 	c->kind = kind;
-	c->old_time = kind == CALL_REALLOC ? alloc_time(current_tgid(), ptr) : 0;
+	c->old_time = kind == CALL_REALLOC ? alloc_time(heap_space(), ptr) : 0;
 	return 0;
 }
 
@@ -303,7 +326,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		 * freed it, another thread may have been handed the same address
 		 * (and a block never seen allocated has nothing to release). */
 		if (c->old_time && (addr || c->size == 0))
-			release_same(tgid, c->ptr, c->old_time);
+			release_same(heap_space(), c->ptr, c->old_time);
 		break;
 	case CALL_POSIX_MEMALIGN:
 		addr = 0;
@@ -312,7 +335,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		break;
 	}
 	if (addr)
-		record(tgid, tgid, addr, c->size, stack_of(ctx, st, c->size, c->caller));
+		record(heap_space(), tgid, addr, c->size, stack_of(ctx, st, c->size, c->caller));
 	st->depth = i;
 	return 0;
 }
@@ -347,7 +370,7 @@ int BPF_KPROBE(alloc_ret_site)
 		return 0;
 	/* The walk starts in the allocator: the first frame is its caller. */
 	if (addr)
-		record(tgid, tgid, addr, c->size,
+		record(heap_space(), tgid, addr, c->size,
 		       stack_of(ctx, st, c->size, c->caller ? c->caller : c->at.ret));
 	st->depth = i;
 	return 0;
@@ -413,6 +436,6 @@ int BPF_KPROBE(free_enter, __u64 ptr)
 	__u32 tgid = current_tgid();
 
 	if (ptr && tgid != self_tgid)
-		release(tgid, ptr);
+		release(heap_space(), ptr);
 	return 0;
 }

@@ -29,7 +29,8 @@ enum life_event {
 
 /*
  * A live allocation, keyed by the address space it lives in and its
- * address: a process's heap is its own space (space = tgid); the kernel's
+ * address: a process's heap is its own space (space = tgid; a process
+ * sharing its parent's memory, made by clone(CLONE_VM), the parent's); the kernel's
  * objects, pages and per-CPU areas are three spaces shared by all.
  */
 struct alloc_key {

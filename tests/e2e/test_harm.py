@@ -257,3 +257,13 @@ def test_hangup_and_quit_end_tracing_with_a_final_report():
         check_eq(status, 0, "exit status after %s" % sig.name)
         check(rs and rs[-1]["final"] and rs[-1]["processes"][0]["pid"] == target.pid,
               "no final report of the target after %s" % sig.name)
+
+
+def test_clone_vm_child_frees_its_parents_blocks():
+    """A process sharing its parent's memory (clone(CLONE_VM), no thread)
+    frees the parent's 100 blocks: they are freed (valgrind cannot run it)."""
+    status, program, err, proc, _ = traced([workload("clone_vm_free")])
+    check_eq((status, program), (0, ["freed"]), "status and output (stderr: %s)" % err[-300:])
+    check_eq(leaks_by_function(proc).get("keep_blocks"), None, "keep_blocks's blocks left")
+    heap = proc["heap"]
+    check_eq((heap["allocs"], heap["frees"]), (101, 100), "allocations (stdout's buffer too) and frees")
