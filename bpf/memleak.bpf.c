@@ -137,16 +137,16 @@ static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st
  */
 static __always_inline __u32 heap_space(void)
 {
-	struct task_struct *task = bpf_get_current_task_btf(), *up;
-	struct mm_struct *mm = BPF_CORE_READ(task, mm);
-	__u32 space = BPF_CORE_READ(task, tgid);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+	__u32 space = current_tgid();
 
+	/* Direct loads of BTF pointers: no helper call on the hot path. */
 	for (int i = 0; i < 4; i++) {
-		up = BPF_CORE_READ(task, real_parent);
-		if (!up || BPF_CORE_READ(up, mm) != mm)
+		task = task->real_parent;
+		if (!task || task->mm != mm)
 			break;
-		space = BPF_CORE_READ(up, tgid);
-		task = up;
+		space = task->tgid;
 	}
 	return space;
 }
