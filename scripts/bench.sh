@@ -152,6 +152,26 @@ printf 'no frame pointers, unwound: floor %s ns/pair, memleak-bpf %s: added/floo
 	"$deep_floor" "$deep_traced" \
 	"$(echo "($deep_traced - $untraced_deep) / ($deep_floor - $untraced_deep)" | bc -l)"
 
+# A launched command's threads: 2,000 created and joined one after another,
+# untraced, under -p (probes only) and launched (probes and ptrace: a
+# thread's creation stops twice, its exit not at all).
+churn=build/workloads/thread_churn
+churn_untraced=$(for _ in $(seq "$runs"); do $churn 2000; done | median)
+churn_p=$(for _ in $(seq "$runs"); do
+	$churn 2000 3 &
+	target=$!
+	sleep 1
+	./memleak-bpf --output /dev/null -p $target 3600 2>/dev/null &
+	wait $target
+	wait
+done | median)
+churn_launched=$(for _ in $(seq "$runs"); do
+	./memleak-bpf --output /dev/null 3600 -- $churn 2000 2>/dev/null
+done | median)
+printf '\n2,000 thread create+join: untraced %s s, -p %s s (%.1fx), launched %s s (%.1fx)\n' \
+	"$churn_untraced" "$churn_p" "$(echo "$churn_p / $churn_untraced" | bc -l)" \
+	"$churn_launched" "$(echo "$churn_launched / $churn_untraced" | bc -l)"
+
 # A real client: redis-benchmark SET and GET against Debian's redis-server
 # (redis-check-rdb under its server name; jemalloc), on loopback with bounded
 # request counts: untraced, under the floor (empty programs on jemalloc's
