@@ -17,6 +17,17 @@ const volatile __u32 self_tgid = 0;   /* never trace the tracer */
 
 struct drops drops = {};
 
+/* Program images are numbered across all processes, from 1: a process takes
+ * a new one at its first allocation and at each exec, so that the blocks
+ * and counts of an image it left, or of an earlier process under the same
+ * pid, are never taken for its own. */
+__u32 last_image = 0;
+
+static __always_inline __u32 next_image(void)
+{
+	return __sync_fetch_and_add(&last_image, 1) + 1;
+}
+
 /*
  * Maps that can grow large take memory as they fill, not all at load: the
  * block table too, unless the kernel's allocations are traced, where each
@@ -138,6 +149,7 @@ static __always_inline struct proc_counts *proc_of(__u32 owner)
 		return p;
 	if (owner == current_tgid())
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
+	fresh.image = next_image();
 	bpf_map_update_elem(&procs, &owner, &fresh, BPF_NOEXIST);
 	return bpf_map_lookup_elem(&procs, &owner);
 }

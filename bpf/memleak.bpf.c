@@ -404,11 +404,33 @@ int BPF_PROG(process_forked, struct task_struct *parent, struct task_struct *chi
 	return 0;
 }
 
+/* The totals of processes that ended, until the loader retires them: out of
+ * the way of a new process that takes the pid before it looks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ENDED);
+	__type(key, __u32);
+	__type(value, struct proc_counts);
+} ended SEC(".maps");
+
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(process_exited, struct task_struct *p, bool group_dead)
 {
-	if (group_dead)
-		note_life(p->tgid, LIFE_ENDED);
+	__u32 tgid = p->tgid;
+	struct proc_counts *proc;
+
+	if (!group_dead)
+		return 0;
+	proc = bpf_map_lookup_elem(&procs, &tgid);
+	if (proc) {
+		/* Kept where it is if there is no room (or the pid ended twice
+		 * since the loader looked): a newcomer then shares its entry. */
+		if (bpf_map_update_elem(&ended, &tgid, proc, BPF_NOEXIST) == 0)
+			bpf_map_delete_elem(&procs, &tgid);
+		else
+			__sync_fetch_and_add(&drops.lifecycle_map_full, 1);
+	}
+	note_life(tgid, LIFE_ENDED);
 	return 0;
 }
 
@@ -421,7 +443,7 @@ int BPF_PROG(image_changed, struct task_struct *p, pid_t old_pid, struct linux_b
 
 	/* Its other threads are gone by now: nothing counts concurrently. */
 	if (proc) {
-		*proc = (struct proc_counts){.image = proc->image + 1};
+		*proc = (struct proc_counts){.image = next_image()};
 		bpf_get_current_comm(proc->comm, sizeof(proc->comm));
 		note_life(tgid, LIFE_EXEC); /* its new allocator is to be probed */
 	}

@@ -12,6 +12,7 @@
 #define MAX_STACKS     (1 << 15)
 #define MAX_STACK_KEYS (1 << 16)
 #define MAX_PROCS      (1 << 15)
+#define MAX_ENDED      (1 << 12) /* processes ended and not yet retired by the loader */
 
 /* What an allocator call does with its result, for the return probe. */
 enum call_kind {
@@ -65,9 +66,9 @@ struct counts {
 	__u64 free_bytes;
 };
 
-/* A process's totals, and the program image they are of: how many times it
- * has exec'd since it was first traced, and its name then (taken in the
- * kernel: a process may be gone before the loader can ask /proc). */
+/* A process's totals, and the program image they are of (heap.bpf.h:
+ * next_image), and its name then (taken in the kernel: a process may be
+ * gone before the loader can ask /proc). */
 struct proc_counts {
 	struct counts c;
 	__u32 image;
@@ -174,7 +175,7 @@ struct drops {
 	__u64 stacks_map_failed;  /* the stacks map refused it: full, or busy in a nested context */
 	__u64 stack_counts_full;  /* the per-(process, stack) counts map was full */
 	__u64 procs_map_full;	  /* allocations not counted: procs map full */
-	__u64 lifecycle_map_full; /* process births, exits, execs not noted */
+	__u64 lifecycle_map_full; /* process births, exits, execs not noted (or ends not kept apart) */
 	__u64 calls_too_deep;	  /* allocator calls not followed: a thread had MAX_CALLS in flight */
 };
 

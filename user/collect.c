@@ -41,6 +41,7 @@ int heap_maps_open(struct heap_maps *m, const struct heap_objects *o)
 {
 	struct heap_maps h = {.allocs = bpf_map__fd(o->allocs),
 			      .procs = bpf_map__fd(o->procs),
+			      .ended = o->ended ? bpf_map__fd(o->ended) : -1,
 			      .stack_counts = bpf_map__fd(o->stack_counts),
 			      .stacks = bpf_map__fd(o->stacks),
 			      .drops = o->drops,
@@ -151,9 +152,10 @@ static int by_key(const void *a, const void *b)
 	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
 }
 
-/* The current image of each traced process that has exec'd, sorted by tgid. */
+/* A process's images: its live one (procs) and the one it ended with
+ * (ended), either 0 if none. */
 struct image {
-	__u32 tgid, image;
+	__u32 tgid, live, ended;
 };
 
 static int by_image_tgid(const void *a, const void *b)
@@ -163,30 +165,62 @@ static int by_image_tgid(const void *a, const void *b)
 	return x->tgid < y->tgid ? -1 : x->tgid > y->tgid;
 }
 
-static void add_image(const void *key, const void *val, void *ctx)
+static void add_image(struct snapshot *s, __u32 tgid, __u32 live, __u32 ended)
 {
-	const struct proc_counts *p = val;
-	struct snapshot *s = ctx;
-
-	if (!p->image)
-		return;
 	s->images = xrealloc(s->images, (s->nimages + 1) * sizeof(*s->images));
-	s->images[s->nimages++] = (struct image){.tgid = *(const __u32 *)key, .image = p->image};
+	s->images[s->nimages++] = (struct image){.tgid = tgid, .live = live, .ended = ended};
 }
 
-static void read_images(int procs, struct snapshot *s)
+static void add_live_image(const void *key, const void *val, void *ctx)
 {
-	for_each_entry(procs, sizeof(__u32), sizeof(struct proc_counts), add_image, s);
-	qsort(s->images, s->nimages, sizeof(*s->images), by_image_tgid);
+	add_image(ctx, *(const __u32 *)key, ((const struct proc_counts *)val)->image, 0);
 }
 
-/* Blocks and counts of an image its process has left by exec are no longer its. */
+static void add_ended_image(const void *key, const void *val, void *ctx)
+{
+	add_image(ctx, *(const __u32 *)key, 0, ((const struct proc_counts *)val)->image);
+}
+
+static void read_images(const struct heap_maps *m, enum image_view view, struct snapshot *s)
+{
+	size_t n = 0;
+
+	s->view = view;
+	for_each_entry(m->procs, sizeof(__u32), sizeof(struct proc_counts), add_live_image, s);
+	if (m->ended >= 0)
+		for_each_entry(m->ended, sizeof(__u32), sizeof(struct proc_counts), add_ended_image,
+			       s);
+	qsort(s->images, s->nimages, sizeof(*s->images), by_image_tgid);
+	for (size_t i = 0; i < s->nimages; i++) { /* one entry a process */
+		struct image *to = &s->images[n ? n - 1 : 0];
+
+		if (n && to->tgid == s->images[i].tgid) {
+			to->live |= s->images[i].live;
+			to->ended |= s->images[i].ended;
+		} else {
+			s->images[n++] = s->images[i];
+		}
+	}
+	s->nimages = n;
+}
+
+/* Blocks and counts of an image its process has left by exec, or of another
+ * process under the same pid, are not its (as the snapshot's view sees it). */
 static bool current_image(const struct snapshot *s, __u32 tgid, __u32 image)
 {
-	struct image probe = {.tgid = tgid}, *found;
+	struct image probe = {.tgid = tgid}, *f;
 
-	found = bsearch(&probe, s->images, s->nimages, sizeof(probe), by_image_tgid);
-	return image == (found ? found->image : 0);
+	f = bsearch(&probe, s->images, s->nimages, sizeof(probe), by_image_tgid);
+	if (!f)
+		return image == 0;
+	switch (s->view) {
+	case VIEW_ENDED:
+		return image == (f->ended ? f->ended : f->live);
+	case VIEW_ANY:
+		return image == f->live || image == f->ended;
+	default:
+		return image == (f->live ? f->live : f->ended);
+	}
 }
 
 struct read_ctx {
@@ -263,7 +297,7 @@ static int count_older(const struct heap_maps *m, struct tgid_set wanted, __u64 
 }
 
 int snapshot_read(const struct heap_maps *m, const __u32 *tgids, size_t ntgids, __u64 older_than_ns,
-		  struct snapshot *s)
+		  enum image_view view, struct snapshot *s)
 {
 	struct read_ctx rc = {.wanted = {.tgids = tgids, .n = ntgids}, .s = s};
 	int err;
@@ -272,7 +306,7 @@ int snapshot_read(const struct heap_maps *m, const __u32 *tgids, size_t ntgids, 
 	if (m->procs < 0)
 		return 0;
 	s->drops = *m->drops;
-	read_images(m->procs, s);
+	read_images(m, view, s);
 	err = for_each_counts(m, add_counted, &rc);
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_key);
 	if (!err && older_than_ns)
@@ -304,12 +338,14 @@ const struct stack_stat *snapshot_stacks_of(const struct snapshot *s, __u32 tgid
 	return *n ? &s->stacks[lo] : NULL;
 }
 
-struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid)
+struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid, enum image_view view)
 {
+	int first = view == VIEW_ENDED ? m->ended : m->procs;
+	int then = view == VIEW_ENDED ? m->procs : m->ended;
 	struct proc_counts p = {0};
 
-	if (m->procs >= 0)
-		bpf_map_lookup_elem(m->procs, &tgid, &p);
+	if (m->procs >= 0 && (first < 0 || bpf_map_lookup_elem(first, &tgid, &p)) && then >= 0)
+		bpf_map_lookup_elem(then, &tgid, &p);
 	return p;
 }
 
@@ -376,6 +412,7 @@ bool snapshot_block_lives(const struct heap_maps *m, const struct alloc_key *k, 
 /* Processes being forgotten, and the keys of theirs found. */
 struct forget_ctx {
 	struct tgid_set set;
+	const __u32 *keep; /* of each of set's processes: the image left to the other (0: none) */
 	void *keys;
 	size_t n, cap;
 	struct oldest_search os; /* their stacks' oldest blocks, found on the way */
@@ -390,12 +427,21 @@ static void keep_key(struct forget_ctx *fc, const void *key, size_t size)
 	memcpy((char *)fc->keys + fc->n++ * size, key, size);
 }
 
+/* Whether tgid's entries of image go: tgid is forgotten, and image is not
+ * the one left under its pid. */
+static bool forgotten(const struct forget_ctx *fc, __u32 tgid, __u32 image)
+{
+	const __u32 *at = bsearch(&tgid, fc->set.tgids, fc->set.n, sizeof(tgid), cmp_u32);
+
+	return at && image != fc->keep[at - fc->set.tgids];
+}
+
 static void their_counts(const void *key, const void *val, void *ctx)
 {
-	(void)val;
-	struct forget_ctx *fc = ctx;
+	const struct stack_key *k = key;
 
-	if (in_set(&fc->set, ((const struct stack_key *)key)->tgid))
+	(void)val;
+	if (forgotten(ctx, k->tgid, k->image))
 		keep_key(ctx, key, sizeof(struct stack_key));
 }
 
@@ -404,7 +450,7 @@ static void their_blocks(const void *key, const void *val, void *ctx)
 	const struct alloc_info *a = val;
 	struct forget_ctx *fc = ctx;
 
-	if (!in_set(&fc->set, a->owner))
+	if (!forgotten(fc, a->owner, a->image))
 		return;
 	oldest_search_see(&fc->os, key, a);
 	keep_key(fc, key, sizeof(struct alloc_key));
@@ -420,16 +466,41 @@ static void delete_kept(int fd, size_t key_size, struct forget_ctx *fc)
 	fc->n = fc->cap = 0;
 }
 
-int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n, struct snapshot *s)
+/* A process's totals go; returns the image left under its pid. Live: its
+ * procs entry goes, and a predecessor's that ended (not yet retired) stays.
+ * As it ended: its entry in ended goes, and a newcomer's live one stays;
+ * if BPF did not move it apart (-p, a command, no room), its live entry
+ * and all of its pid's go. */
+static __u32 forget_totals(const struct heap_maps *m, __u32 tgid, bool ended)
+{
+	int mine = ended ? m->ended : m->procs, theirs = ended ? m->procs : m->ended;
+	struct proc_counts other = {0};
+	bool apart = mine >= 0 && bpf_map_delete_elem(mine, &tgid) == 0;
+
+	if (ended && !apart) {
+		bpf_map_delete_elem(m->procs, &tgid);
+		return 0;
+	}
+	if (theirs < 0 || bpf_map_lookup_elem(theirs, &tgid, &other))
+		return 0;
+	return other.image;
+}
+
+int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n, bool ended,
+		    struct snapshot *s)
 {
 	struct forget_ctx fc = {.set = {.tgids = tgids, .n = n}};
 	struct stack_stat **unknown = NULL;
 	size_t nunknown = 0;
+	__u32 *keep;
 	int err;
 
 	if (m->procs < 0 || n == 0)
 		return 0;
 	qsort(tgids, n, sizeof(*tgids), cmp_u32);
+	fc.keep = keep = xcalloc(n, sizeof(*keep));
+	for (size_t i = 0; i < n; i++)
+		keep[i] = forget_totals(m, tgids[i], ended);
 	for (size_t i = 0; s && i < s->nstacks; i++) {
 		if (s->stacks[i].out_allocs && !s->stacks[i].oldest_ns) {
 			unknown = xrealloc(unknown, (nunknown + 1) * sizeof(*unknown));
@@ -437,14 +508,13 @@ int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n, struct sn
 		}
 	}
 	oldest_search_start(&fc.os, s, unknown, nunknown);
-	for (size_t i = 0; i < n; i++)
-		bpf_map_delete_elem(m->procs, &tgids[i]);
 	for_each_counts(m, their_counts, &fc);
 	delete_kept(m->stack_counts, sizeof(struct stack_key), &fc);
 	err = for_each_entry(m->allocs, sizeof(struct alloc_key), sizeof(struct alloc_info),
 			     their_blocks, &fc);
 	delete_kept(m->allocs, sizeof(struct alloc_key), &fc);
 	free(unknown);
+	free(keep);
 	return err;
 }
 
@@ -520,7 +590,7 @@ int snapshot_sweep_stacks(const struct heap_maps *m, size_t *kept, size_t *recla
 	*kept = *reclaimed = 0;
 	if (m->procs < 0)
 		return 0;
-	read_images(m->procs, &sc.images);
+	read_images(m, VIEW_ANY, &sc.images);
 	err = for_each_use(m, add_use, &uses);
 	qsort(uses.u, uses.n, sizeof(*uses.u), by_id);
 	if (!err)

@@ -13,6 +13,7 @@
  * the kernel's. procs < 0: that object is not loaded. */
 struct heap_maps {
 	int allocs, procs, stack_counts, stacks;
+	int ended; /* totals of processes that ended, not yet retired; -1: none kept */
 	const struct drops *drops;	      /* the object's live counters */
 	const __u64 *nested_calls;	      /* calls inside a probed call (user heap only) */
 	int copy_counts, copy_uses;	      /* programs that copy the tables out, */
@@ -25,6 +26,7 @@ struct heap_maps {
 /* An object's accounting as its skeleton has it (heap.bpf.h). */
 struct heap_objects {
 	struct bpf_map *allocs, *procs, *stack_counts, *stacks, *counts_copy, *uses_copy;
+	struct bpf_map *ended; /* NULL for the kernel's */
 	struct bpf_program *copy_counts, *copy_uses;
 	const struct drops *drops;
 	const __u32 *rows_copied;
@@ -43,9 +45,18 @@ struct stack_stat {
 	struct alloc_key oldest; /* that block, where a walk of the live blocks found it */
 };
 
+/* Which image of a process a snapshot takes (a pid may hold two: one that
+ * ended, not yet retired, and a newcomer's). */
+enum image_view {
+	VIEW_LIVE,  /* its live one; the one it ended with if no newcomer took the pid */
+	VIEW_ENDED, /* the one it ended with; its live one if it did not end */
+	VIEW_ANY,   /* either */
+};
+
 struct snapshot {
 	struct drops drops;
-	struct image *images; /* processes that exec'd: their current image */
+	enum image_view view;
+	struct image *images; /* each process's images, sorted by tgid */
 	size_t nimages;
 	struct stack_stat *stacks; /* sorted by tgid, then stack id */
 	size_t nstacks;
@@ -71,17 +82,18 @@ int heap_maps_size(const struct heap_objects *o, __u32 max_allocs, __u32 max_sta
 int heap_maps_open(struct heap_maps *m, const struct heap_objects *o);
 void heap_maps_close(struct heap_maps *m);
 
-/* The stacks of the processes tgids[0..ntgids) (sorted). Their figures are
- * BPF's running counts: no walk of the live blocks but with -o
- * (older_than_ns). Returns -errno if the maps could not all be read (the
- * snapshot holds what was). */
+/* The stacks of the processes tgids[0..ntgids) (sorted), of the image view
+ * says. Their figures are BPF's running counts: no walk of the live blocks
+ * but with -o (older_than_ns). Returns -errno if the maps could not all be
+ * read (the snapshot holds what was). */
 int snapshot_read(const struct heap_maps *m, const __u32 *tgids, size_t ntgids, __u64 older_than_ns,
-		  struct snapshot *s);
+		  enum image_view view, struct snapshot *s);
 void snapshot_free(struct snapshot *s);
 /* One process's stacks in a snapshot: the first, and how many (n). */
 const struct stack_stat *snapshot_stacks_of(const struct snapshot *s, __u32 tgid, size_t *n);
-/* The totals and name of one process; zeros if it made no traced allocation. */
-struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid);
+/* The totals and name of one process (view: VIEW_LIVE or VIEW_ENDED); zeros
+ * if it made no traced allocation. */
+struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid, enum image_view view);
 /* The oldest live block of each stack of want[0..n), by one walk of the
  * live blocks (their oldest_ns stays 0 if none is found). Sorts want. */
 int snapshot_find_oldest(const struct heap_maps *m, const struct snapshot *s,
@@ -89,12 +101,14 @@ int snapshot_find_oldest(const struct heap_maps *m, const struct snapshot *s,
 /* Whether the block at k, allocated at time_ns at that stack, still lives. */
 bool snapshot_block_lives(const struct heap_maps *m, const struct alloc_key *k, __u64 stack_id,
 			  __u64 time_ns);
-/* Delete every map entry of processes that have exited: their totals, their
- * stacks' totals and the live allocations they own, in one walk of each map;
- * on the way, the oldest block of each stack of s (may be NULL) whose oldest
- * is not known. The stacks map is shared: see snapshot_sweep_stacks. Sorts
- * tgids. */
-int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n, struct snapshot *s);
+/* Delete every map entry of processes, as they ended (ended) or live: their
+ * totals, their stacks' totals and the live allocations they own, in one
+ * walk of each map, leaving the other image under the same pid (a newcomer's,
+ * or an ended one's); on the way, the oldest block of each stack of s (may
+ * be NULL) whose oldest is not known. The stacks map is shared: see
+ * snapshot_sweep_stacks. Sorts tgids. */
+int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n, bool ended,
+		    struct snapshot *s);
 /* Delete the stacks that no counts and no live block refer to, and that no
  * allocation took while this ran: the stacks map stays bounded however
  * many processes come and go. */

@@ -108,6 +108,7 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	}
 	heap = HEAP_OBJECTS(skel);
 	heap.nested_calls = &skel->bss->nested_calls;
+	heap.ended = skel->maps.ended;
 	skel->rodata->min_size = tr->opt.min_size;
 	skel->rodata->max_size = tr->opt.max_size;
 	skel->rodata->sample_rate = tr->opt.sample_rate;

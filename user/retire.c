@@ -34,15 +34,15 @@ int retire_take(const struct heap_maps *maps[2], const __u32 *tgids, size_t n, _
 	memcpy(sorted, tgids, n * sizeof(*sorted));
 	qsort(sorted, n, sizeof(*sorted), cmp_u32);
 	for (int k = 0; k < 2; k++)
-		if ((e = snapshot_read(maps[k], sorted, n, older_ns, &snap[k])) && !err)
+		if ((e = snapshot_read(maps[k], sorted, n, older_ns, VIEW_ENDED, &snap[k])) && !err)
 			err = e;
 	for (size_t i = 0; i < n; i++) {
 		out[i] = xcalloc(1, sizeof(*out[i]));
-		out[i]->heap = snapshot_proc(maps[0], tgids[i]);
-		out[i]->kernel = snapshot_proc(maps[1], tgids[i]);
+		out[i]->heap = snapshot_proc(maps[0], tgids[i], VIEW_ENDED);
+		out[i]->kernel = snapshot_proc(maps[1], tgids[i], VIEW_ENDED);
 	}
 	for (int k = 0; k < 2; k++) /* the oldest blocks not known are found on the way */
-		if ((e = snapshot_forget(maps[k], sorted, n, &snap[k])) && !err)
+		if ((e = snapshot_forget(maps[k], sorted, n, true, &snap[k])) && !err)
 			err = e;
 	for (size_t i = 0; i < n; i++)
 		for (int k = 0; k < 2; k++)

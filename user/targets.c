@@ -1,5 +1,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +17,58 @@
 struct target *targets_find(struct target_set *ts, pid_t pid)
 {
 	for (int i = 0; i < ts->n; i++)
-		if (ts->t[i].pid == pid)
+		if (ts->t[i].pid == pid && ts->t[i].alive)
+			return &ts->t[i];
+	return NULL;
+}
+
+/* When the process under pid started (clock ticks after boot); 0 if gone. */
+static unsigned long long process_start(pid_t pid)
+{
+	unsigned long long start = 0;
+	char path[64], buf[1024], *end;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	/* After the name (which may hold anything), field 22 is the 20th. */
+	if ((end = strrchr(buf, ')')) &&
+	    sscanf(end + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+			    "%*d %*d %llu",
+		   &start) != 1)
+		start = 0;
+	return start;
+}
+
+bool targets_newcomer(const struct target_set *ts, pid_t pid)
+{
+	bool exited = false;
+	unsigned long long now;
+
+	for (int i = 0; i < ts->n; i++) {
+		if (ts->t[i].pid == pid && ts->t[i].alive)
+			return false;
+		exited |= ts->t[i].pid == pid;
+	}
+	if (!exited)
+		return true;
+	now = process_start(pid); /* only for a pid seen exiting */
+	for (int i = 0; i < ts->n; i++)
+		if (ts->t[i].pid == pid && (!now || ts->t[i].started == now))
+			return false;
+	return true;
+}
+
+/* A process of a report: a pid may name one that exited and a newcomer. */
+static struct target *target_of(struct target_set *ts, const struct proc_report *p)
+{
+	for (int i = 0; i < ts->n; i++)
+		if (ts->t[i].pid == p->pid && ts->t[i].alive == p->alive)
 			return &ts->t[i];
 	return NULL;
 }
@@ -33,12 +85,10 @@ static void name_from_kernel(struct target *t, const struct proc_counts *heap,
 		snprintf(t->comm, sizeof(t->comm), "%.16s", name);
 }
 
-struct target *targets_add(struct target_set *ts, pid_t pid)
+static struct target *new_target(struct target_set *ts, pid_t pid)
 {
-	struct target *t = targets_find(ts, pid);
+	struct target *t;
 
-	if (t)
-		return t;
 	ts->t = xrealloc(ts->t, (ts->n + 1) * sizeof(*ts->t));
 	t = &ts->t[ts->n++];
 	memset(t, 0, sizeof(*t));
@@ -51,11 +101,22 @@ struct target *targets_add(struct target_set *ts, pid_t pid)
 	symbolizer_init(&t->sym, pid);
 	curve_init(&t->mem, CURVE_POINTS);
 	curve_init(&t->kernel, CURVE_POINTS);
+	return t;
+}
+
+struct target *targets_add(struct target_set *ts, pid_t pid)
+{
+	struct target *t = targets_find(ts, pid);
+
+	if (t)
+		return t;
+	t = new_target(ts, pid);
+	t->started = process_start(pid);
 	target_refresh(t);
 	name_from_kernel(t, &(struct proc_counts){0}, &(struct proc_counts){0});
 	if (strcmp(t->comm, "?") == 0) {
-		struct proc_counts heap = snapshot_proc(&ts->heap, (__u32)pid);
-		struct proc_counts kernel = snapshot_proc(&ts->kernel, (__u32)pid);
+		struct proc_counts heap = snapshot_proc(&ts->heap, (__u32)pid, VIEW_LIVE);
+		struct proc_counts kernel = snapshot_proc(&ts->kernel, (__u32)pid, VIEW_LIVE);
 
 		name_from_kernel(t, &heap, &kernel);
 	}
@@ -119,7 +180,18 @@ void target_exited(struct target *t)
 	}
 }
 
-/* System-wide: every process with traced allocations is a target. */
+/* A target of pid that exited and is not retired yet. */
+static bool retiring(const struct target_set *ts, pid_t pid)
+{
+	for (int i = 0; i < ts->n; i++)
+		if (ts->t[i].pid == pid && !ts->t[i].alive && !ts->t[i].retired)
+			return true;
+	return false;
+}
+
+/* System-wide: every process with traced allocations is a target (the
+ * entries of one that exited are its own, unless a newcomer runs under its
+ * pid). */
 static void add_owners(struct target_set *ts, int fd)
 {
 	__u32 key, next, *prev = NULL;
@@ -127,7 +199,7 @@ static void add_owners(struct target_set *ts, int fd)
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
 		key = next;
 		prev = &key;
-		if (!targets_find(ts, (pid_t)key))
+		if (targets_newcomer(ts, (pid_t)key))
 			targets_add(ts, (pid_t)key);
 	}
 }
@@ -387,9 +459,9 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	p->anon_bytes = t->anon_bytes;
 	p->watched = t->watched;
 	p->probed = !t->watched || t->probed;
-	p->heap = t->retired ? t->retired->heap.c : snapshot_proc(&ts->heap, (__u32)t->pid).c;
+	p->heap = t->retired ? t->retired->heap.c : snapshot_proc(&ts->heap, (__u32)t->pid, VIEW_LIVE).c;
 	p->has_kernel = targets_kernel(ts);
-	p->kernel = t->retired ? t->retired->kernel.c : snapshot_proc(&ts->kernel, (__u32)t->pid).c;
+	p->kernel = t->retired ? t->retired->kernel.c : snapshot_proc(&ts->kernel, (__u32)t->pid, VIEW_LIVE).c;
 	p->verdict = t->verdict;
 	mem = (t->watched ? (long long)t->anon_bytes : outstanding_bytes(&p->heap)) +
 	      outstanding_bytes(&p->kernel);
@@ -402,10 +474,26 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	t->prev_time = now;
 }
 
+/* System-wide: a process that ended before any sample saw it (its totals
+ * left apart by BPF, ended) is a target too, for its last report. Not read
+ * from /proc: the pid may be another's by now. */
+static void add_ended(struct target_set *ts, int fd)
+{
+	__u32 key, next, *prev = NULL;
+
+	while (fd >= 0 && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (!retiring(ts, (pid_t)key) && !targets_find(ts, (pid_t)key))
+			new_target(ts, (pid_t)key)->alive = false;
+	}
+}
+
 static void add_every_owner(struct target_set *ts)
 {
 	if (!ts->every_process)
 		return;
+	add_ended(ts, ts->heap.ended);
 	add_owners(ts, ts->heap.procs);
 	if (targets_kernel(ts))
 		add_owners(ts, ts->kernel.procs);
@@ -460,8 +548,8 @@ void targets_sample(struct target_set *ts)
 		} else {
 			if (t->pid != KERNEL_OWNER)
 				read_rss(t);
-			heap = snapshot_proc(&ts->heap, (__u32)t->pid).c;
-			kernel = snapshot_proc(&ts->kernel, (__u32)t->pid).c;
+			heap = snapshot_proc(&ts->heap, (__u32)t->pid, VIEW_LIVE).c;
+			kernel = snapshot_proc(&ts->kernel, (__u32)t->pid, VIEW_LIVE).c;
 		}
 		t->sampled = ts->samples;
 		t->heap_bytes = outstanding_bytes(&heap);
@@ -531,7 +619,7 @@ void target_unprobe(struct target_set *ts, struct target *t)
 	__u32 pid = (__u32)t->pid;
 
 	probes_detach(&t->probes);
-	snapshot_forget(&ts->heap, &pid, 1, NULL);
+	snapshot_forget(&ts->heap, &pid, 1, false, NULL);
 	free_stacks(t, true); /* its kernel stacks are still counted */
 	t->probed = false;
 	t->heap_bytes = 0;
@@ -598,7 +686,7 @@ static void symbolize_top(struct target_set *ts, struct report *r, int max_procs
 	r->nfull = r->nprocs < max_procs ? r->nprocs : max_procs;
 	for (int i = 0; i < r->nprocs; i++) {
 		struct proc_report *p = &r->procs[i];
-		struct target *t = targets_find(ts, p->pid);
+		struct target *t = target_of(ts, p);
 
 		if (i >= r->nfull) { /* its stacks are counted, not listed */
 			for (int k = 0; k < p->nshown; k++)
@@ -664,7 +752,7 @@ static void add_oldest(struct target_set *ts, struct report *r, const struct sna
 
 	for (int i = 0; i < r->nprocs && i < max_procs; i++) {
 		struct proc_report *p = &r->procs[i];
-		struct target *t = targets_find(ts, p->pid);
+		struct target *t = target_of(ts, p);
 
 		for (int k = 0; k < p->nshown && !t->retired; k++) {
 			struct oldest_wanted *to = &w[p->stacks[k].kernel];
@@ -710,8 +798,8 @@ void targets_report(struct target_set *ts, const struct report_options *ro, stru
 	add_every_owner(ts);
 	retire_exited(ts);
 	tgids = listed_tgids(ts, &ntgids);
-	if ((err = snapshot_read(&ts->heap, tgids, ntgids, ro->older_ns, &snap[0])) ||
-	    (err = snapshot_read(&ts->kernel, tgids, ntgids, ro->older_ns, &snap[1])))
+	if ((err = snapshot_read(&ts->heap, tgids, ntgids, ro->older_ns, VIEW_LIVE, &snap[0])) ||
+	    (err = snapshot_read(&ts->kernel, tgids, ntgids, ro->older_ns, VIEW_LIVE, &snap[1])))
 		warnx_("cannot read the maps: %s; this report's stacks leave some blocks out",
 		       strerror(-err));
 	free(tgids);
@@ -768,6 +856,6 @@ void targets_init(struct target_set *ts, const struct heap_maps *heap)
 {
 	memset(ts, 0, sizeof(*ts));
 	ts->heap = *heap;
-	ts->kernel =
-	    (struct heap_maps){.allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1};
+	ts->kernel = (struct heap_maps){
+	    .allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1, .ended = -1};
 }

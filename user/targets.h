@@ -25,6 +25,7 @@ struct stack_history {
 
 struct target {
 	pid_t pid;
+	unsigned long long started; /* clock ticks after boot (/proc/PID/stat): the pid's process */
 	char comm[17];
 	bool alive;
 	bool gone;	   /* exited and shown in a report since: no longer listed */
@@ -78,6 +79,9 @@ static inline bool targets_kernel(const struct target_set *ts)
 /* pid KERNEL_OWNER stands for the kernel itself. */
 struct target *targets_add(struct target_set *ts, pid_t pid);
 struct target *targets_find(struct target_set *ts, pid_t pid);
+/* Whether the process now under pid is none of the targets: not one alive,
+ * nor one that exited (a pid taken again before it was forgotten). */
+bool targets_newcomer(const struct target_set *ts, pid_t pid);
 /* Reread what /proc says of a live target: name, RSS, memory map. */
 void target_refresh(struct target *t);
 void target_exited(struct target *t);

@@ -37,7 +37,7 @@ void watch_scan(struct target_set *ts)
 		char *end;
 		long pid = strtol(e->d_name, &end, 10);
 
-		if (*end || pid <= 0 || pid == self || targets_find(ts, (pid_t)pid))
+		if (*end || pid <= 0 || pid == self || !targets_newcomer(ts, (pid_t)pid))
 			continue;
 		if (is_user_process((pid_t)pid))
 			targets_add(ts, (pid_t)pid);
@@ -85,12 +85,13 @@ void watch_lifecycle(struct target_set *ts, int fd)
 
 		if (t && (lives[i].events & LIFE_EXEC))
 			t->exec_pending = true;
-		if (lives[i].events & LIFE_ENDED) {
-			if (t)
-				target_exited(t);
-		} else if (ts->watching && !t && pid != self && is_user_process(pid)) {
-			targets_add(ts, pid);
+		if (t && (lives[i].events & LIFE_ENDED)) {
+			target_exited(t);
+			t = NULL; /* a process alive under its pid now is another */
 		}
+		if (ts->watching && !t && pid != self && is_user_process(pid) &&
+		    targets_newcomer(ts, pid))
+			targets_add(ts, pid);
 	}
 	free(lives);
 }

@@ -34,13 +34,25 @@ def entries_owned(name, pids):
     return found
 
 
-def test_late_processes_picked_up_and_exited_ones_forgotten():
-    # Reports go to a file: a pipe nobody reads would fill and stall the tool.
+def system_wide(args, work):
+    """memleak-bpf ARGS (reports to a file: a pipe nobody reads would fill
+    and stall the tool) while work() runs; stopped with SIGINT, it must exit
+    0. Returns (its reports, its stderr, what work returned)."""
     out_file = tempfile.TemporaryFile(mode="w+")
-    tool = subprocess.Popen([TOOL, "--all-stacks", "-k", "--json", "0.5"], stdout=out_file,
-                            stderr=subprocess.PIPE, text=True)
+    tool = subprocess.Popen([TOOL] + args, stdout=out_file, stderr=subprocess.PIPE, text=True)
     try:
         wait_attached(tool)
+        got = work(tool)
+    finally:
+        tool.send_signal(2)
+        _, err = tool.communicate(timeout=60)
+        out_file.seek(0)
+    check_eq(tool.returncode, 0, "exit status: " + err[-500:])
+    return reports(out_file.read()), err, got
+
+
+def test_late_processes_picked_up_and_exited_ones_forgotten():
+    def work(tool):
         started = []
         for _ in range(SHORT_LIVED):
             p = subprocess.Popen([workload("short_lived")])
@@ -53,25 +65,20 @@ def test_late_processes_picked_up_and_exited_ones_forgotten():
         while True:
             time.sleep(2.5)
             left = {name: entries_owned(name, pids)
-                    for name in ("procs", "stack_counts", "allocs")}
+                    for name in ("procs", "ended", "stack_counts", "allocs")}
             if not any(left.values()) or time.time() > deadline:
-                break
-    finally:
-        tool.send_signal(2)
-        _, err = tool.communicate(timeout=60)
-        out_file.seek(0)
-        out = out_file.read()
-    check_eq(tool.returncode, 0, "exit status: " + err[-500:])
-    seen = {p["pid"] for r in reports(out) for p in r["processes"]}
+                return pids, left
+    rs, err, (pids, left) = system_wide(["--all-stacks", "-k", "--json", "0.5"], work)
+    seen = {p["pid"] for r in rs for p in r["processes"]}
     check(len(seen & pids) >= SHORT_LIVED * 0.9,
           "only %d of %d started processes reported" % (len(seen & pids), SHORT_LIVED))
-    leaks = [p for r in reports(out) for p in r["processes"] if p["pid"] in pids and not p["alive"]]
+    leaks = [p for r in rs for p in r["processes"] if p["pid"] in pids and not p["alive"]]
     check(all(p["heap"]["outstanding_bytes"] == 3584 for p in leaks[:50]),  # 7 x 512
           "exited processes' leaks: %r" % [p["heap"] for p in leaks[:3]])
     names = {p["comm"] for p in leaks}
     check_eq(names, {"short_lived"}, "names of the short-lived processes once exited")
     check(any(p["kernel_allocs"] > 0 for p in leaks), "no kernel allocations counted to them")
-    check_eq(left, {"procs": 0, "stack_counts": 0, "allocs": 0},
+    check_eq(left, {"procs": 0, "ended": 0, "stack_counts": 0, "allocs": 0},
              "map entries left by exited processes")
 
 
@@ -85,12 +92,8 @@ def rss_kib(pid):
 
 
 def test_stack_table_reclaimed_as_processes_come_and_go():
-    out_file = tempfile.TemporaryFile(mode="w+")
-    tool = subprocess.Popen([TOOL, "--all-stacks", "--json", "0.5"], stdout=out_file,
-                            stderr=subprocess.PIPE, text=True)
-    pids, rss = [], []
-    try:
-        wait_attached(tool)
+    def work(tool):
+        pids, rss = [], []
         for i in range(STACK_PROCS):
             p = subprocess.Popen([workload("many_stacks")])
             p.wait(timeout=30)
@@ -99,13 +102,8 @@ def test_stack_table_reclaimed_as_processes_come_and_go():
             if i in (STACK_PROCS // 3, STACK_PROCS - 1):
                 rss.append(rss_kib(tool.pid))
         time.sleep(4)  # the last ones reported, forgotten, their stacks swept
-    finally:
-        tool.send_signal(2)
-        _, err = tool.communicate(timeout=60)
-        out_file.seek(0)
-        out = out_file.read()
-    check_eq(tool.returncode, 0, "exit status: " + err[-500:])
-    rs = reports(out)
+        return pids, rss
+    rs, err, (pids, rss) = system_wide(["--all-stacks", "--json", "0.5"], work)
     last = rs[-1]
     check_eq(last["dropped"]["stacks"], 0, "allocations that lost their stack")
     # A process that ran and ended between two samples before the program's
@@ -126,3 +124,36 @@ def test_stack_table_reclaimed_as_processes_come_and_go():
     check(all(p["heap"]["outstanding_bytes"] == 100 for p in seen.values()),
           "their leaks: %r" % [p["heap"] for p in list(seen.values())[:3]])
     check(rss[1] <= rss[0] + 16 * 1024, "tool RSS grew from %d to %d KiB" % tuple(rss))
+
+
+def check_pid_reused(args):
+    """pid_reuse under --all-stacks: the first process, which exited holding
+    100 blocks, and the second, under the same pid within one sample, are
+    each reported with their own blocks."""
+    def work(tool):
+        p = subprocess.run([workload("pid_reuse")] + args, capture_output=True, text=True,
+                           timeout=120)
+        time.sleep(2.5)  # a report after the second has exited
+        return p
+    rs, err, p = system_wide(["--all-stacks", "--json", "-T", "20", "1"], work)
+    words = p.stdout.split()
+    check(len(words) == 4 and words[1] == words[3], "the pid was not reused: %r" % p.stdout)
+    pid = int(words[1])
+    seen = [(q["alive"], q["heap"]["outstanding_allocs"], sorted(
+        (s["frames"][0]["symbol"], s["outstanding_allocs"]) for s in q["stacks"]
+        if s["frames"] and s["frames"][0]["symbol"])) for r in rs
+        for q in r["processes"] if q["pid"] == pid]
+    first = [s for s in seen if s[1] == 100]
+    second = [s for s in seen if dict(s[2]).get("leak_in_second") == 50
+              and "leak_in_first" not in dict(s[2])]
+    check(first and not first[0][0], "the first process's 100 blocks, once exited: %r" % seen)
+    check(second, "the second's 50 blocks alone: %r" % seen)
+    check(all(s[1] in (100, 50) for s in seen), "blocks counted together: %r" % seen)
+
+
+def test_pid_reused_within_a_sample_fork():
+    check_pid_reused([])
+
+
+def test_pid_reused_within_a_sample_exec():
+    check_pid_reused(["exec"])

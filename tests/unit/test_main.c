@@ -246,7 +246,8 @@ static void test_watch_scan_finds_user_processes(void)
 	struct target *parent;
 
 	targets_init(
-	    &ts, &(struct heap_maps){.allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1});
+	    &ts, &(struct heap_maps){.allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1,
+				  .ended = -1});
 	ts.watching = true;
 	watch_scan(&ts);
 	parent = targets_find(&ts, getppid());
