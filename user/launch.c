@@ -14,6 +14,10 @@
 
 extern char **environ;
 
+/* The leader stops at its exit too; its other threads only at exec. */
+#define THREAD_OPTIONS (PTRACE_O_TRACEEXEC | PTRACE_O_TRACECLONE)
+#define LEADER_OPTIONS (THREAD_OPTIONS | PTRACE_O_TRACEEXIT)
+
 static int resolve_command(const char *name, char *out, char *err, size_t errlen)
 {
 	const char *path = getenv("PATH");
@@ -110,8 +114,7 @@ int launch_release(struct child *c, char *err, size_t errlen)
 	/* Traced only to stop it at its leader's exit, while its memory map
 	 * still exists, and at its execs, from whichever thread (its threads
 	 * are traced too, each without the exit stop: on_stop). */
-	ptrace(PTRACE_SEIZE, c->pid, 0,
-	       PTRACE_O_TRACEEXIT | PTRACE_O_TRACEEXEC | PTRACE_O_TRACECLONE);
+	ptrace(PTRACE_SEIZE, c->pid, 0, LEADER_OPTIONS);
 	if (write(c->gate, "", 1) != 1) {
 		snprintf(err, errlen, "cannot start '%s': %s", c->path, strerror(errno));
 		return -1;
@@ -145,12 +148,13 @@ static bool thread_of(pid_t pid, pid_t tid)
  * attaches) is let go. */
 static void on_new_task(struct child *c, pid_t tid)
 {
-	if (tid == c->pid)
-		return;
-	if (!thread_of(c->pid, tid))
+	if (tid != c->pid && !thread_of(c->pid, tid)) {
 		ptrace(PTRACE_DETACH, tid, 0, 0);
-	else
-		ptrace(PTRACE_SETOPTIONS, tid, 0, PTRACE_O_TRACEEXEC | PTRACE_O_TRACECLONE);
+		return;
+	}
+	if (tid != c->pid)
+		ptrace(PTRACE_SETOPTIONS, tid, 0, THREAD_OPTIONS);
+	ptrace(PTRACE_CONT, tid, 0, 0);
 }
 
 /* A signal delivered to the command: noted, so that the same signal sent to
@@ -177,6 +181,7 @@ static enum launch_state on_stop(struct child *c, pid_t tid, int st, struct symb
 			symbolizer_refresh(sym);
 		break;
 	case PTRACE_EVENT_EXEC: /* reported as the leader, whichever thread exec'd */
+		ptrace(PTRACE_SETOPTIONS, tid, 0, LEADER_OPTIONS); /* a thread's, it may be */
 		if (c->execs++ > 0)
 			return LAUNCH_EXECED;
 		break;
@@ -189,7 +194,7 @@ static enum launch_state on_stop(struct child *c, pid_t tid, int st, struct symb
 			return LAUNCH_RUNNING;
 		}
 		on_new_task(c, tid);
-		break;
+		return LAUNCH_RUNNING;
 	default: /* a signal on its way: deliver it */
 		on_delivery(c, WSTOPSIG(st));
 		ptrace(PTRACE_CONT, tid, 0, WSTOPSIG(st));
