@@ -66,7 +66,8 @@ void options_usage(FILE *out)
 	      "\n"
 	      "Options:\n"
 	      "  INTERVAL                seconds between reports (default 5; fractions allowed)\n"
-	      "  COUNT                   number of reports, then exit\n"
+	      "  COUNT                   number of reports, then exit (with -- COMMAND: the\n"
+	      "                          probes come off and it waits for the command)\n"
 	      "  -k, --kernel            also trace kernel allocations (kmalloc, kmem_cache,\n"
 	      "                          pages, percpu), counted to the process that made them\n"
 	      "      --all-stacks        system-wide: probe every process's allocator from\n"
@@ -103,7 +104,10 @@ void options_usage(FILE *out)
 	      "      --version           the version\n"
 	      "\n"
 	      "Exit status: 0 success, 1 runtime error, 2 usage error, 3 leak found with\n"
-	      "--fail-on-leak; with -- COMMAND, otherwise COMMAND's own status.\n",
+	      "--fail-on-leak; with -- COMMAND, otherwise COMMAND's own status (ended by\n"
+	      "COMMAND's signal if a signal ended it). SIGINT, SIGTERM, SIGHUP, SIGQUIT end\n"
+	      "tracing with a final report; with -- COMMAND they are passed on unless it got\n"
+	      "them too, and memleak-bpf ends when it does.\n",
 	      out);
 }
 
