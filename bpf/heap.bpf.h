@@ -174,11 +174,11 @@ static __always_inline bool stack_wanted(__u64 size)
 }
 
 /* Deduplicate the first len bytes of buf's frames into the stacks map; 0 if
- * it could not be stored. Each use is stamped: the loader reclaims stacks
+ * it could not be stored. Each use is stamped with now: the loader reclaims stacks
  * that nothing references and nothing used since it began looking. */
-static __always_inline __u64 store_stack(struct stack_frames *buf, long len)
+static __always_inline __u64 store_stack(struct stack_frames *buf, long len, __u64 now)
 {
-	__u64 hash = 0xcbf29ce484222325ULL, now = bpf_ktime_get_ns();
+	__u64 hash = 0xcbf29ce484222325ULL;
 	struct stack_frames *found;
 	int i;
 
@@ -273,8 +273,9 @@ static __always_inline void count_in_stack(struct stack_counts *c, const struct 
 }
 
 /* A new live block of `owner`, allocated at the stored stack stack_id (0:
- * none was recorded). */
-static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 size, __u64 stack_id)
+ * none was recorded) at time now. */
+static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u64 size,
+				      __u64 stack_id, __u64 now)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
 	struct alloc_info info = {.size = size, .owner = owner, .stack_id = stack_id};
@@ -289,7 +290,7 @@ static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 s
 		return;
 	}
 	info.image = p->image;
-	info.time_ns = bpf_ktime_get_ns();
+	info.time_ns = now;
 	if (stack_id) {
 		struct stack_key sk = {.tgid = owner, .image = info.image, .stack_id = stack_id};
 
@@ -314,6 +315,11 @@ static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 s
 	__sync_fetch_and_add(&p->c.alloc_bytes, size);
 	if (c)
 		count_in_stack(c, &info);
+}
+
+static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 size, __u64 stack_id)
+{
+	record_at(space, owner, addr, size, stack_id, bpf_ktime_get_ns());
 }
 
 #endif

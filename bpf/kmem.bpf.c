@@ -170,7 +170,7 @@ static __always_inline __u64 kernel_stack(void *ctx, __u32 slot)
 		return 0;
 	}
 	buf->how = 0;
-	return store_stack(buf, bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), 0));
+	return store_stack(buf, bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), 0), bpf_ktime_get_ns());
 }
 
 /* The kernel stack of an allocation of size bytes, if one is to be recorded. */

@@ -118,14 +118,14 @@ static __always_inline __u64 uretprobe_trampoline(void)
 /* The stack of an allocation of size bytes, from caller on (if given), if
  * one is to be recorded. */
 static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st, __u64 size,
-				      __u64 caller)
+				      __u64 caller, __u64 now)
 {
 	if (!stack_wanted(size))
 		return 0;
 	/* Fixed for the process's life (the thread's storage goes at exec): read once. */
 	if (!st->walk.trampoline)
 		st->walk.trampoline = uretprobe_trampoline();
-	return user_stack(ctx, &st->walk, caller);
+	return user_stack(ctx, &st->walk, caller, now);
 }
 
 /*
@@ -306,7 +306,7 @@ SEC("uretprobe")
 int BPF_KRETPROBE(alloc_return, __u64 ret)
 {
 	struct call_state *st;
-	__u32 tgid = current_tgid();
+	__u32 tgid = current_tgid(), space;
 	__u64 addr = ret;
 	struct call *c;
 	int i;
@@ -318,6 +318,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 	if (!st || (i = find_call(st, PT_REGS_SP(ctx) - 8, PT_REGS_IP(ctx))) < 0)
 		return 0;
 	c = &st->calls[i & (MAX_CALLS - 1)];
+	space = heap_space();
 
 	switch (c->kind) {
 	case CALL_REALLOC:
@@ -326,7 +327,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		 * freed it, another thread may have been handed the same address
 		 * (and a block never seen allocated has nothing to release). */
 		if (c->old_time && (addr || c->size == 0))
-			release_same(heap_space(), c->ptr, c->old_time);
+			release_same(space, c->ptr, c->old_time);
 		break;
 	case CALL_POSIX_MEMALIGN:
 		addr = 0;
@@ -334,8 +335,12 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 			bpf_probe_read_user(&addr, sizeof(addr), (void *)c->ptr);
 		break;
 	}
-	if (addr)
-		record(heap_space(), tgid, addr, c->size, stack_of(ctx, st, c->size, c->caller));
+	if (addr) {
+		__u64 now = bpf_ktime_get_ns();
+
+		record_at(space, tgid, addr, c->size, stack_of(ctx, st, c->size, c->caller, now),
+			  now);
+	}
 	st->depth = i;
 	return 0;
 }
@@ -369,9 +374,12 @@ int BPF_KPROBE(alloc_ret_site)
 	if (c->kind != CALL_ALLOC)
 		return 0;
 	/* The walk starts in the allocator: the first frame is its caller. */
-	if (addr)
-		record(heap_space(), tgid, addr, c->size,
-		       stack_of(ctx, st, c->size, c->caller ? c->caller : c->at.ret));
+	if (addr) {
+		__u64 now = bpf_ktime_get_ns();
+
+		record_at(heap_space(), tgid, addr, c->size,
+			  stack_of(ctx, st, c->size, c->caller ? c->caller : c->at.ret, now), now);
+	}
 	st->depth = i;
 	return 0;
 }
@@ -421,6 +429,7 @@ int BPF_PROG(process_exited, struct task_struct *p, bool group_dead)
 
 	if (!group_dead)
 		return 0;
+	bpf_map_delete_elem(&areas, &tgid);
 	proc = bpf_map_lookup_elem(&procs, &tgid);
 	if (proc) {
 		/* Kept where it is if there is no room (or the pid ended twice
@@ -447,6 +456,8 @@ int BPF_PROG(image_changed, struct task_struct *p, pid_t old_pid, struct linux_b
 		bpf_get_current_comm(proc->comm, sizeof(proc->comm));
 		note_life(tgid, LIFE_EXEC); /* its new allocator is to be probed */
 	}
+	/* Its code areas are the new program's. */
+	bpf_map_delete_elem(&areas, &tgid);
 	/* Calls in flight in the old program never return. */
 	bpf_task_storage_delete(&calls, bpf_get_current_task_btf());
 	return 0;

@@ -15,6 +15,29 @@
 #define SEARCH_STEPS	23	  /* log2(MAX_UNWIND_ROWS) + 1 */
 #define SKIP_FRAMES	8	  /* allocator frames above its caller, at most */
 #define VM_EXEC_FLAG	0x4
+#ifndef EBUSY
+#define EBUSY 16
+#endif
+
+#define TOP_WORDS 128 /* 1 KiB */
+#define NEAR_ROWS 32
+
+#define NEAR_AREAS 4
+
+/* A row a thread's walk used, by object and offset (struct row_key), valid
+ * in the epoch it was found in. */
+struct near_row {
+	__u32 first, off;
+	__u32 epoch;
+	__u32 pad;
+	struct unwind_row row;
+};
+
+/* Counted up by the loader each time it frees tables (their rows may go to
+ * another object) and each time a process's code area goes away (another
+ * object may be mapped there): what a thread remembers of areas and rows
+ * from an earlier epoch is not used. */
+__u32 unwind_epoch = 1;
 
 /* Walk frame pointers only, with the kernel's walker (what the benchmark
  * compares the tables with). */
@@ -48,13 +71,19 @@ struct walk {
 	__u64 pc, sp, bp;
 	__u64 caller;	  /* frames before it are the allocator's own; 0: none */
 	__u64 trampoline; /* where probed returns go instead: set by the caller, kept */
-	/* The memory area of the last frame's code, and its object's rows. */
-	__u64 vm_start, vm_end, vm_off;
-	__u32 first, count; /* count 0: no table */
-	__u32 frames;	    /* walked so far */
+	struct code_area area; /* of the last frame's code; count 0: no table */
+	__u32 frames;	       /* walked so far */
 	__u32 n;	    /* stored in the scratch buffer */
 	__u32 how;
 	struct stack_frames buf;
+	/* The areas and rows this thread's walks used last, in epoch. */
+	__u32 epoch;
+	__u32 near_next; /* the area slot to take next */
+	struct code_area near_areas[NEAR_AREAS];
+	struct near_row near[NEAR_ROWS];
+	/* A window of the stack, read at once: the saved registers of frames. */
+	__u64 top;		    /* its address; 0: none */
+	__u64 top_words[TOP_WORDS]; /* from top on */
 };
 
 /* What the loop callbacks get: pointers into the thread's storage. */
@@ -84,35 +113,137 @@ static long area_found(struct task_struct *task, struct vm_area_struct *vma, str
 	return 0;
 }
 
-/* Find pc's memory area and its object's table, unless the last one holds it:
- * 0, -1 if the area is not known, 1 if its object's table is not built. */
+/* Code areas of processes (struct proc_areas): at most this many processes
+ * have a list; the others' walks ask the kernel for every area. */
+#define MAX_AREA_PROCS 4096
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MAX_AREA_PROCS);
+	__type(key, __u32);
+	__type(value, struct proc_areas);
+} areas SEC(".maps");
+
+struct proc_areas no_areas = {}; /* a new process's list */
+
+/* Times the kernel's map of a process was locked when a walk asked it:
+ * each try is immediate, and a writer holds the lock for microseconds. */
+#define FIND_VMA_TRIES 4
+
+static __always_inline bool in_area(const struct code_area *a, __u64 pc)
+{
+	return pc >= a->start && pc < a->end;
+}
+
+/* pc's area in the process's list: 0, or -1 if it is not there. */
+static __always_inline int listed_area(struct walk *w, struct proc_areas *pa, __u64 pc)
+{
+	__u32 n = pa->n;
+
+	for (int i = 0; i < MAX_AREAS; i++) {
+		struct code_area *a = &pa->a[i];
+		__u64 end;
+
+		if ((__u32)i >= n)
+			break;
+		end = a->end; /* written last: the slot is whole once it is set */
+		asm volatile("" ::: "memory");
+		if (pc < end && pc >= a->start) {
+			w->area = *a;
+			w->area.end = end;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Add an area the kernel found to the process's list, for the next walks. */
+static __always_inline void list_area(__u32 tgid, struct proc_areas *pa, const struct walk *w)
+{
+	struct code_area *a;
+	__u32 i;
+
+	if (!pa) {
+		bpf_map_update_elem(&areas, &tgid, &no_areas, BPF_NOEXIST);
+		pa = bpf_map_lookup_elem(&areas, &tgid);
+		if (!pa)
+			return;
+	}
+	if (pa->n >= MAX_AREAS)
+		return;
+	i = __sync_fetch_and_add(&pa->n, 1);
+	if (i >= MAX_AREAS)
+		return;
+	a = &pa->a[i & (MAX_AREAS - 1)];
+	a->start = w->area.start;
+	a->off = w->area.off;
+	a->first = w->area.first;
+	a->count = w->area.count;
+	asm volatile("" ::: "memory");
+	a->end = w->area.end;
+}
+
+/* The thread remembers the area found last, in place of the oldest. */
+static __always_inline void keep_near(struct walk *w)
+{
+	w->near_areas[w->near_next & (NEAR_AREAS - 1)] = w->area;
+	w->near_next++;
+}
+
+/* pc's area among those the thread remembers: 0, or -1. */
+static __always_inline int near_area(struct walk *w, __u64 pc)
+{
+	for (int i = 0; i < NEAR_AREAS; i++)
+		if (in_area(&w->near_areas[i], pc)) {
+			w->area = w->near_areas[i];
+			return 0;
+		}
+	return -1;
+}
+
+/* Find pc's memory area and its object's table: the last frame's, one the
+ * thread remembers, the process's list, or the kernel's map (added to the
+ * list). 0, -1 if the area is not known, 1 if its object's table is not built. */
 static __always_inline int find_area(struct walk *w, __u64 pc)
 {
 	struct unwind_span *span;
-	__u32 tgid;
+	struct proc_areas *pa;
+	__u32 tgid = current_tgid();
 	struct area a = {};
+	long err = 0;
 
-	if (pc >= w->vm_start && pc < w->vm_end)
+	if (in_area(&w->area, pc) || near_area(w, pc) == 0)
 		return 0;
-	w->count = 0;
-	if (bpf_find_vma(bpf_get_current_task_btf(), pc, area_found, &a, 0) || !a.end)
-		return -1;
-	w->vm_start = a.start;
-	w->vm_end = a.end;
-	w->vm_off = a.off;
-	if (!a.file)
-		return 0;
-	span = bpf_map_lookup_elem(&unwind_objs, &a.key);
-	if (span) {
-		w->first = span->first;
-		w->count = span->count;
+	pa = bpf_map_lookup_elem(&areas, &tgid);
+	if (pa && listed_area(w, pa, pc) == 0) {
+		keep_near(w);
 		return 0;
 	}
-	/* Not built yet (mapped since the loader last looked: a dlopen): the
-	 * walk stops rather than guess, and the loader is asked for it. */
-	tgid = current_tgid();
-	bpf_map_update_elem(&unwind_wanted, &a.key, &tgid, BPF_NOEXIST);
-	return 1;
+	for (int i = 0; i < FIND_VMA_TRIES; i++) {
+		err = bpf_find_vma(bpf_get_current_task_btf(), pc, area_found, &a, 0);
+		if (err != -EBUSY)
+			break;
+	}
+	if (err || !a.end)
+		return -1;
+	w->area = (struct code_area){.start = a.start, .end = a.end, .off = a.off};
+	if (a.file) {
+		span = bpf_map_lookup_elem(&unwind_objs, &a.key);
+		if (!span) {
+			/* Not built yet (mapped since the loader last looked: a
+			 * dlopen): the walk stops rather than guess, and the loader
+			 * is asked for it. */
+			bpf_map_update_elem(&unwind_wanted, &a.key, &tgid, BPF_NOEXIST);
+			w->area.end = 0;
+			return 1;
+		}
+		w->area.first = span->first;
+		w->area.count = span->count;
+	}
+	list_area(tgid, pa, w);
+	keep_near(w);
+	return 0;
 }
 
 struct search {
@@ -146,9 +277,68 @@ static __always_inline struct unwind_row *find_row(__u32 first, __u32 count, __u
 	return bpf_map_lookup_elem(&unwind_rows, &s.lo);
 }
 
-static __always_inline int read_word(__u64 addr, __u64 *out)
+/*
+ * The row found for each code offset a walk met, by object: a binary search
+ * of a large table misses the cache at nearly every step, and the same
+ * return addresses come back walk after walk. Rows of an object stay while
+ * its table does (the loader empties this when it frees tables).
+ */
+#define ROW_CACHE_ENTRIES (1 << 15)
+
+struct row_key {
+	__u32 first; /* the object's first row */
+	__u32 off;   /* the code's file offset */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ROW_CACHE_ENTRIES);
+	__type(key, struct row_key);
+	__type(value, struct unwind_row);
+} row_cache SEC(".maps");
+
+/* The row for off in the last area's object (CFA_NONE if its table has
+ * none): the thread's own memory of it, else the shared cache, else the
+ * table's. */
+static __always_inline struct unwind_row row_at(struct walk *w, __u32 off)
 {
-	return bpf_probe_read_user(out, sizeof(*out), (void *)addr);
+	__u32 first = w->area.first;
+	struct row_key key = {.first = first, .off = off};
+	struct near_row *near = &w->near[(off ^ (off >> 7) ^ first) & (NEAR_ROWS - 1)];
+	struct unwind_row *row, none = {};
+
+	if (near->off == off && near->first == first && near->epoch == w->epoch)
+		return near->row;
+	row = bpf_map_lookup_elem(&row_cache, &key);
+	if (!row) {
+		row = find_row(first, w->area.count, off);
+		bpf_map_update_elem(&row_cache, &key, row ? row : &none, BPF_ANY);
+	}
+	near->first = first;
+	near->off = off;
+	near->epoch = w->epoch;
+	near->row = row ? *row : none;
+	return near->row;
+}
+
+/* Read the word at addr: from the window of the stack read last, or a new
+ * window from addr on (the walk climbs the stack), or alone (within the
+ * window's length of the stack's end). */
+static __always_inline int read_word(struct walk *w, __u64 addr, __u64 *out)
+{
+	__u64 at = addr - w->top, i = at >> 3;
+
+	if (!w->top || i >= TOP_WORDS || (at & 7)) {
+		if (bpf_probe_read_user(w->top_words, sizeof(w->top_words), (void *)addr)) {
+			w->top = 0;
+			return bpf_probe_read_user(out, sizeof(*out), (void *)addr);
+		}
+		w->top = addr;
+		i = 0;
+	}
+	asm volatile("%0 &= %1" : "+r"(i) : "i"(TOP_WORDS - 1)); /* for the verifier */
+	*out = w->top_words[i];
+	return 0;
 }
 
 /* Step to the caller through a table row: 1 when the walk ends. */
@@ -175,7 +365,9 @@ static __always_inline int cfi_step(struct walk *w, const struct unwind_row *row
 	default:
 		return -1;
 	}
-	if (read_word(cfa - 8, &ra) || (row->rbp < 0 && read_word(cfa + row->rbp * 8, &bp))) {
+	/* The lower address first: a window read covers what is above it. */
+	if ((row->rbp < 0 && read_word(w, cfa + row->rbp * 8, &bp)) ||
+	    read_word(w, cfa - 8, &ra)) {
 		w->how |= UNWIND_CUT_READ;
 		return 1;
 	}
@@ -235,7 +427,7 @@ static long walk_step(__u32 i, struct walk_ref *ref)
 {
 	struct walk *w = ref->w;
 	__u64 pc = w->pc, sp = w->sp, lookup;
-	struct unwind_row *row = NULL;
+	struct unwind_row row = {};
 	int r;
 
 	if (pc < 4096 || (pc >> 47))
@@ -254,9 +446,9 @@ static long walk_step(__u32 i, struct walk_ref *ref)
 		w->how |= r < 0 ? UNWIND_CUT_BUSY : UNWIND_CUT_TABLE;
 		return 1;
 	}
-	if (w->count)
-		row = find_row(w->first, w->count, lookup - w->vm_start + w->vm_off);
-	r = row ? cfi_step(w, row) : -1;
+	if (w->area.count)
+		row = row_at(w, lookup - w->area.start + w->area.off);
+	r = row.cfa != CFA_NONE ? cfi_step(w, &row) : -1;
 	if (r < 0)
 		r = fp_step(w);
 	if (!r && w->sp <= sp) {
@@ -267,33 +459,41 @@ static long walk_step(__u32 i, struct walk_ref *ref)
 }
 
 /*
- * Walk the stack from the registers in ctx and store it; 0 if it could not
- * be. With caller given, the stack starts at that frame: those above it are
+ * Walk the stack from the registers in ctx and store it, used at now; 0 if
+ * it could not be. With caller given, the stack starts at that frame: those above it are
  * the allocator's.
  */
-static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u64 caller)
+static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u64 caller,
+					 __u64 now)
 {
 	struct walk_ref ref = {.w = w};
 	long loops;
 
 	if (frame_pointers_only) {
 		w->buf.how = UNWIND_FP;
-		return store_stack(
-		    &w->buf, bpf_get_stack(ctx, w->buf.ips, sizeof(w->buf.ips), BPF_F_USER_STACK));
+		return store_stack(&w->buf,
+				   bpf_get_stack(ctx, w->buf.ips, sizeof(w->buf.ips), BPF_F_USER_STACK),
+				   now);
 	}
 	w->pc = PT_REGS_IP(ctx);
 	w->sp = PT_REGS_SP(ctx);
+	w->top = 0;
 	w->bp = ctx->bp;
 	w->caller = caller;
-	w->vm_start = w->vm_end = 0;
-	w->count = w->frames = w->n = w->how = 0;
+	w->area.end = 0;
+	w->frames = w->n = w->how = 0;
+	if (w->epoch != unwind_epoch) {
+		w->epoch = unwind_epoch;
+		for (int i = 0; i < NEAR_AREAS; i++)
+			w->near_areas[i].end = 0;
+	}
 	loops = bpf_loop(MAX_FRAMES + SKIP_FRAMES, walk_step, &ref, 0);
 	if (loops == MAX_FRAMES + SKIP_FRAMES)
 		w->how |= UNWIND_CUT_DEPTH;
 	w->buf.how = w->how;
 	if (w->n < MAX_FRAMES)
 		w->buf.ips[w->n & (MAX_FRAMES - 1)] = 0;
-	return store_stack(&w->buf, w->n * 8);
+	return store_stack(&w->buf, w->n * 8, now);
 }
 
 #endif

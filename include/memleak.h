@@ -154,6 +154,27 @@ struct unwind_span {
 	__u32 count;
 };
 
+/*
+ * A process's code areas, so that a walk finds a frame's object without the
+ * kernel's memory map (whose lock a thread growing its heap holds): written
+ * by the loader from /proc/PID/maps, and appended to by walks that found an
+ * area the loader had not seen yet. Each with its object's rows (count 0:
+ * no table, frame pointers serve).
+ */
+#define MAX_AREAS 64
+
+struct code_area {
+	__u64 start, end; /* end 0: a slot being written */
+	__u64 off;	  /* the file offset mapped at start */
+	__u32 first, count;
+};
+
+struct proc_areas {
+	__u32 n; /* slots taken; those past MAX_AREAS are not */
+	__u32 pad;
+	struct code_area a[MAX_AREAS];
+};
+
 /* The counts and the stacks' last use, copied out by the kernel into arrays
  * the loader maps (heap.bpf.h: a walk of a hash map from user space costs a
  * system call's work per bucket). */

@@ -139,8 +139,13 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 		return -1;
 	}
 	tr->skel = skel;
-	unwinder_init(&tr->unwind, bpf_map__fd(skel->maps.unwind_rows),
-		      bpf_map__fd(skel->maps.unwind_objs), bpf_map__fd(skel->maps.unwind_wanted),
+	unwinder_init(&tr->unwind,
+		      &(struct unwinder_maps){.rows_fd = bpf_map__fd(skel->maps.unwind_rows),
+					      .objs_fd = bpf_map__fd(skel->maps.unwind_objs),
+					      .wanted_fd = bpf_map__fd(skel->maps.unwind_wanted),
+					      .areas_fd = bpf_map__fd(skel->maps.areas),
+					      .row_cache_fd = bpf_map__fd(skel->maps.row_cache),
+					      .epoch = &skel->data->unwind_epoch},
 		      unwind_rows(tr), tr->opt.command || tr->opt.npids ? 0 : UNWIND_KEEP_S);
 	targets_init(&tr->targets, &maps);
 	tr->targets.older_ns = tr->opt.older_ms * 1000000;

@@ -12,12 +12,15 @@
 #include "unwinder.h"
 #include "util.h"
 
-void unwinder_init(struct unwinder *u, int rows_fd, int objs_fd, int wanted_fd, __u32 capacity,
+void unwinder_init(struct unwinder *u, const struct unwinder_maps *maps, __u32 capacity,
 		   double keep_s)
 {
-	*u = (struct unwinder){.rows_fd = rows_fd,
-			       .objs_fd = objs_fd,
-			       .wanted_fd = wanted_fd,
+	*u = (struct unwinder){.rows_fd = maps->rows_fd,
+			       .objs_fd = maps->objs_fd,
+			       .wanted_fd = maps->wanted_fd,
+			       .areas_fd = maps->areas_fd,
+			       .row_cache_fd = maps->row_cache_fd,
+			       .epoch = maps->epoch,
 			       .capacity = capacity,
 			       .keep_s = keep_s};
 	u->free = xcalloc(1, sizeof(*u->free));
@@ -95,8 +98,9 @@ static int load_rows(struct unwinder *u, const struct unwind_row *rows, __u32 fi
 /* An object's file as mapped: open_path opens it (wherever it lives: its
  * mapping's own link in /proc), name is where it is installed. */
 struct mapping {
-	struct unwind_key key;
+	struct unwind_key key; /* ino 0: not from a file (JIT code, the vDSO) */
 	const char *open_path, *name;
+	__u64 start, end, off;
 };
 
 /* Build the table of the mapped object, unless it exists. */
@@ -160,35 +164,78 @@ static void for_each_code_mapping(struct unwinder *u, pid_t pid, mapping_fn fn, 
 
 		if (sscanf(line, "%lx-%lx %4s %lx %x:%x %lu %n", &start, &end, perms, &off, &maj,
 			   &min, &ino, &at) < 7 ||
-		    perms[2] != 'x' || !ino)
+		    perms[2] != 'x')
 			continue;
 		line[strcspn(line, "\n")] = '\0';
 		snprintf(file, sizeof(file), "/proc/%d/map_files/%lx-%lx", pid, start, end);
 		fn(u,
 		   &(struct mapping){.key = {.dev = (__u64)maj << 20 | min, .ino = ino},
 				     .open_path = file,
-				     .name = line + at},
+				     .name = line + at,
+				     .start = start,
+				     .end = end,
+				     .off = off},
 		   ctx);
 	}
 	fclose(f);
 }
 
+/* Each code area with its object's rows, the table built first if need be. */
 static void add_mapping(struct unwinder *u, const struct mapping *m, void *ctx)
 {
-	(void)ctx;
-	add_obj(u, m);
+	struct proc_areas *pa = ctx;
+	struct unwind_obj *o = NULL;
+
+	if (m->key.ino) {
+		add_obj(u, m);
+		if (!(o = find_obj(u, &m->key)))
+			return; /* gone meanwhile: a walk finds it if it is back */
+	}
+	if (pa->n < MAX_AREAS)
+		pa->a[pa->n++] = (struct code_area){.start = m->start,
+						    .end = m->end,
+						    .off = m->off,
+						    .first = o ? o->span.first : 0,
+						    .count = o ? o->span.count : 0};
+}
+
+static bool has_area(const struct proc_areas *pa, const struct code_area *a)
+{
+	for (__u32 i = 0; i < pa->n && i < MAX_AREAS; i++)
+		if (!memcmp(&pa->a[i], a, sizeof(*a)))
+			return true;
+	return false;
+}
+
+/* Threads' walks forget what they remember of areas and rows. */
+static void new_epoch(struct unwinder *u)
+{
+	__atomic_add_fetch(u->epoch, 1, __ATOMIC_SEQ_CST);
 }
 
 void unwinder_add_pid(struct unwinder *u, pid_t pid)
 {
-	for_each_code_mapping(u, pid, add_mapping, NULL);
+	struct proc_areas pa = {0}, was;
+	__u32 key = (__u32)pid;
+
+	for_each_code_mapping(u, pid, add_mapping, &pa);
+	if (!pa.n)
+		return;
+	/* An area gone (a dlclose) may hold other code next. */
+	if (bpf_map_lookup_elem(u->areas_fd, &key, &was) == 0)
+		for (__u32 i = 0; i < was.n && i < MAX_AREAS; i++)
+			if (was.a[i].end && !has_area(&pa, &was.a[i])) {
+				new_epoch(u);
+				break;
+			}
+	bpf_map_update_elem(u->areas_fd, &key, &pa, BPF_ANY);
 }
 
 static void add_wanted(struct unwinder *u, const struct mapping *m, void *ctx)
 {
 	const struct unwind_key *want = ctx;
 
-	if (m->key.dev == want->dev && m->key.ino == want->ino)
+	if (m->key.ino && m->key.dev == want->dev && m->key.ino == want->ino)
 		add_obj(u, m);
 }
 
@@ -217,7 +264,7 @@ void unwinder_serve(struct unwinder *u)
 
 static void mark_mapping(struct unwinder *u, const struct mapping *m, void *ctx)
 {
-	struct unwind_obj *o = find_obj(u, &m->key);
+	struct unwind_obj *o = m->key.ino ? find_obj(u, &m->key) : NULL;
 
 	(void)ctx;
 	if (o)
@@ -255,6 +302,20 @@ void unwinder_collect(struct unwinder *u, const pid_t *pids, size_t n, bool all)
 		u->freed = xrealloc(u->freed, (u->nfreed + 1) * sizeof(*u->freed));
 		u->freed[u->nfreed++] = (struct extent){o->span.first, o->span.count};
 		u->rows_used -= o->span.count;
+	}
+	if (kept < u->nobjs) {
+		/* Areas and rows remembered may name the freed rows: each
+		 * process's list and the shared rows start over. */
+		__u32 key;
+		struct {
+			__u32 first, off;
+		} row_key;
+
+		while (bpf_map_get_next_key(u->areas_fd, NULL, &key) == 0)
+			bpf_map_delete_elem(u->areas_fd, &key);
+		while (bpf_map_get_next_key(u->row_cache_fd, NULL, &row_key) == 0)
+			bpf_map_delete_elem(u->row_cache_fd, &row_key);
+		new_epoch(u);
 	}
 	u->nobjs = kept;
 }

@@ -180,6 +180,37 @@ def test_library_closed_before_the_report_is_still_named():
     check_eq(after[after.index(freed[0]):], [freed[0]] * (len(after) - after.index(freed[0])),
              "tables after the library's was freed")
 
+def test_threads_growing_their_heaps_keep_whole_stacks():
+    """Four frameless threads keep 250 blocks each while their arenas grow
+    and shrink (the memory map's lock taken as a writer): every block on the
+    whole stack, in each of 3 runs."""
+    src = "thread_leak.c"
+    want = [("thread_leak", src, line_of(src, "void *p = malloc(40);"), False),
+            ("worker", src, line_of(src, "kept[t][i] = thread_leak();"), False)]
+    for run in range(3):
+        proc = trace([workload("thread_leak")], extra=["-T", "1000"])
+        leaks = stacks_from(proc, "thread_leak")
+        check_eq(sum(s["outstanding_allocs"] for s in leaks), 1000, "run %d: blocks" % run)
+        for s in leaks:
+            got = [(f["symbol"], os.path.basename(f["file"] or ""), f["line"], f["inlined"])
+                   for f in s["frames"][:2]]
+            check_eq(got, want, "run %d: frames" % run)
+            check_eq(s["truncated"], None, "run %d: truncated" % run)
+            check_eq([f["symbol"] for f in s["frames"][2:]], ["start_thread", "__clone3"],
+                     "run %d: below worker" % run)
+
+
+def test_perl_and_gawk_stacks_never_cut_by_a_locked_map():
+    for argv in (["perl", "-e", 'my @k; for my $i (1..200000) { push @k, "x" x (10 + $i % 50);'
+                  ' pop @k if $i % 3 == 0 } print scalar(@k), "\\n";'],
+                 ["gawk", 'BEGIN { for (i = 0; i < 200000; i++) a[i] = sprintf("%d-%s", i, "ab");'
+                  ' print length(a) }']):
+        proc = trace(argv, extra=["-T", "10000"])
+        check(len(proc["stacks"]) >= 5, "%s: only %d stacks" % (argv[0], len(proc["stacks"])))
+        cut = [s["truncated"] for s in proc["stacks"] if s["truncated"] not in (None, "depth")]
+        check_eq(cut, [], "%s: stacks cut" % argv[0])
+
+
 def test_stack_deeper_than_kept_says_so():
     proc = trace([workload("recurse")])
     (s,) = [s for s in proc["stacks"] if s["outstanding_bytes"] == 64]
