@@ -291,7 +291,7 @@ struct row_key {
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, ROW_CACHE_ENTRIES);
 	__type(key, struct row_key);
 	__type(value, struct unwind_row);
