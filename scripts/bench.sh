@@ -5,7 +5,8 @@
 # (malloc entry+return, free); memleak-bpf tracing the command (defaults,
 # -s 100, -k); system-wide memleak-bpf: the default watch mode (the process is
 # only watched), with -k, and --all-stacks. MODES picks some, ONLY_PAIRS=1
-# stops after this table. Then the tool's own CPU and RSS while watching the
+# stops after these tables and the BPF programs' run time per event
+# (scripts/bpf_time.sh). Then the tool's own CPU and RSS while watching the
 # whole machine, and stack walking.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +69,9 @@ threads=2
 echo
 pair_table ${MODES2:-untraced floor_sites floor_entries command_traced command_traced_s100}
 threads=1
+# What the BPF programs themselves take per event, next to the floor's.
+echo
+RUNS=$runs scripts/bpf_time.sh
 [[ -n ${ONLY_PAIRS:-} ]] && exit 0
 
 # The watcher's own cost: CPU ticks over 10 s of watching every process, with
