@@ -323,14 +323,23 @@ static void call_site(Dwarf_Die *cu, Dwarf_Die *inl, struct frame *f)
 	f->line = (int)line;
 }
 
-/* Split f, the frame at call, into the functions inlined there and the one
- * they were inlined into. */
+/* Split f, the frame at call, into the functions inlined there, innermost
+ * first, and the one they were inlined into. */
 static int expand_inlined(Dwfl_Module *mod, Dwarf_Addr call, struct frame **frames)
 {
 	Dwarf_Addr bias;
-	Dwarf_Die *cu = dwfl_module_addrdie(mod, call, &bias), *scopes = NULL;
+	Dwarf_Die *cu = dwfl_module_addrdie(mod, call, &bias), *scopes = NULL, inner;
 	int nscopes = cu ? dwarf_getscopes(cu, call - bias, &scopes) : 0, n = 1;
 
+	/* Past the innermost inlined instance, dwarf_getscopes climbs its
+	 * abstract definition; the DIEs that hold the innermost scope are the
+	 * instances it was inlined into, each inside the next. */
+	if (nscopes > 0) {
+		inner = scopes[0];
+		free(scopes);
+		scopes = NULL;
+		nscopes = dwarf_getscopes_die(&inner, &scopes);
+	}
 	for (int i = 0; i < nscopes; i++) {
 		struct frame *f;
 		const char *name;

@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 
 from harness import (ROOT, TOOL, check, check_eq, final_process, reports, run_tool,
@@ -209,6 +210,102 @@ def test_perl_and_gawk_stacks_never_cut_by_a_locked_map():
         check(len(proc["stacks"]) >= 5, "%s: only %d stacks" % (argv[0], len(proc["stacks"])))
         cut = [s["truncated"] for s in proc["stacks"] if s["truncated"] not in (None, "depth")]
         check_eq(cut, [], "%s: stacks cut" % argv[0])
+
+
+def addr2line_frames(module, addr):
+    """addr2line -i's frames at a file address: [(function, file, line)],
+    the innermost first. LLVM's: binutils' 2.40 takes a DWARF 5 line
+    table's file 0 for file 1 (glibc's __libc_start_call_main, in
+    libc_start_call_main.h, comes out in libc-start.c)."""
+    out = subprocess.run(["llvm-addr2line", "-i", "-f", "-e", module, "%#x" % addr],
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    frames = []
+    for name, where in zip(out[0::2], out[1::2]):
+        file, _, line = where.split(" ")[0].rpartition(":")
+        frames.append((name, "" if file == "??" else os.path.basename(file),
+                       int(line) if line.isdigit() else 0))
+    return frames
+
+
+def plain(symbol):
+    """A function's name without its symbol version or leading underscores
+    (an ELF symbol may be an alias of the name DWARF gives)."""
+    return "" if symbol in (None, "??") else symbol.split("@")[0].lstrip("_")
+
+
+def check_inlined_as_addr2line(argv, wanted, what):
+    """Trace argv (which waits for the end of its input) until a report
+    holds stacks through a function of wanted; then each of their return
+    addresses gives the frames addr2line -i gives, innermost first, with the
+    same lines (names: the same, or aliases for the function holding them)."""
+    tool = subprocess.Popen([TOOL, "--json", "-T", "10000", "0.5", "--"] + argv,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # No such report in a minute: the command's input ends, so does the run.
+    watchdog = threading.Timer(60, tool.stdin.close)
+    watchdog.start()
+    try:
+        proc = None
+        for line in tool.stdout:
+            if not line.startswith('{"type":"report"'):
+                continue
+            procs = reports(line)[0]["processes"]
+            if procs and any(reaches(s, wanted) for s in procs[0]["stacks"]):
+                proc = procs[0]
+                break
+        check(proc, "%s: no report with a stack through %s" % (what, sorted(wanted)))
+        with open("/proc/%d/maps" % proc["pid"]) as f:
+            maps = [l.split() for l in f if len(l.split()) >= 6]
+        compared = 0
+        for s in (s for s in proc["stacks"] if reaches(s, wanted)):
+            groups = {}
+            for f in s["frames"]:
+                groups.setdefault(f["addr"], []).append(f)
+            for addr, frames in groups.items():
+                a = int(addr, 16)
+                area = [m for m in maps if int(m[0].split("-")[0], 16) <= a - 1 <
+                        int(m[0].split("-")[1], 16)]
+                check(area, "%s: %s in no area" % (what, addr))
+                start, off, module = int(area[0][0].split("-")[0], 16), int(area[0][2], 16), \
+                    area[0][5]
+                want = addr2line_frames(module, a - 1 - start + off)
+                got = [(f["symbol"], os.path.basename(f["file"] or ""), f["line"] or 0)
+                       for f in frames]
+                check_eq([(g[1], g[2]) for g in got], [(w[1], w[2]) for w in want],
+                         "%s: files and lines at %s" % (what, addr))
+                check_eq([g[0] for g in got[:-1]], [w[0] for w in want[:-1]],
+                         "%s: inlined functions at %s" % (what, addr))
+                check_eq(plain(got[-1][0]), plain(want[-1][0]),
+                         "%s: the function holding %s" % (what, addr))
+                compared += 1
+        check(compared >= 3, "%s: only %d addresses compared" % (what, compared))
+    finally:
+        watchdog.cancel()
+        tool.stdin.close()
+        tool.stdout.read()
+        err = tool.stderr.read()
+        tool.wait(timeout=60)
+    check_eq(tool.returncode, 0, "%s: exit status (stderr: %s)" % (what, err.strip()))
+
+
+def test_nested_inlining_equals_addr2line():
+    src = "inline_nest.c"
+    check_inlined_as_addr2line([workload("inline_nest")], {"middle"}, "inline_nest")
+    proc = trace([workload("inline_nest")])
+    leaks = stacks_from(proc, "inner")
+    check_eq(sum(s["outstanding_bytes"] for s in leaks), 216, "inner's bytes")
+    for s in leaks:
+        check_frames(s, [("inner", src, line_of(src, "inner's call of malloc"), True),
+                         ("middle", src, line_of(src, "middle's call of inner"), True),
+                         ("outer", src, line_of(src, "outer's call of middle"), False),
+                         ("main", src, line_of(src, "outer(i);"), False)], "inner")
+
+
+def test_glibc_nss_chain_equals_addr2line():
+    """sqlite3 looks up its user (getpwuid: glibc's nss, inlined two and
+    three deep) before it reads its input."""
+    check_inlined_as_addr2line(["sqlite3", ":memory:"], {"nss_database_check_reload_and_get"},
+                               "sqlite3")
 
 
 def test_stack_deeper_than_kept_says_so():
