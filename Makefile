@@ -142,7 +142,7 @@ test: deps memleak-bpf $(BUILD)/unit_tests $(BUILD)/probe_sites $(WORKLOAD_BIN)
 	@python3 tests/run.py
 
 demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky
-	./memleak-bpf 1 -- $(BUILD)/workloads/demo_leaky
+	./memleak-bpf 5 -- $(BUILD)/workloads/demo_leaky
 
 bench: deps memleak-bpf $(BUILD)/floor_probes $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/flood $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp
 	@scripts/bench.sh

@@ -94,6 +94,11 @@ const drip = setInterval(() => {
 JS
 record node_global_array node "$tmp/keep.js"
 
+# a settled server (tests/workloads/server_like.c "big": a churning 16 MiB
+# cache, 16 MiB bursts every 2 s) that starts a 640 KiB/s drip at 25 s
+make -s build/workloads/server_like
+record server_settled_drip build/workloads/server_like "$secs" 25 big
+
 # redis-server (Debian's redis-check-rdb under its server name) under
 # redis-benchmark's mixed workload: a fixed key space, lists pushed and popped
 ln -sf "$(command -v redis-check-rdb)" "$tmp/redis-server"

@@ -29,8 +29,7 @@ int csv_rows(FILE *out, const struct target_set *ts)
 	for (int i = 0; i < ts->n; i++) {
 		const struct target *t = &ts->t[i];
 		const struct curve_point *p;
-
-		char kernel[32] = "";
+		char kernel[32] = "", band[64];
 
 		if (t->sampled != ts->samples || !t->mem.n)
 			continue;
@@ -39,9 +38,13 @@ int csv_rows(FILE *out, const struct target_set *ts)
 			snprintf(kernel, sizeof(kernel), "%lld", t->kernel_bytes);
 		fprintf(out, "%.3f,%d,", p->t, t->pid);
 		put_csv(out, t->comm);
-		fprintf(out, ",%lld,%llu,%s,%.0f,%.0f,%s,%.0f\n", t->heap_bytes, t->rss_bytes,
-			kernel, t->verdict.band_low, t->verdict.band_high,
-			verdict_name(t->verdict.state), p->last);
+		if (verdict_has_band(&t->verdict))
+			snprintf(band, sizeof(band), "%.0f,%.0f", t->verdict.band_low,
+				 t->verdict.band_high);
+		else
+			snprintf(band, sizeof(band), ","); /* empty: never steady, no band */
+		fprintf(out, ",%lld,%llu,%s,%s,%s,%.0f\n", t->heap_bytes, t->rss_bytes, kernel,
+			band, verdict_name(t->verdict.state), p->last);
 	}
 	return fflush(out) || ferror(out) ? -1 : 0;
 }

@@ -68,10 +68,15 @@ static void print_stack(FILE *out, const struct stack_report *s)
 
 static void print_verdict(FILE *out, const struct verdict *v)
 {
-	fprintf(out,
-		"\"verdict\":{\"state\":\"%s\",\"growth_bytes_per_s\":%.1f,"
-		"\"band_low_bytes\":%.0f,\"band_high_bytes\":%.0f,\"left_band_at_s\":",
-		verdict_name(v->state), v->growth_bps, v->band_low, v->band_high);
+	fprintf(out, "\"verdict\":{\"state\":\"%s\",\"growth_bytes_per_s\":%.1f,",
+		verdict_name(v->state), v->growth_bps);
+	/* null: never steady, no band to leave */
+	if (verdict_has_band(v))
+		fprintf(out, "\"band_low_bytes\":%.0f,\"band_high_bytes\":%.0f,", v->band_low,
+			v->band_high);
+	else
+		fputs("\"band_low_bytes\":null,\"band_high_bytes\":null,", out);
+	fputs("\"left_band_at_s\":", out);
 	if (v->left_band_at_s >= 0)
 		fprintf(out, "%.1f},", v->left_band_at_s);
 	else

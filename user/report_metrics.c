@@ -128,7 +128,7 @@ static bool has_field(const struct proc_report *p, enum field f)
 		return p->has_kernel;
 	case BAND_LOW:
 	case BAND_HIGH:
-		return p->verdict.state != VERDICT_WARMUP;
+		return verdict_has_band(&p->verdict);
 	case GROWTH:
 		return true;
 	}

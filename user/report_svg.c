@@ -88,7 +88,7 @@ static void panel(FILE *f, const struct target *t, int top)
 
 	for (size_t i = 0; i < c->n; i++)
 		s.y1 = fmax(s.y1, c->p[i].high);
-	if (v->state != VERDICT_WARMUP)
+	if (verdict_has_band(v))
 		s.y1 = fmax(s.y1, v->band_high);
 	s.y1 *= 1.1;
 	if (s.t1 <= 0)
@@ -98,7 +98,7 @@ static void panel(FILE *f, const struct target *t, int top)
 	put_xml(f, t->comm);
 	fprintf(f, "): %s, %s/s</text>\n", verdict_name(v->state),
 		human_bytes(v->growth_bps, rate, sizeof(rate)));
-	if (v->state != VERDICT_WARMUP)
+	if (verdict_has_band(v))
 		fprintf(
 		    f,
 		    "<rect class='band' x='%d' y='%.1f' width='%d' height='%.1f' fill='#2e7d32' "
@@ -115,6 +115,13 @@ static void panel(FILE *f, const struct target *t, int top)
 	for (size_t i = 0; i < c->n; i++)
 		fprintf(f, "%.1f,%.1f ", sx(&s, c->p[i].t), sy(&s, c->p[i].last));
 	fputs("'/>\n", f);
+	/* The last sample marked: alone (a program shorter than an interval), a
+	 * line of one point would not show. */
+	fprintf(f,
+		"<circle class='last' cx='%.1f' cy='%.1f' r='3' fill='#1565c0'><title>%s at "
+		"%.1f s</title></circle>\n",
+		sx(&s, c->p[c->n - 1].t), sy(&s, c->p[c->n - 1].last),
+		human_bytes(c->p[c->n - 1].last, rate, sizeof(rate)), c->p[c->n - 1].t);
 	if (v->left_band_at_s >= 0)
 		fprintf(
 		    f,

@@ -85,9 +85,10 @@ static void print_verdict(FILE *out, const struct verdict *v)
 		fputs("  steady", out);
 		break;
 	}
-	fprintf(out, " (%sband %s-%s)", v->state == VERDICT_STEADY ? "" : "steady ",
-		human_bytes(v->band_low, low, sizeof(low)),
-		human_bytes(v->band_high, high, sizeof(high)));
+	if (verdict_has_band(v))
+		fprintf(out, " (%sband %s-%s)", v->state == VERDICT_STEADY ? "" : "steady ",
+			human_bytes(v->band_low, low, sizeof(low)),
+			human_bytes(v->band_high, high, sizeof(high)));
 }
 
 /* The heap beyond the stacks shown, so that the figures add up. */

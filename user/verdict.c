@@ -18,6 +18,11 @@
  *    an excursion seen while steady stays inside. The band of today's
  *    windows alone is the tight band.
  *
+ * 4. Climbing out: a curve that read steady, whose every window has since
+ *    peaked above its band for a few windows while the floor under them
+ *    rose at each, is a leak reading before the trend of the recent half
+ *    can say so (a drip under big bursts: the band holds the bursts).
+ *
  * steady: no significant recent growth (a step or a cache that has settled).
  * leak: significant growth, out of the band for good (or out of the tight
  * band for VERDICT_OUT_S), and not slowing.
@@ -46,6 +51,7 @@
 struct floors {
 	double *t;    /* window start */
 	double *low;  /* minimum in the window */
+	double *base; /* minimum in the window and the one before */
 	double *high; /* maximum in the window */
 	double w;     /* window length */
 	size_t n;
@@ -101,6 +107,7 @@ static void make_floors(const double *t, const double *y, size_t n, struct floor
 
 	f->t = xcalloc(cap, sizeof(double));
 	f->low = xcalloc(cap, sizeof(double));
+	f->base = xcalloc(cap, sizeof(double));
 	f->high = xcalloc(cap, sizeof(double));
 	f->n = 0;
 	f->w = w;
@@ -126,12 +133,19 @@ static void make_floors(const double *t, const double *y, size_t n, struct floor
 	/* A last window with only a few samples is not a fair minimum. */
 	if (f->n > 1 && t[n - 1] - f->t[f->n - 1] < w / 2)
 		f->n--;
+	/* The lowest of two windows: a burst held for most of a window (1 s
+	 * in a 2 s period, sampled at 0.5 s) lifts a window's minimum, not
+	 * this. */
+	f->base[0] = f->low[0];
+	for (size_t k = 1; k < f->n; k++)
+		f->base[k] = fmin(f->low[k], f->low[k - 1]);
 }
 
 static void free_floors(struct floors *f)
 {
 	free(f->t);
 	free(f->low);
+	free(f->base);
 	free(f->high);
 }
 
@@ -255,6 +269,33 @@ static void judge_departure(struct verdict *v, const struct floors *f, double no
 }
 
 /*
+ * A curve that read steady in its band and has left it since, excursions
+ * and all: from some window on, every window peaks above the band (which
+ * holds the excursions seen while steady), four windows or more, and the
+ * floor under them (the lowest of two windows) rises at each, by more than
+ * twice the margin in all. A step (the floor flat at its new level) and a
+ * burst that returns are not; a drip is, a few windows after its bursts
+ * top the band, long before its floor leaves it or the trend of the recent
+ * half (which holds the steady time too) says so.
+ */
+static bool climbing_out(struct verdict *v, const struct floors *f, double margin)
+{
+	size_t d = f->n;
+
+	while (d > 0 && f->high[d - 1] > v->band_high && f->t[d - 1] >= v->band_to_s)
+		d--;
+	if (f->n - d < 4)
+		return false;
+	for (size_t k = d + 1; k < f->n; k++)
+		if (f->base[k] <= f->base[k - 1])
+			return false;
+	if (f->base[f->n - 1] - f->base[d] <= 2 * margin)
+		return false;
+	v->left_band_at_s = f->t[d];
+	return true;
+}
+
+/*
  * The reading of a curve, with the band held so far (NULL: none): it covers
  * [band_from_s, band_to_s], the time the curve read steady and flat (to_s 0:
  * none yet). A steady, flat reading extends it to now; any reading measures
@@ -310,6 +351,10 @@ static void read_curve(const double *t, const double *y, size_t n, const struct 
 	hold_band(v, held);
 	if (v->state != VERDICT_STEADY)
 		judge_departure(v, &f, t[n - 1], late >= early * SLOWING, tight_low, tight_high);
+	if (v->band_to_s && climbing_out(v, &f, margin)) {
+		v->state = VERDICT_LEAK; /* too recent for the trend of the recent half */
+		v->climbing = true;
+	}
 	free_floors(&f);
 }
 
@@ -359,8 +404,13 @@ void verdict_update(struct verdict *v, const double *t, const double *y, size_t 
 	if (now.state == VERDICT_LEAK) {
 		if (!v->leak_since_s)
 			v->leak_since_s = t[n - 1];
-		if (t[n - 1] - v->leak_since_s <
-		    (v->settled_s ? VERDICT_CONFIRM_S : VERDICT_CONFIRM_UNSETTLED_S))
+		/* A settled curve climbing out has its evidence since it left
+		 * the band it settled in, not since the readings saw it. */
+		bool out_long = v->settled_s && now.climbing &&
+				t[n - 1] - now.left_band_at_s >= VERDICT_CONFIRM_S;
+
+		if (!out_long && t[n - 1] - v->leak_since_s <
+				     (v->settled_s ? VERDICT_CONFIRM_S : VERDICT_CONFIRM_UNSETTLED_S))
 			now.state = VERDICT_GROWING;
 	} else if (v->steady_since_s && t[n - 1] - v->steady_since_s >= VERDICT_RESET_S) {
 		v->leak_since_s = 0; /* steady a while: a single reading does not end it */
@@ -374,6 +424,11 @@ void verdict_update(struct verdict *v, const double *t, const double *y, size_t 
 bool verdict_settled(const struct verdict *v)
 {
 	return v->state == VERDICT_STEADY && v->settled_s > 0;
+}
+
+bool verdict_has_band(const struct verdict *v)
+{
+	return v->state != VERDICT_WARMUP && (v->band_to_s > 0 || v->state == VERDICT_STEADY);
 }
 
 const char *verdict_name(enum verdict_state s)

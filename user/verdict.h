@@ -27,6 +27,7 @@ struct verdict {
 	double back_since_s;   /* a leak: since when its floor is back in the band's lower half */
 	double band_from_s;    /* the band covers the floors of this time: when the */
 	double band_to_s;      /* curve read steady and flat (0: not yet); it only extends */
+	bool climbing;	       /* the reading: out of that band since, and still climbing */
 };
 
 #define VERDICT_WARMUP_S 10.0
@@ -55,6 +56,9 @@ void judge_curve(const double *t, const double *bytes, size_t n, struct verdict 
  * judgement (judging it again would move only its growth estimate and the
  * span its band is measured over). */
 bool verdict_settled(const struct verdict *v);
+/* Whether the curve has a band to show: one it read steady in (a curve
+ * never steady has only its early floors, which are no band). */
+bool verdict_has_band(const struct verdict *v);
 /* The median of v[0..n) (n > 0), found without a sort; v is reordered. */
 double verdict_median(double *v, size_t n);
 const char *verdict_name(enum verdict_state s);

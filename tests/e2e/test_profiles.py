@@ -93,12 +93,14 @@ def test_folded_stacks_sum_to_the_json_figures():
 
 
 def test_profiles_are_rewritten_at_each_report():
-    """Read while the demo still runs: both files hold its leak so far, and
-    grow to the exact figure at exit (parse_header: 1,600 x 256 B)."""
+    """Read while the demo (buggy from its first request, 16,000 of them)
+    still runs: both files hold its leak so far, and grow to the exact
+    figure at exit (parse_header: 1,600 x 256 B)."""
     with tempfile.TemporaryDirectory() as d:
         pprof, folded = os.path.join(d, "heap.pb.gz"), os.path.join(d, "heap.folded")
         tool = subprocess.Popen([TOOL, "--pprof", pprof, "--folded", folded, "1", "--",
-                                 workload("demo_leaky")], stdout=subprocess.DEVNULL,
+                                 workload("demo_leaky"), "16000", "1"],
+                                stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         try:
             mid = 0

@@ -86,3 +86,68 @@ def test_server_drip_is_a_leak_within_35_s():
         check("cache_put" not in s and "load_and_release" not in s, "suspects %r" % s)
     check_curve_rows(rows, final["pid"])
     check_plot(svg, left_band=True)
+
+
+def test_settled_server_drip_is_a_leak_within_15_s():
+    """server_like "big" (a churning 16 MiB cache, 16 MiB bursts every 2 s)
+    settles, then drips 640 KiB/s from 25 s: a leak within 15 s of the
+    drip's start, in each of 3 runs, and drip() heads the suspects."""
+    for run in range(3):
+        status, rs, rows, svg, err = trace_server(["45", "25", "big"])
+        check_eq(status, 3, "run %d: exit status with --fail-on-leak: %s" % (run, err))
+        first = next((r for r in rs if r["processes"][0]["verdict"]["state"] == "leak"), None)
+        check(first is not None, "run %d: never called a leak" % run)
+        # The oldest block of drip() is as old as the drip.
+        since = [st["oldest_age_s"] for st in first["processes"][0]["stacks"]
+                 if st["frames"][0]["symbol"] == "drip"]
+        check(since and since[0] <= 15, "run %d: called a leak at %.1f s, %r s into the drip"
+              % (run, first["elapsed_s"], since))
+        verdict = first["processes"][0]["verdict"]
+        check(verdict["left_band_at_s"] is not None and verdict["left_band_at_s"] >= 25,
+              "run %d: left the band at %r" % (run, verdict["left_band_at_s"]))
+        check_eq(suspects(rs[-1]["processes"][0])[:1], ["drip"], "run %d: head suspect" % run)
+        check_eq([r for r in rs if r["elapsed_s"] < 25 and
+                  r["processes"][0]["verdict"]["state"] == "leak"], [],
+                 "run %d: leak verdicts before the drip" % run)
+
+
+def test_a_curve_never_steady_shows_no_band():
+    """The demo leaking from its first request never reads steady: no
+    report, curve row or plot shows a band (its early floors are none)."""
+    argv = ["--", workload("demo_leaky"), "16000", "1"]
+    with tempfile.TemporaryDirectory() as d:
+        curve, plot = os.path.join(d, "curve.csv"), os.path.join(d, "plot.svg")
+        status, out, err = run_tool(["--json", "--curve", curve, "--plot", plot, "2"] + argv)
+        check_eq(status, 0, "exit status: " + err)
+        with open(curve) as f:
+            rows = list(csv.DictReader(f))
+        svg = xml.dom.minidom.parse(plot)
+    verdicts = [r["processes"][0]["verdict"] for r in reports(out)]
+    check_eq(verdicts[-1]["state"], "growing", "final verdict")
+    check_eq({(v["band_low_bytes"], v["band_high_bytes"]) for v in verdicts}, {(None, None)},
+             "JSON bands")
+    check(rows and {(r["band_low_bytes"], r["band_high_bytes"]) for r in rows} == {("", "")},
+          "CSV bands: %r" % rows[-1:])
+    check("band" not in classes(svg, "rect"), "a band in the SVG")
+    check("last" in classes(svg, "circle"), "no last sample in the SVG")
+    status, out, err = run_tool(["5"] + argv)
+    check_eq(status, 0, "text: exit status: " + err)
+    check(out.strip() and "band" not in out, "text: %r" % out[-300:])
+
+
+def test_a_program_shorter_than_a_sample_has_its_curve():
+    """short_lived (7 x 512 B kept) lives a fraction of a 5 s interval: the
+    curve still has its final sample, and the plot shows it."""
+    with tempfile.TemporaryDirectory() as d:
+        curve, plot = os.path.join(d, "curve.csv"), os.path.join(d, "plot.svg")
+        status, out, err = run_tool(["--json", "--curve", curve, "--plot", plot, "5", "--",
+                                     workload("short_lived")])
+        check_eq(status, 0, "exit status: " + err)
+        with open(curve) as f:
+            rows = list(csv.DictReader(f))
+        svg = xml.dom.minidom.parse(plot)
+    check(rows, "no curve row")
+    check_eq((rows[-1]["comm"], rows[-1]["heap_bytes"]), ("short_lived", "3584"), "last row")
+    check_eq(reports(out)[-1]["processes"][0]["heap"]["outstanding_bytes"], 3584, "JSON heap")
+    check("curve" in classes(svg, "polyline") and "last" in classes(svg, "circle"),
+          "the plot: %r" % classes(svg, "circle"))

@@ -1,4 +1,5 @@
-/* Unit tests: no BPF. Parsing, formatting, ELF reading, discovery, symbolization. */
+/* Unit tests: no BPF programs. Parsing, formatting, ELF reading, discovery,
+ * symbolization, the verdict; the unwinder's maps (created here: root). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@ void test_curve_flat_stretch_keeps_its_ends(void);
 void test_median_is_a_sorts_middle(void);
 void test_profiles_add_up(void);
 void test_metrics_page(void);
+void test_unwinder_area_list(void);
 
 /* Split line at spaces into argv; the command, if any, points into it. */
 static enum parse_result parse(struct options *o, char *line, char *err)
@@ -296,6 +298,7 @@ int main(void)
 	    TEST(test_ret_sites_of_jemalloc_new),
 	    TEST(test_probe_site_prologues),
 	    TEST(test_unwind_table_walk_equals_backtrace),
+	    TEST(test_unwinder_area_list),
 	    TEST(test_verdict_recorded_curves),
 	};
 	int failed = 0;

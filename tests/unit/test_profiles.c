@@ -186,7 +186,7 @@ void test_metrics_page(void)
 	     .alive = true,
 	     .heap = {.allocs = 10, .frees = 4, .alloc_bytes = 1000, .free_bytes = 400},
 	     .rss_bytes = 4096,
-	     .verdict = {.state = VERDICT_LEAK, .band_low = 1, .band_high = 2}},
+	     .verdict = {.state = VERDICT_LEAK, .band_low = 1, .band_high = 2, .band_to_s = 5}},
 	    {.pid = 8,
 	     .comm = "other",
 	     .probed = true,

@@ -107,6 +107,14 @@ static double staircase(double t)
 	return steady_noise(t) + 2 * MIB * floor(t / 10);
 }
 
+/* A server: a churning 16 MiB cache, 16 MiB bursts every 2 s; from 25 s on a
+ * 640 KiB/s drip. */
+static double settled_then_drip(double t)
+{
+	return steady_noise(t) + 16 * MIB + (fmod(t, 2) < 1 ? 16 * MIB : 0) +
+	       (t > 25 ? 640 * KIB * (t - 25) : 0);
+}
+
 static const struct curve_case {
 	const char *name;
 	double (*curve)(double t);
@@ -127,6 +135,7 @@ static const struct curve_case {
     {"leak starting late", late_leak, 120, 120, false},
     {"leak under a large sawtooth", leak_under_sawtooth, 120, 70, false},
     {"staircase leak", staircase, 120, 80, false},
+    {"settled server, then a drip", settled_then_drip, 90, 40, false},
     {"leak, then all freed", leak_released, 150, 90, true},
 };
 
