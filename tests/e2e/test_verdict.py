@@ -68,13 +68,15 @@ def test_server_drip_is_a_leak_within_35_s():
     first = next((r for r in rs if r["processes"][0]["verdict"]["state"] == "leak"), None)
     check(first is not None, "never called a leak")
     # The band holds the 8 MiB bursts seen while steady (2 + 8 MiB, plus the
-    # margin): the drip (0.5 MiB/s from 15 s) climbs above them by about
-    # 33 s, then 10 s of evidence, slack.
+    # margin): the drip (0.5 MiB/s from 15 s) lifts the bursts' tops above it
+    # by about 26 s (the curve climbs out: every window peaks above it, the
+    # floor under them rising) and the floor by about 33 s; then 10 s of
+    # evidence, slack.
     check(first["elapsed_s"] <= 50, "called a leak at %.1f s" % first["elapsed_s"])
     final = rs[-1]["processes"][0]
     check_eq(final["verdict"]["state"], "leak", "final verdict")
     left = final["verdict"]["left_band_at_s"]
-    check(left is not None and 28 <= left <= 38, "left the band at %r" % left)
+    check(left is not None and 24 <= left <= 38, "left the band at %r" % left)
     high = final["verdict"]["band_high_bytes"]
     check(10 * 2**20 <= high <= 12 * 2**20, "band %r" % final["verdict"])
     check_eq(suspects(final)[:1], ["drip"], "head suspect")
@@ -95,20 +97,22 @@ def test_settled_server_drip_is_a_leak_within_15_s():
     for run in range(3):
         status, rs, rows, svg, err = trace_server(["45", "25", "big"])
         check_eq(status, 3, "run %d: exit status with --fail-on-leak: %s" % (run, err))
+        trail = " ".join("%.0f:%s" % (r["elapsed_s"], r["processes"][0]["verdict"]["state"][0])
+                         for r in rs)
         first = next((r for r in rs if r["processes"][0]["verdict"]["state"] == "leak"), None)
-        check(first is not None, "run %d: never called a leak" % run)
+        check(first is not None, "run %d: never called a leak (%s)" % (run, trail))
         # The oldest block of drip() is as old as the drip.
         since = [st["oldest_age_s"] for st in first["processes"][0]["stacks"]
                  if st["frames"][0]["symbol"] == "drip"]
-        check(since and since[0] <= 15, "run %d: called a leak at %.1f s, %r s into the drip"
-              % (run, first["elapsed_s"], since))
+        check(since and since[0] <= 15, "run %d: called a leak at %.1f s, %r s into the drip (%s)"
+              % (run, first["elapsed_s"], since, trail))
         verdict = first["processes"][0]["verdict"]
         check(verdict["left_band_at_s"] is not None and verdict["left_band_at_s"] >= 25,
               "run %d: left the band at %r" % (run, verdict["left_band_at_s"]))
         check_eq(suspects(rs[-1]["processes"][0])[:1], ["drip"], "run %d: head suspect" % run)
-        check_eq([r for r in rs if r["elapsed_s"] < 25 and
+        check_eq([r["elapsed_s"] for r in rs if r["elapsed_s"] < 25 and
                   r["processes"][0]["verdict"]["state"] == "leak"], [],
-                 "run %d: leak verdicts before the drip" % run)
+                 "run %d: leak verdicts before the drip (%s)" % (run, trail))
 
 
 def test_a_curve_never_steady_shows_no_band():
