@@ -209,12 +209,14 @@ static __always_inline int find_area(struct walk *w, __u64 pc)
 {
 	struct unwind_span *span;
 	struct proc_areas *pa;
-	__u32 tgid = current_tgid();
 	struct area a = {};
 	long err = 0;
+	__u32 tgid;
 
+	/* Most frames end here: nothing else is paid for them. */
 	if (in_area(&w->area, pc) || near_area(w, pc) == 0)
 		return 0;
+	tgid = current_tgid();
 	pa = bpf_map_lookup_elem(&areas, &tgid);
 	if (pa && listed_area(w, pa, pc) == 0) {
 		keep_near(w);
