@@ -76,7 +76,8 @@ def test_server_drip_is_a_leak_within_35_s():
     final = rs[-1]["processes"][0]
     check_eq(final["verdict"]["state"], "leak", "final verdict")
     left = final["verdict"]["left_band_at_s"]
-    check(left is not None and 24 <= left <= 38, "left the band at %r" % left)
+    # (Earlier if the band held no burst yet: never before the drip.)
+    check(left is not None and 15 <= left <= 38, "left the band at %r" % left)
     high = final["verdict"]["band_high_bytes"]
     check(10 * 2**20 <= high <= 12 * 2**20, "band %r" % final["verdict"])
     check_eq(suspects(final)[:1], ["drip"], "head suspect")
