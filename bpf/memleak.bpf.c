@@ -42,7 +42,11 @@ struct code_span {
 struct new_wrapper {
 	struct frame_id outer;
 	struct code_span inner;
+	__u64 inner_sp; /* the innermost's stack pointer at entry */
 };
+
+/* How far below a wrapper's entry its allocator call may be: its frame. */
+#define WRAPPER_FRAME 2048
 
 /* An allocator call in flight: the outermost one of a nest (allocators call
  * each other, and operator new calls malloc). */
@@ -88,6 +92,14 @@ static __always_inline struct frame_id frame_at(struct pt_regs *ctx)
 
 	bpf_probe_read_user(&f.ret, sizeof(f.ret), (void *)f.sp);
 	return f;
+}
+
+/* The call's return address, read only when something turns on it: a read
+ * of user memory costs as much as the rest of the entry. */
+static __always_inline void read_ret(struct frame_id *f)
+{
+	if (!f->ret)
+		bpf_probe_read_user(&f->ret, sizeof(f->ret), (void *)f->sp);
 }
 
 /* The probed function's code: from its entry, its size long. The probe may
@@ -169,10 +181,20 @@ static __always_inline bool nested(const struct call *top, const struct frame_id
 	       (f->sp == top->at.sp && f->ret == uretprobe_trampoline());
 }
 
-/* Remember an allocator call unless it runs inside another one. */
+/* Whether a call entered at sp may come from the code of the operator new
+ * entered last: only then does its return address tell. */
+static __always_inline bool near_wrapper(const struct new_wrapper *w, __u64 sp)
+{
+	return sp < w->inner_sp && w->inner_sp - sp <= WRAPPER_FRAME;
+}
+
+/* Remember an allocator call unless it runs inside another one. The return
+ * address is read only if a call is in flight or an operator new may have
+ * made this one: the return probe matches a call by its stack pointer, and
+ * by its return address when that was read. */
 static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 size, __u64 ptr)
 {
-	struct frame_id f = frame_at(ctx);
+	struct frame_id f = {.sp = PT_REGS_SP(ctx)};
 	struct call_state *st;
 	struct call *c;
 	__u32 depth;
@@ -182,9 +204,12 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 siz
 	depth = st->depth;
 	if (depth > MAX_CALLS)
 		depth = MAX_CALLS;
-	if (depth && nested(&st->calls[(depth - 1) & (MAX_CALLS - 1)], &f)) {
-		__sync_fetch_and_add(&nested_calls, 1);
-		return 0;
+	if (depth) {
+		read_ret(&f);
+		if (nested(&st->calls[(depth - 1) & (MAX_CALLS - 1)], &f)) {
+			__sync_fetch_and_add(&nested_calls, 1);
+			return 0;
+		}
 	}
 	/* A call whose frame is not below this one's (the stack grows down) is
 	 * over, its return never seen (a longjmp or throw out of it, a handler
@@ -199,9 +224,14 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 siz
 	}
 	c = &st->calls[depth & (MAX_CALLS - 1)];
 	st->depth = depth + 1;
+	c->caller = 0;
+	if (near_wrapper(&st->wrapper, f.sp)) {
+		read_ret(&f);
+		if (in_span(&st->wrapper.inner, f.ret))
+			c->caller = st->wrapper.outer.ret;
+	}
 	c->at = f;
 	c->code = code_at(ctx);
-	c->caller = in_span(&st->wrapper.inner, f.ret) ? st->wrapper.outer.ret : 0;
 	c->size = size;
 	c->ptr = ptr;
 	c->kind = kind;
@@ -209,15 +239,16 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 siz
 	return 0;
 }
 
-/* The call in flight entered at stack pointer sp with return address ret:
- * its index, or -1. Calls newer than it never return: they are dropped
+/* The call in flight entered at stack pointer sp with return address ret
+ * (if its entry read it): its index, or -1. Calls newer than it never return: they are dropped
  * with it once it is taken (set_depth). */
 static __always_inline int find_call(const struct call_state *st, __u64 sp, __u64 ret)
 {
 	__u32 depth = st->depth;
 
 	for (int i = MAX_CALLS - 1; i >= 0; i--)
-		if ((__u32)i < depth && st->calls[i].at.sp == sp && st->calls[i].at.ret == ret)
+		if ((__u32)i < depth && st->calls[i].at.sp == sp &&
+		    (st->calls[i].at.ret == ret || !st->calls[i].at.ret))
 			return i;
 	return -1;
 }
@@ -299,6 +330,7 @@ int BPF_KPROBE(new_wrapper_enter)
 	if (!in_span(&w->inner, f.ret) && (f.sp != w->outer.sp || f.ret != w->outer.ret))
 		w->outer = f;
 	w->inner = code_at(ctx);
+	w->inner_sp = f.sp;
 	return 0;
 }
 
@@ -366,7 +398,8 @@ int BPF_KPROBE(alloc_ret_site)
 	st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
 	if (!st || !st->depth || bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
 		return 0;
-	if ((i = find_call(st, sp, ret)) < 0)
+	/* A call with a return probe ends there (a probed call jumped here). */
+	if (ret == uretprobe_trampoline() || (i = find_call(st, sp, ret)) < 0)
 		return 0;
 	c = &st->calls[i & (MAX_CALLS - 1)];
 	/* The code it sits in may be shared with malloc's tail calls: only an
@@ -378,7 +411,7 @@ int BPF_KPROBE(alloc_ret_site)
 		__u64 now = bpf_ktime_get_ns();
 
 		record_at(heap_space(), tgid, addr, c->size,
-			  stack_of(ctx, st, c->size, c->caller ? c->caller : c->at.ret, now), now);
+			  stack_of(ctx, st, c->size, c->caller ? c->caller : ret, now), now);
 	}
 	st->depth = i;
 	return 0;

@@ -24,6 +24,27 @@
 
 #define NEAR_AREAS 4
 
+/*
+ * A walk is a function of its registers (pc, sp, bp), the allocator's
+ * caller it starts from, the tables of an epoch and the stack words it
+ * reads. A thread remembers its last walks whose words came from one window
+ * of the stack: the same registers and the same words give the same stack,
+ * and the frames' rows need not be looked for again (a loop allocating from
+ * one place pays one read of the stack and a few compares).
+ */
+#define MEMO_WALKS 4
+#define MEMO_WORDS 32 /* words read, at most: 2 a frame */
+
+struct walk_memo {
+	__u64 pc, sp, bp, caller;
+	__u64 top; /* the window's address */
+	__u64 stack_id;
+	__u32 epoch;
+	__u32 n; /* words read: their place in the window, and their values */
+	__u16 idx[MEMO_WORDS];
+	__u64 val[MEMO_WORDS];
+};
+
 /* A row a thread's walk used, by object and offset (struct row_key), valid
  * in the epoch it was found in. */
 struct near_row {
@@ -84,6 +105,11 @@ struct walk {
 	/* A window of the stack, read at once: the saved registers of frames. */
 	__u64 top;		    /* its address; 0: none */
 	__u64 top_words[TOP_WORDS]; /* from top on */
+	/* What this walk read, for its memo: windows, and words of the last. */
+	__u32 windows;
+	__u32 nread;
+	__u16 read_idx[MEMO_WORDS];
+	struct walk_memo memo[MEMO_WALKS];
 };
 
 /* What the loop callbacks get: pointers into the thread's storage. */
@@ -331,15 +357,20 @@ static __always_inline int read_word(struct walk *w, __u64 addr, __u64 *out)
 	__u64 at = addr - w->top, i = at >> 3;
 
 	if (!w->top || i >= TOP_WORDS || (at & 7)) {
+		w->windows += 2; /* a word alone, or a second window: no memo */
 		if (bpf_probe_read_user(w->top_words, sizeof(w->top_words), (void *)addr)) {
 			w->top = 0;
 			return bpf_probe_read_user(out, sizeof(*out), (void *)addr);
 		}
+		w->windows--;
 		w->top = addr;
 		i = 0;
 	}
 	asm volatile("%0 &= %1" : "+r"(i) : "i"(TOP_WORDS - 1)); /* for the verifier */
 	*out = w->top_words[i];
+	if (w->nread < MEMO_WORDS)
+		w->read_idx[w->nread] = i;
+	w->nread++;
 	return 0;
 }
 
@@ -460,6 +491,68 @@ static long walk_step(__u32 i, struct walk_ref *ref)
 	return r;
 }
 
+static __always_inline struct walk_memo *memo_of(struct walk *w, __u64 pc, __u64 sp)
+{
+	return &w->memo[(pc ^ (sp >> 4)) & (MEMO_WALKS - 1)];
+}
+
+/* The stack a remembered walk found, if this one is the same: its id, used
+ * at now; else 0. The window it read is kept for the walk. */
+static __always_inline __u64 memo_stack(struct walk *w, struct walk_memo *m, __u64 now)
+{
+	struct stack_frames *found;
+	__u32 n = m->n;
+
+	if (m->epoch != unwind_epoch || m->pc != w->pc || m->sp != w->sp || m->bp != w->bp ||
+	    m->caller != w->caller || !n)
+		return 0;
+	if (bpf_probe_read_user(w->top_words, sizeof(w->top_words), (void *)m->top))
+		return 0;
+	w->top = m->top;
+	w->windows = 1;
+	for (int i = 0; i < MEMO_WORDS; i++) {
+		if ((__u32)i >= n)
+			break;
+		if (w->top_words[m->idx[i] & (TOP_WORDS - 1)] != m->val[i])
+			return 0;
+	}
+	/* The loader may have reclaimed it: then it is walked and stored again. */
+	found = bpf_map_lookup_elem(&stacks, &m->stack_id);
+	if (!found)
+		return 0;
+	found->used_ns = now;
+	return m->stack_id;
+}
+
+/* Remember a walk whose words all came from one window, and that was not
+ * cut by anything that may change (a table built later, a busy map). */
+static __always_inline void memo_keep(struct walk *w, struct walk_memo *m, __u64 pc, __u64 sp,
+				      __u64 bp, __u64 caller, __u64 stack_id)
+{
+	__u32 n = w->nread;
+
+	if (!stack_id || w->windows != 1 || n > MEMO_WORDS || (w->how & (UNWIND_CUT | UNWIND_FP)))
+		return;
+	m->epoch = 0; /* whole again below */
+	for (int i = 0; i < MEMO_WORDS; i++) {
+		__u16 idx;
+
+		if ((__u32)i >= n)
+			break;
+		idx = w->read_idx[i] & (TOP_WORDS - 1);
+		m->idx[i] = idx;
+		m->val[i] = w->top_words[idx];
+	}
+	m->n = n;
+	m->pc = pc;
+	m->sp = sp;
+	m->bp = bp;
+	m->caller = caller;
+	m->top = w->top;
+	m->stack_id = stack_id;
+	m->epoch = unwind_epoch;
+}
+
 /*
  * Walk the stack from the registers in ctx and store it, used at now; 0 if
  * it could not be. With caller given, the stack starts at that frame: those above it are
@@ -469,6 +562,8 @@ static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u
 					 __u64 now)
 {
 	struct walk_ref ref = {.w = w};
+	struct walk_memo *m;
+	__u64 id;
 	long loops;
 
 	if (frame_pointers_only) {
@@ -479,9 +574,15 @@ static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u
 	}
 	w->pc = PT_REGS_IP(ctx);
 	w->sp = PT_REGS_SP(ctx);
-	w->top = 0;
 	w->bp = ctx->bp;
 	w->caller = caller;
+	w->top = 0;
+	w->windows = 0;
+	m = memo_of(w, w->pc, w->sp);
+	id = memo_stack(w, m, now);
+	if (id)
+		return id;
+	w->nread = 0;
 	w->area.end = 0;
 	w->frames = w->n = w->how = 0;
 	if (w->epoch != unwind_epoch) {
@@ -495,7 +596,9 @@ static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u
 	w->buf.how = w->how;
 	if (w->n < MAX_FRAMES)
 		w->buf.ips[w->n & (MAX_FRAMES - 1)] = 0;
-	return store_stack(&w->buf, w->n * 8, now);
+	id = store_stack(&w->buf, w->n * 8, now);
+	memo_keep(w, m, PT_REGS_IP(ctx), PT_REGS_SP(ctx), ctx->bp, caller, id);
+	return id;
 }
 
 #endif
