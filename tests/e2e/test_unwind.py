@@ -201,6 +201,29 @@ def test_threads_growing_their_heaps_keep_whole_stacks():
                      "run %d: below worker" % run)
 
 
+def test_one_site_from_two_callers_keeps_each_callers_stack():
+    """The same allocation site, stack pointer and frame pointer under two
+    callers, alternately: a thread's remembered walk must not be taken for
+    the other caller's. 3,000 x 24 B from from_a, 1,500 x 40 B from from_b."""
+    src = "two_callers.c"
+    site = ("site", src, line_of(src, "void *p = malloc(n);"))
+    want = {"from_a": (72000, 3000, line_of(src, "void *p = site(24);"),
+                       line_of(src, "kept_a[i] = from_a();")),
+            "from_b": (60000, 1500, line_of(src, "void *p = site(40);"),
+                       line_of(src, "kept_b[i / 2] = from_b();"))}
+    proc = trace([workload("two_callers")], extra=["-T", "10"])
+    leaks = stacks_from(proc, "site")
+    check_eq(len(leaks), 2, "stacks from site")
+    for s in leaks:
+        got = [(f["symbol"], os.path.basename(f["file"] or ""), f["line"]) for f in s["frames"][:3]]
+        caller = got[1][0]
+        check(caller in want, "caller %r of site" % caller)
+        size, blocks, at, in_main = want[caller]
+        check_eq((s["outstanding_bytes"], s["outstanding_allocs"]), (size, blocks), caller)
+        check_eq(got, [site, (caller, src, at), ("main", src, in_main)], caller + ": frames")
+        check_eq(s["truncated"], None, caller + ": truncated")
+
+
 def test_perl_and_gawk_stacks_never_cut_by_a_locked_map():
     for argv in (["perl", "-e", 'my @k; for my $i (1..200000) { push @k, "x" x (10 + $i % 50);'
                   ' pop @k if $i % 3 == 0 } print scalar(@k), "\\n";'],
