@@ -37,16 +37,19 @@ struct code_span {
 };
 
 /* The operator new (libstdc++'s, calling malloc) entered last: the outermost
- * of a nest (nothrow new calls new) gives the caller; the allocator call is
- * made from the innermost's code. */
+ * of a nest (nothrow new calls new) gives the caller, its return address
+ * read when an allocator call is made from the innermost's code. */
 struct new_wrapper {
-	struct frame_id outer;
+	__u64 outer_sp;	  /* the outermost's stack pointer at entry */
+	__u64 inner_sp;	  /* the innermost's */
 	struct code_span inner;
-	__u64 inner_sp; /* the innermost's stack pointer at entry */
 };
 
 /* How far below a wrapper's entry its allocator call may be: its frame. */
 #define WRAPPER_FRAME 2048
+/* Words read at once from an allocator call's stack pointer up, which hold
+ * its return address and, nearly always, the outermost wrapper's. */
+#define WRAPPER_WORDS 32
 
 /* An allocator call in flight: the outermost one of a nest (allocators call
  * each other, and operator new calls malloc). */
@@ -85,14 +88,6 @@ struct {
  * nesting only (reallocarray calling realloc, jemalloc's new[] jumping to
  * its new). */
 __u64 nested_calls = 0;
-
-static __always_inline struct frame_id frame_at(struct pt_regs *ctx)
-{
-	struct frame_id f = {.sp = PT_REGS_SP(ctx)};
-
-	bpf_probe_read_user(&f.ret, sizeof(f.ret), (void *)f.sp);
-	return f;
-}
 
 /* The call's return address, read only when something turns on it: a read
  * of user memory costs as much as the rest of the entry. */
@@ -188,6 +183,29 @@ static __always_inline bool near_wrapper(const struct new_wrapper *w, __u64 sp)
 	return sp < w->inner_sp && w->inner_sp - sp <= WRAPPER_FRAME;
 }
 
+/* For a call entered at f that may come from an operator new's code: the
+ * outermost wrapper's caller if it does, else 0. f's return address is read
+ * too, with it in one read when they are near. */
+static __always_inline __u64 wrapper_caller(struct call_state *st, struct frame_id *f)
+{
+	__u64 *words = st->walk.top_words, d = st->wrapper.outer_sp - f->sp, caller = 0;
+
+	st->walk.top = 0; /* its window is borrowed */
+	if (d < WRAPPER_WORDS * 8 && !(d & 7) &&
+	    !bpf_probe_read_user(words, WRAPPER_WORDS * 8, (void *)f->sp)) {
+		__u64 i = d >> 3;
+
+		asm volatile("%0 &= %1" : "+r"(i) : "i"(WRAPPER_WORDS - 1)); /* for the verifier */
+		f->ret = words[0];
+		caller = words[i];
+	} else {
+		read_ret(f);
+		if (in_span(&st->wrapper.inner, f->ret))
+			bpf_probe_read_user(&caller, sizeof(caller), (void *)st->wrapper.outer_sp);
+	}
+	return in_span(&st->wrapper.inner, f->ret) ? caller : 0;
+}
+
 /* Remember an allocator call unless it runs inside another one. The return
  * address is read only if a call is in flight or an operator new may have
  * made this one: the return probe matches a call by its stack pointer, and
@@ -224,12 +242,7 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 siz
 	}
 	c = &st->calls[depth & (MAX_CALLS - 1)];
 	st->depth = depth + 1;
-	c->caller = 0;
-	if (near_wrapper(&st->wrapper, f.sp)) {
-		read_ret(&f);
-		if (in_span(&st->wrapper.inner, f.ret))
-			c->caller = st->wrapper.outer.ret;
-	}
+	c->caller = near_wrapper(&st->wrapper, f.sp) ? wrapper_caller(st, &f) : 0;
 	c->at = f;
 	c->code = code_at(ctx);
 	c->size = size;
@@ -320,15 +333,17 @@ int BPF_KPROBE(posix_memalign_enter, __u64 memptr, __u64 align, __u64 size)
 SEC("uprobe")
 int BPF_KPROBE(new_wrapper_enter)
 {
-	struct frame_id f = frame_at(ctx);
+	struct frame_id f = {.sp = PT_REGS_SP(ctx)};
 	struct call_state *st;
 	struct new_wrapper *w;
 
 	if (current_tgid() == self_tgid || !(st = call_state()))
 		return 0;
 	w = &st->wrapper;
-	if (!in_span(&w->inner, f.ret) && (f.sp != w->outer.sp || f.ret != w->outer.ret))
-		w->outer = f;
+	/* Only a wrapper entered just below the last one may be called from
+	 * its code: then its return address tells. */
+	if (!near_wrapper(w, f.sp) || (read_ret(&f), !in_span(&w->inner, f.ret)))
+		w->outer_sp = f.sp;
 	w->inner = code_at(ctx);
 	w->inner_sp = f.sp;
 	return 0;
