@@ -407,7 +407,7 @@ void verdict_update(struct verdict *v, const double *t, const double *y, size_t 
 		/* A settled curve climbing out has its evidence since it left
 		 * the band it settled in, not since the readings saw it. */
 		bool out_long = v->settled_s && now.climbing &&
-				t[n - 1] - now.left_band_at_s >= VERDICT_CONFIRM_S;
+				t[n - 1] - now.left_band_at_s >= VERDICT_CLIMB_S;
 
 		if (!out_long && t[n - 1] - v->leak_since_s <
 				     (v->settled_s ? VERDICT_CONFIRM_S : VERDICT_CONFIRM_UNSETTLED_S))

@@ -36,6 +36,8 @@ struct verdict {
 #define VERDICT_CONFIRM_S	    10.0
 #define VERDICT_CONFIRM_UNSETTLED_S 35.0
 #define VERDICT_SETTLE_S	    10.0
+/* A settled curve climbing out of its band: the evidence since it left. */
+#define VERDICT_CLIMB_S 8.0
 /* Steady this long, a curve's run of leak readings is over. */
 #define VERDICT_RESET_S 1.5
 /* A floor out of the tight band only (not of the envelope) must stay out
