@@ -61,6 +61,9 @@ $(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ)
 $(BUILD)/probe_sites: tests/probe_sites.c $(LIB_OBJ)
 	$(CC) $(CPPFLAGS) -Iuser $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
 
+$(BUILD)/live_blocks: tests/live_blocks.c include/memleak.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $< -lbpf -o $@
+
 $(BUILD)/floor_probes: tests/floor_probes.c $(LIB_OBJ) $(BUILD)/floor.bpf.o
 	$(CC) $(CPPFLAGS) -Iuser $(CFLAGS) $(WARN) $< $(LIB_OBJ) $(LDLIBS) -o $@
 
@@ -138,7 +141,7 @@ $(BUILD)/workloads/dlopen_leak: tests/workloads/dlopen_leak.c
 	@mkdir -p $(@D)
 	$(CC) $(OPT_CFLAGS) -fomit-frame-pointer $< -ldl -o $@
 
-test: deps memleak-bpf $(BUILD)/unit_tests $(BUILD)/probe_sites $(WORKLOAD_BIN)
+test: deps memleak-bpf $(BUILD)/unit_tests $(BUILD)/probe_sites $(BUILD)/live_blocks $(WORKLOAD_BIN)
 	@python3 tests/run.py
 
 demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky

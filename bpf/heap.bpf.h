@@ -28,23 +28,17 @@ static __always_inline __u32 next_image(void)
 	return __sync_fetch_and_add(&last_image, 1) + 1;
 }
 
-/*
- * Maps that can grow large take memory as they fill, not all at load: the
- * block table too, unless the kernel's allocations are traced, where each
- * new entry's memory would be a traced allocation in turn (the loader then
- * preallocates the user heap's table as well).
- */
-#ifndef ALLOCS_MAP_FLAGS
-#define ALLOCS_MAP_FLAGS BPF_F_NO_PREALLOC
-#endif
+/* The live blocks (struct block_slot): the loader sizes the table and sets
+ * its mask before load. */
+const volatile __u32 blocks_mask = 2 * MAX_ALLOCS - 1;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, ALLOCS_MAP_FLAGS);
-	__uint(max_entries, MAX_ALLOCS);
-	__type(key, struct alloc_key);
-	__type(value, struct alloc_info);
-} allocs SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 2 * MAX_ALLOCS);
+	__type(key, __u32);
+	__type(value, struct block_slot);
+} blocks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -53,6 +47,7 @@ struct {
 	__type(value, struct proc_counts);
 } procs SEC(".maps");
 
+/* Maps that can grow large take memory as they fill, not all at load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -231,13 +226,113 @@ static __always_inline void count_free(const struct alloc_info *info)
 	__sync_val_compare_and_swap(&c->oldest_ns, info->time_ns, 0);
 }
 
+static __always_inline struct block_slot *block_at(__u32 home, __u32 d)
+{
+	__u32 i = (home + d) & blocks_mask;
+
+	return bpf_map_lookup_elem(&blocks, &i);
+}
+
+/* The slot of the live block at key, and its state then; NULL if none. */
+static __always_inline struct block_slot *find_block(const struct alloc_key *key, __u32 *state)
+{
+	__u32 home = block_home(key, blocks_mask), reach;
+	struct block_slot *s = block_at(home, 0);
+
+	if (!s)
+		return NULL;
+	reach = s->reach;
+	for (__u32 d = 0; d < BLOCK_PROBES; d++) {
+		if (!(reach & (1u << d)) || !(s = block_at(home, d)))
+			continue;
+		*state = s->state;
+		asm volatile("" ::: "memory"); /* the state before the key */
+		if ((*state & 3) == BLOCK_LIVE && s->key.addr == key->addr &&
+		    s->key.space == key->space)
+			return s;
+	}
+	return NULL;
+}
+
 /* When the live block at addr was allocated; 0 if none is known. */
 static __always_inline __u64 alloc_time(__u32 space, __u64 addr)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
-	struct alloc_info *found = bpf_map_lookup_elem(&allocs, &key);
+	struct block_slot *s;
+	__u32 state;
 
-	return found ? found->time_ns : 0;
+	s = find_block(&key, &state);
+	return s ? s->info.time_ns : 0;
+}
+
+/* Take the live block at key out of the table if it was allocated at
+ * time_ns (any, if 0): 0 and its record, or -1 if it is not there. */
+static __always_inline int take_block(const struct alloc_key *key, __u64 time_ns,
+				      struct alloc_info *info)
+{
+	struct block_slot *s;
+	__u32 state;
+
+	s = find_block(key, &state);
+	if (!s || (time_ns && s->info.time_ns != time_ns))
+		return -1;
+	*info = s->info;
+	/* Still the state the key and record were read in: they are its. */
+	if (__sync_val_compare_and_swap(&s->state, state, block_next(state, BLOCK_BUSY)) != state)
+		return -1; /* another thread freed it first */
+	__sync_lock_test_and_set(&s->state, block_next(block_next(state, BLOCK_BUSY), BLOCK_FREE));
+	return 0;
+}
+
+/* Put a block in the first free slot from its home on; -1 if none is free. */
+static __always_inline int put_block(const struct alloc_key *key, const struct alloc_info *info)
+{
+	__u32 home = block_home(key, blocks_mask), state;
+	struct block_slot *h = block_at(home, 0), *s;
+
+	if (!h)
+		return -1;
+	for (__u32 d = 0; d < BLOCK_PROBES; d++) {
+		if (!(s = block_at(home, d)))
+			return -1;
+		state = s->state;
+		if ((state & 3) != BLOCK_FREE ||
+		    __sync_val_compare_and_swap(&s->state, state, block_next(state, BLOCK_BUSY)) !=
+			state)
+			continue;
+		s->key = *key;
+		s->info = *info;
+		if (!(h->reach & (1u << d)))
+			__sync_fetch_and_or(&h->reach, 1u << d);
+		__sync_lock_test_and_set(&s->state,
+					 block_next(block_next(state, BLOCK_BUSY), BLOCK_LIVE));
+		return 0;
+	}
+	return -1;
+}
+
+/* The loader asks of one block with a test run, op as context; the answer
+ * is left in block_answer (the verifier lets no write through a pointer
+ * into the context that the compiler may make). */
+struct block_op block_answer;
+
+SEC("syscall")
+int block_op(struct block_op *ctx)
+{
+	struct block_op *op = &block_answer;
+	struct block_slot *s;
+	__u32 state;
+
+	*op = *ctx;
+	op->done = 0;
+	if (op->op == BLOCK_OP_FORGET) {
+		op->done = take_block(&op->key, op->info.time_ns, &op->info) == 0;
+	} else if ((s = find_block(&op->key, &state))) {
+		op->info = s->info;
+		asm volatile("" ::: "memory"); /* the record before the state again */
+		op->done = s->state == state;
+	}
+	return 0;
 }
 
 /* Forget the live block at addr if it was allocated at time_ns (any, if 0);
@@ -245,17 +340,10 @@ static __always_inline __u64 alloc_time(__u32 space, __u64 addr)
 static __always_inline void release_same(__u32 space, __u64 addr, __u64 time_ns)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
-	struct alloc_info *found, info;
+	struct alloc_info info;
 
-	found = bpf_map_lookup_elem(&allocs, &key);
-	if (!found)
-		return; /* allocated before tracing began, or not tracked */
-	if (time_ns && found->time_ns != time_ns)
-		return; /* another block now */
-	info = *found;
-	if (bpf_map_delete_elem(&allocs, &key))
-		return; /* another thread freed it first */
-	count_free(&info);
+	if (take_block(&key, time_ns, &info) == 0)
+		count_free(&info);
 }
 
 static __always_inline void release(__u32 space, __u64 addr)
@@ -303,13 +391,11 @@ static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u6
 			__sync_fetch_and_add(&drops.stack_counts_full, 1);
 		}
 	}
-	if (bpf_map_update_elem(&allocs, &key, &info, BPF_NOEXIST)) {
-		/* The address is live already: its free was never seen. */
-		release(space, addr);
-		if (bpf_map_update_elem(&allocs, &key, &info, BPF_NOEXIST)) {
-			__sync_fetch_and_add(&drops.allocs_map_full, 1);
-			return;
-		}
+	/* The address is live already: its free was never seen. */
+	release(space, addr);
+	if (put_block(&key, &info)) {
+		__sync_fetch_and_add(&drops.allocs_map_full, 1);
+		return;
 	}
 	__sync_fetch_and_add(&p->c.allocs, 1);
 	__sync_fetch_and_add(&p->c.alloc_bytes, size);

@@ -15,7 +15,6 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#define ALLOCS_MAP_FLAGS 0 /* preallocated: see heap.bpf.h */
 #include "heap.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -225,6 +224,16 @@ int BPF_PROG(kmem_cache_free, unsigned long call_site, const void *ptr, struct k
 	return 0;
 }
 
+/* A page's address as a number, as the block table hashes it (the verifier
+ * allows no arithmetic on a trusted pointer). */
+static __always_inline __u64 page_addr(struct page *page)
+{
+	__u64 a = 0;
+
+	bpf_probe_read_kernel(&a, sizeof(a), &page);
+	return a;
+}
+
 SEC("tp_btf/mm_page_alloc")
 int BPF_PROG(mm_page_alloc, struct page *page, unsigned int order, gfp_t gfp, int migratetype)
 {
@@ -234,7 +243,7 @@ int BPF_PROG(mm_page_alloc, struct page *page, unsigned int order, gfp_t gfp, in
 
 	if (slot < SCRATCH_SLOTS && page && !(gfp & (GFP_MOVABLE | GFP_RECLAIMABLE)) &&
 	    (owner = owner_now(ctx, slot)) >= 0) {
-		record(KSPACE_PAGE, (__u32)owner, (__u64)page, page_size << order,
+		record(KSPACE_PAGE, (__u32)owner, page_addr(page), page_size << order,
 		       kstack(ctx, slot, page_size << order));
 		last = bpf_map_lookup_elem(&last_page, &slot);
 		if (last)
@@ -247,14 +256,14 @@ int BPF_PROG(mm_page_alloc, struct page *page, unsigned int order, gfp_t gfp, in
 SEC("tp_btf/mm_page_free")
 int BPF_PROG(mm_page_free, struct page *page, unsigned int order)
 {
-	release(KSPACE_PAGE, (__u64)page);
+	release(KSPACE_PAGE, page_addr(page));
 	return 0;
 }
 
 SEC("tp_btf/mm_page_free_batched")
 int BPF_PROG(mm_page_free_batched, struct page *page)
 {
-	release(KSPACE_PAGE, (__u64)page);
+	release(KSPACE_PAGE, page_addr(page));
 	return 0;
 }
 

@@ -58,6 +58,61 @@ struct alloc_info {
 	__u32 pad;
 };
 
+/*
+ * The live blocks (heap.bpf.h): an array with open addressing, read by the
+ * loader through a memory map. A block sits within BLOCK_PROBES slots of its
+ * home slot, and the home's reach has bit d set once a block of that home
+ * was put d slots on: a search looks there only. A slot's state is its kind
+ * (low 2 bits) and a count of its changes (the rest), so that a reader that
+ * sees the same state before and after copying a slot has a whole copy.
+ */
+#define BLOCK_PROBES 32
+
+enum block_kind {
+	BLOCK_FREE = 0,
+	BLOCK_LIVE = 1,
+	BLOCK_BUSY = 2, /* being written or taken */
+};
+
+struct block_slot {
+	__u32 state;
+	__u32 reach; /* as a home */
+	struct alloc_key key;
+	struct alloc_info info;
+};
+
+/* The next state of a slot, of kind k. */
+static inline __u32 block_next(__u32 state, __u32 k)
+{
+	return ((state >> 2) + 1) << 2 | k;
+}
+
+/* A block's home slot in a table of mask + 1 slots (a power of 2): its
+ * address and space mixed well (a multiplicative hash's low bits repeat
+ * for addresses a power of 2 apart, as an allocator's are). */
+static inline __u32 block_home(const struct alloc_key *k, __u32 mask)
+{
+	__u64 h = k->addr ^ ((__u64)k->space << 47);
+
+	h = (h ^ (h >> 33)) * 0xff51afd7ed558ccdULL;
+	h = (h ^ (h >> 33)) * 0xc4ceb9fe1a85ec53ULL;
+	return (__u32)(h ^ (h >> 33)) & mask;
+}
+
+/* The loader's question about one block (heap.bpf.h: block_op). */
+enum block_op_kind {
+	BLOCK_OP_FIND = 1, /* is it live: its record */
+	BLOCK_OP_FORGET,   /* take it out if allocated at info.time_ns, uncounted (its
+			    * process is forgotten) */
+};
+
+struct block_op {
+	struct alloc_key key;
+	struct alloc_info info; /* its record */
+	__u32 op;
+	__s32 done; /* 1: found (and taken, for FORGET); 0: not live */
+};
+
 /* Allocation and free totals, per process and per (process, stack). */
 struct counts {
 	__u64 allocs;

@@ -17,7 +17,7 @@ sleep 20
 grep -E 'VmRSS|VmHWM' "/proc/$tool/status"
 bpftool -j map show | python3 -c '
 import json, sys
-ours = ("allocs", "procs", "stack_counts", "stacks", "stack_scratch", "lifecycle", "calls", "owners",
+ours = ("blocks", "procs", "stack_counts", "stacks", "stack_scratch", "lifecycle", "calls", "owners",
         "last_page", "frame_addr")  # the only BPF programs on a test machine are ours
 maps = [m for m in json.load(sys.stdin) if m.get("name") in ours or "memleak" in m.get("name", "")
         or "kmem" in m.get("name", "")]

@@ -15,7 +15,14 @@
 
 int heap_maps_size(const struct heap_objects *o, __u32 max_allocs, __u32 max_stacks)
 {
-	int e = bpf_map__set_max_entries(o->allocs, max_allocs);
+	__u32 slots = 1024;
+	int e;
+
+	/* At most half full: a block finds a free slot within its probes. */
+	while (slots < 2 * (__u64)max_allocs)
+		slots <<= 1;
+	*o->blocks_mask = slots - 1;
+	e = bpf_map__set_max_entries(o->blocks, slots);
 
 	if (!e)
 		e = bpf_map__set_max_entries(o->stack_counts, 2 * max_stacks);
@@ -39,7 +46,10 @@ static const void *map_rows(struct bpf_map *map, size_t *rows)
 
 int heap_maps_open(struct heap_maps *m, const struct heap_objects *o)
 {
-	struct heap_maps h = {.allocs = bpf_map__fd(o->allocs),
+	struct heap_maps h = {.blocks = bpf_map__fd(o->blocks),
+			      .block_slots = bpf_map__max_entries(o->blocks),
+			      .block_op = bpf_program__fd(o->block_op),
+			      .block_answer = o->block_answer,
 			      .procs = bpf_map__fd(o->procs),
 			      .ended = o->ended ? bpf_map__fd(o->ended) : -1,
 			      .stack_counts = bpf_map__fd(o->stack_counts),
@@ -98,6 +108,58 @@ static int for_each_entry(int fd, size_t key_size, size_t val_size, entry_fn fn,
 	free(keys);
 	free(vals);
 	return status;
+}
+
+/* Slots a walk maps at once: 4 MiB of the table. */
+#define WALK_SLOTS (1u << 16)
+
+/*
+ * One pass over the live blocks, through memory maps of the table made for
+ * it, a part at a time (kept mapped, the table's pages would count in the
+ * loader's RSS). A slot is copied whole if its state is the same before and
+ * after; a block allocated or freed during the pass may or may not be seen,
+ * as in a walk of a hash map.
+ */
+static int for_each_block(const struct heap_maps *m, entry_fn fn, void *ctx)
+{
+	for (size_t from = 0; from < m->block_slots; from += WALK_SLOTS) {
+		size_t n = m->block_slots - from < WALK_SLOTS ? m->block_slots - from : WALK_SLOTS;
+		size_t len = n * sizeof(struct block_slot);
+		const struct block_slot *slots = mmap(NULL, len, PROT_READ, MAP_SHARED, m->blocks,
+						      (off_t)(from * sizeof(struct block_slot)));
+
+		if (slots == MAP_FAILED)
+			return -errno;
+		for (size_t i = 0; i < n; i++) {
+			const struct block_slot *s = &slots[i];
+			__u32 state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+			struct alloc_key k;
+			struct alloc_info a;
+
+			if ((state & 3) != BLOCK_LIVE)
+				continue;
+			k = s->key;
+			a = s->info;
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			if (__atomic_load_n(&s->state, __ATOMIC_RELAXED) == state)
+				fn(&k, &a, ctx);
+		}
+		munmap((void *)slots, len);
+	}
+	return 0;
+}
+
+/* Ask BPF of one block (struct block_op): 1 if done, 0 if it is not live,
+ * -errno if it could not be asked. */
+static int block_op(const struct heap_maps *m, struct block_op *op)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, run, .ctx_in = op, .ctx_size_in = sizeof(*op));
+	int e = bpf_prog_test_run_opts(m->block_op, &run);
+
+	if (e)
+		return e;
+	*op = *(volatile const struct block_op *)m->block_answer;
+	return op->done;
 }
 
 /* A sorted set of processes. */
@@ -292,8 +354,7 @@ static int count_older(const struct heap_maps *m, struct tgid_set wanted, __u64 
 	oc.cutoff_ns = older_than_ns < now ? now - older_than_ns : 0;
 	for (size_t i = 0; i < s->nstacks; i++)
 		s->stacks[i].out_bytes = s->stacks[i].out_allocs = s->stacks[i].oldest_ns = 0;
-	return for_each_entry(m->allocs, sizeof(struct alloc_key), sizeof(struct alloc_info),
-			      add_older, &oc);
+	return for_each_block(m, add_older, &oc);
 }
 
 int snapshot_read(const struct heap_maps *m, const __u32 *tgids, size_t ntgids, __u64 older_than_ns,
@@ -396,17 +457,15 @@ int snapshot_find_oldest(const struct heap_maps *m, const struct snapshot *s,
 	struct oldest_search os;
 
 	oldest_search_start(&os, s, want, n);
-	return for_each_entry(m->allocs, sizeof(struct alloc_key), sizeof(struct alloc_info),
-			      see_block, &os);
+	return for_each_block(m, see_block, &os);
 }
 
 bool snapshot_block_lives(const struct heap_maps *m, const struct alloc_key *k, __u64 stack_id,
 			  __u64 time_ns)
 {
-	struct alloc_info a;
+	struct block_op op = {.key = *k, .op = BLOCK_OP_FIND};
 
-	return bpf_map_lookup_elem(m->allocs, k, &a) == 0 && a.stack_id == stack_id &&
-	       a.time_ns == time_ns;
+	return block_op(m, &op) == 1 && op.info.stack_id == stack_id && op.info.time_ns == time_ns;
 }
 
 /* Processes being forgotten, and the keys of theirs found. */
@@ -449,11 +508,14 @@ static void their_blocks(const void *key, const void *val, void *ctx)
 {
 	const struct alloc_info *a = val;
 	struct forget_ctx *fc = ctx;
+	struct block_op op = {.key = *(const struct alloc_key *)key,
+			      .info.time_ns = a->time_ns,
+			      .op = BLOCK_OP_FORGET};
 
 	if (!forgotten(fc, a->owner, a->image))
 		return;
 	oldest_search_see(&fc->os, key, a);
-	keep_key(fc, key, sizeof(struct alloc_key));
+	keep_key(fc, &op, sizeof(op));
 }
 
 /* Keys are collected in a walk, then deleted: deleting would disturb it. */
@@ -461,6 +523,17 @@ static void delete_kept(int fd, size_t key_size, struct forget_ctx *fc)
 {
 	for (size_t i = 0; i < fc->n; i++)
 		bpf_map_delete_elem(fd, (char *)fc->keys + i * key_size);
+	free(fc->keys);
+	fc->keys = NULL;
+	fc->n = fc->cap = 0;
+}
+
+/* Blocks are collected in a walk, then forgotten: a block allocated at the
+ * same address meanwhile (another time) stays. */
+static void forget_kept_blocks(const struct heap_maps *m, struct forget_ctx *fc)
+{
+	for (size_t i = 0; i < fc->n; i++)
+		block_op(m, (struct block_op *)fc->keys + i);
 	free(fc->keys);
 	fc->keys = NULL;
 	fc->n = fc->cap = 0;
@@ -510,9 +583,8 @@ int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n, bool ende
 	oldest_search_start(&fc.os, s, unknown, nunknown);
 	for_each_counts(m, their_counts, &fc);
 	delete_kept(m->stack_counts, sizeof(struct stack_key), &fc);
-	err = for_each_entry(m->allocs, sizeof(struct alloc_key), sizeof(struct alloc_info),
-			     their_blocks, &fc);
-	delete_kept(m->allocs, sizeof(struct alloc_key), &fc);
+	err = for_each_block(m, their_blocks, &fc);
+	forget_kept_blocks(m, &fc);
 	free(unknown);
 	free(keep);
 	return err;

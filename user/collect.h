@@ -12,7 +12,11 @@
 /* The maps of one BPF object's accounting (heap.bpf.h): the user heap's or
  * the kernel's. procs < 0: that object is not loaded. */
 struct heap_maps {
-	int allocs, procs, stack_counts, stacks;
+	int blocks;			     /* the live blocks' table, mapped for a walk only */
+	size_t block_slots;		     /* its size */
+	int block_op;			     /* the program that finds or forgets one block, */
+	const struct block_op *block_answer; /* and its answer */
+	int procs, stack_counts, stacks;
 	int ended; /* totals of processes that ended, not yet retired; -1: none kept */
 	const struct drops *drops;	      /* the object's live counters */
 	const __u64 *nested_calls;	      /* calls inside a probed call (user heap only) */
@@ -25,9 +29,11 @@ struct heap_maps {
 
 /* An object's accounting as its skeleton has it (heap.bpf.h). */
 struct heap_objects {
-	struct bpf_map *allocs, *procs, *stack_counts, *stacks, *counts_copy, *uses_copy;
+	__u32 *blocks_mask; /* in the object's read-only data, before load */
+	struct bpf_map *blocks, *procs, *stack_counts, *stacks, *counts_copy, *uses_copy;
 	struct bpf_map *ended; /* NULL for the kernel's */
-	struct bpf_program *copy_counts, *copy_uses;
+	struct bpf_program *copy_counts, *copy_uses, *block_op;
+	const struct block_op *block_answer;
 	const struct drops *drops;
 	const __u32 *rows_copied;
 	const __u64 *nested_calls; /* NULL for the kernel's */
@@ -64,7 +70,8 @@ struct snapshot {
 
 /* The accounting of a skeleton (either object's: the names are the same). */
 #define HEAP_OBJECTS(skel)                                                                         \
-	((struct heap_objects){.allocs = (skel)->maps.allocs,                                      \
+	((struct heap_objects){.blocks = (skel)->maps.blocks,                                      \
+			       .blocks_mask = (__u32 *)&(skel)->rodata->blocks_mask,               \
 			       .procs = (skel)->maps.procs,                                        \
 			       .stack_counts = (skel)->maps.stack_counts,                          \
 			       .stacks = (skel)->maps.stacks,                                      \
@@ -72,6 +79,8 @@ struct snapshot {
 			       .uses_copy = (skel)->maps.uses_copy,                                \
 			       .copy_counts = (skel)->progs.copy_counts,                           \
 			       .copy_uses = (skel)->progs.copy_uses,                               \
+			       .block_op = (skel)->progs.block_op,                                 \
+			       .block_answer = &(skel)->bss->block_answer,                         \
 			       .drops = &(skel)->bss->drops,                                       \
 			       .rows_copied = &(skel)->bss->rows_copied})
 

@@ -117,11 +117,7 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	/* For the benchmark: how stacks cost when only frame pointers are walked. */
 	skel->rodata->frame_pointers_only =
 	    getenv("MEMLEAK_BPF_UNWIND") && strcmp(getenv("MEMLEAK_BPF_UNWIND"), "fp") == 0;
-	/* With -k, entries taking memory as the table fills would be kernel
-	 * allocations traced in turn: the table is preallocated then. */
-	e = tr->opt.kernel ? bpf_map__set_map_flags(skel->maps.allocs, 0) : 0;
-	if (!e)
-		e = bpf_map__set_max_entries(skel->maps.unwind_rows, unwind_rows(tr));
+	e = bpf_map__set_max_entries(skel->maps.unwind_rows, unwind_rows(tr));
 	if (!e)
 		e = heap_maps_size(&heap, tr->opt.max_allocs, tr->opt.max_stacks);
 	if (!e)

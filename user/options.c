@@ -77,7 +77,7 @@ void options_usage(FILE *out)
 	      "                          (default: 10 system-wide, all otherwise); the rest\n"
 	      "                          are counted on one line\n"
 	      "      --max-allocs N      live blocks the tracer can hold (default 1048576;\n"
-	      "                          each takes about 120 bytes of kernel memory in use)\n"
+	      "                          128 bytes of kernel memory each, taken at start)\n"
 	      "      --max-stacks N      distinct call stacks it can hold (default 32768;\n"
 	      "                          each takes about 700 bytes of kernel memory in use)\n"
 	      "  -T, --top N             call stacks per process in each report (default 10)\n"

@@ -38,8 +38,9 @@ static unsigned long long process_start(pid_t pid)
 	buf[n > 0 ? n : 0] = 0;
 	/* After the name (which may hold anything), field 22 is the 20th. */
 	if ((end = strrchr(buf, ')')) &&
-	    sscanf(end + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-			    "%*d %*d %llu",
+	    sscanf(end + 1,
+		   " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+		   "%*d %*d %llu",
 		   &start) != 1)
 		start = 0;
 	return start;
@@ -459,9 +460,11 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	p->anon_bytes = t->anon_bytes;
 	p->watched = t->watched;
 	p->probed = !t->watched || t->probed;
-	p->heap = t->retired ? t->retired->heap.c : snapshot_proc(&ts->heap, (__u32)t->pid, VIEW_LIVE).c;
+	p->heap =
+	    t->retired ? t->retired->heap.c : snapshot_proc(&ts->heap, (__u32)t->pid, VIEW_LIVE).c;
 	p->has_kernel = targets_kernel(ts);
-	p->kernel = t->retired ? t->retired->kernel.c : snapshot_proc(&ts->kernel, (__u32)t->pid, VIEW_LIVE).c;
+	p->kernel = t->retired ? t->retired->kernel.c
+			       : snapshot_proc(&ts->kernel, (__u32)t->pid, VIEW_LIVE).c;
 	p->verdict = t->verdict;
 	mem = (t->watched ? (long long)t->anon_bytes : outstanding_bytes(&p->heap)) +
 	      outstanding_bytes(&p->kernel);
@@ -856,6 +859,10 @@ void targets_init(struct target_set *ts, const struct heap_maps *heap)
 {
 	memset(ts, 0, sizeof(*ts));
 	ts->heap = *heap;
-	ts->kernel = (struct heap_maps){
-	    .allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1, .ended = -1};
+	ts->kernel = (struct heap_maps){.blocks = -1,
+					.block_op = -1,
+					.procs = -1,
+					.stack_counts = -1,
+					.stacks = -1,
+					.ended = -1};
 }

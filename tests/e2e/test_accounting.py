@@ -233,7 +233,7 @@ def test_sigint_and_sigterm_write_a_final_report():
 
 
 def test_full_allocs_map_is_counted_in_dropped():
-    n = (1 << 20) + 5000  # the allocs map holds 1 << 20
+    n = (2 << 20) + 5000  # the block table has 2 << 20 slots
     status, out, err = run_tool(["--json", "--", workload("flood"), str(n)], timeout=600)
     check_eq(status, 0, "exit status: " + err)
     last = reports(out)[-1]
@@ -251,7 +251,9 @@ def test_max_allocs_sizes_the_table():
     check_eq(status, 0, "exit status: " + err)
     dropped = reports(out)[-1]["dropped"]["allocs_map_full"]
     held = final_process(out)["heap"]["outstanding_allocs"]
-    check_eq(held, 4096, "blocks held by a table of 4,096")
+    # Room for 4,096: 8,192 slots, each block within 32 of its home (the
+    # first is turned away once the table is well past half full).
+    check(4096 <= held <= 8192 and dropped > 0, "blocks held by a table for 4,096: %d" % held)
     check_eq(held + dropped, n + baseline_allocs(), "tracked + dropped allocations")
 
 

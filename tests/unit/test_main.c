@@ -247,9 +247,12 @@ static void test_watch_scan_finds_user_processes(void)
 	struct target_set ts;
 	struct target *parent;
 
-	targets_init(
-	    &ts, &(struct heap_maps){.allocs = -1, .procs = -1, .stack_counts = -1, .stacks = -1,
-				  .ended = -1});
+	targets_init(&ts, &(struct heap_maps){.blocks = -1,
+					      .block_op = -1,
+					      .procs = -1,
+					      .stack_counts = -1,
+					      .stacks = -1,
+					      .ended = -1});
 	ts.watching = true;
 	watch_scan(&ts);
 	parent = targets_find(&ts, getppid());

@@ -1,6 +1,6 @@
 /*
  * Leaks N (argv[1]) blocks of 16 bytes in leak_flood, then stays alive for S
- * (argv[2], default 0) seconds: more blocks than the allocs map holds, or many
+ * (argv[2], default 0) seconds: more blocks than the live-block table holds, or many
  * processes holding many blocks.
  */
 #include <stdlib.h>
