@@ -8,7 +8,7 @@ packages=(
 	libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
 	protobuf-c-compiler libprotobuf-c-dev golang-github-google-pprof-dev libmicrohttpd-dev
 	libjemalloc2 libjemalloc-dev libtcmalloc-minimal4 libmimalloc2.0 libcapstone-dev valgrind bpftrace python3 bc util-linux
-	redis-tools golang-go prometheus curl gawk perl sqlite3 heaptrack
+	redis-tools golang-go prometheus curl gawk perl sqlite3 heaptrack groff-base man-db
 )
 
 missing=()
