@@ -20,7 +20,7 @@ WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
 WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 
-.PHONY: all deps test demo bench clean format
+.PHONY: all deps test demo bench clean format install uninstall FORCE
 .SECONDARY:
 all: memleak-bpf
 
@@ -51,6 +51,14 @@ $(BUILD)/profile.pb-c.o: $(BUILD)/profile.pb-c.c
 $(BUILD)/user/%.o: user/%.c $(wildcard user/*.h) include/memleak.h $(SKELS) $(BUILD)/profile.pb-c.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c $< -o $@
+
+# The build's git describe, for --version: rewritten only when it changes.
+$(BUILD)/version.h: FORCE
+	@mkdir -p $(@D)
+	@echo "#define BUILD_DESCRIBE \"$$(git describe --always --dirty 2>/dev/null)\"" > $@.tmp
+	@cmp -s $@.tmp $@ && rm $@.tmp || mv $@.tmp $@
+
+$(BUILD)/user/options.o: $(BUILD)/version.h
 
 memleak-bpf: $(USER_OBJ)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
@@ -149,6 +157,29 @@ demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky
 
 bench: deps memleak-bpf $(BUILD)/floor_probes $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/flood $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp
 	@scripts/bench.sh
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man page,
+# the watcher's systemd unit (run from where the binary went) and the
+# Prometheus alert rules.
+PREFIX ?= /usr/local
+SBINDIR := $(PREFIX)/sbin
+MANDIR  := $(PREFIX)/share/man/man8
+UNITDIR := $(PREFIX)/lib/systemd/system
+DATADIR := $(PREFIX)/share/memleak-bpf
+
+install: memleak-bpf
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)
+	install -m 755 memleak-bpf $(DESTDIR)$(SBINDIR)/memleak-bpf
+	gzip -9n < docs/memleak-bpf.8 > $(DESTDIR)$(MANDIR)/memleak-bpf.8.gz
+	chmod 644 $(DESTDIR)$(MANDIR)/memleak-bpf.8.gz
+	sed 's|/usr/local/sbin/memleak-bpf|$(SBINDIR)/memleak-bpf|' scripts/memleak-bpf.service > $(DESTDIR)$(UNITDIR)/memleak-bpf.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/memleak-bpf.service
+	install -m 644 scripts/memleak-bpf.rules.yml $(DESTDIR)$(DATADIR)/memleak-bpf.rules.yml
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/memleak-bpf $(DESTDIR)$(MANDIR)/memleak-bpf.8.gz \
+		$(DESTDIR)$(UNITDIR)/memleak-bpf.service $(DESTDIR)$(DATADIR)/memleak-bpf.rules.yml
+	-rmdir $(DESTDIR)$(DATADIR)
 
 format:
 	clang-format -i bpf/*.c bpf/*.h include/*.h user/*.c user/*.h tests/unit/*.c tests/workloads/*.c tests/workloads/*.cpp

@@ -9,6 +9,7 @@
 #include "util.h"
 
 #define VERSION "0.1.0"
+#include "version.h" /* BUILD_DESCRIBE: git describe of the build, "" if none */
 
 enum long_only {
 	OPT_LIB = 256,
@@ -298,7 +299,10 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 		options_usage(stdout);
 		return PARSE_EXIT;
 	case OPT_VERSION:
-		printf("memleak-bpf %s\n", VERSION);
+		if (BUILD_DESCRIBE[0])
+			printf("memleak-bpf %s (git %s)\n", VERSION, BUILD_DESCRIBE);
+		else
+			printf("memleak-bpf %s\n", VERSION);
 		return PARSE_EXIT;
 	}
 	return usage_error(err, errlen, "unknown option");
