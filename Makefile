@@ -5,12 +5,15 @@ BPFTOOL ?= bpftool
 BUILD   := build
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror
-CPPFLAGS += -Iinclude -I$(BUILD) -D_GNU_SOURCE
+# The loader by stage: attach, stacks, judge, report; the run's flow on top.
+USER_DIRS := user user/attach user/stacks user/judge user/report
+CPPFLAGS += -Iinclude -I$(BUILD) $(addprefix -I,$(USER_DIRS)) -D_GNU_SOURCE
 LDLIBS  := -lbpf -ldw -lelf -lcapstone -lprotobuf-c -lmicrohttpd -lz -lstdc++ -lm
 # pprof's profile.proto, as Debian ships it (golang-github-google-pprof-dev)
 PROFILE_PROTO ?= /usr/share/gocode/src/github.com/google/pprof/proto/profile.proto
 
-USER_SRC := $(wildcard user/*.c)
+USER_SRC := $(foreach d,$(USER_DIRS),$(wildcard $(d)/*.c))
+USER_HDR := $(foreach d,$(USER_DIRS),$(wildcard $(d)/*.h))
 USER_OBJ := $(patsubst user/%.c,$(BUILD)/user/%.o,$(USER_SRC)) $(BUILD)/profile.pb-c.o
 LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
@@ -48,7 +51,7 @@ $(BUILD)/profile.pb-c.c $(BUILD)/profile.pb-c.h: $(PROFILE_PROTO)
 $(BUILD)/profile.pb-c.o: $(BUILD)/profile.pb-c.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/user/%.o: user/%.c $(wildcard user/*.h) include/memleak.h $(SKELS) $(BUILD)/profile.pb-c.h
+$(BUILD)/user/%.o: user/%.c $(USER_HDR) include/memleak.h $(SKELS) $(BUILD)/profile.pb-c.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c $< -o $@
 
@@ -64,16 +67,16 @@ memleak-bpf: $(USER_OBJ)
 	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ)
-	$(CC) $(CPPFLAGS) -Iuser -Itests/unit $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
 
 $(BUILD)/probe_sites: tests/probe_sites.c $(LIB_OBJ)
-	$(CC) $(CPPFLAGS) -Iuser $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $^ $(LDLIBS) -o $@
 
 $(BUILD)/live_blocks: tests/live_blocks.c include/memleak.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $< -lbpf -o $@
 
 $(BUILD)/floor_probes: tests/floor_probes.c $(LIB_OBJ) $(BUILD)/floor.bpf.o
-	$(CC) $(CPPFLAGS) -Iuser $(CFLAGS) $(WARN) $< $(LIB_OBJ) $(LDLIBS) -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) $< $(LIB_OBJ) $(LDLIBS) -o $@
 
 $(BUILD)/workloads/%: tests/workloads/%.c
 	@mkdir -p $(@D)
@@ -182,7 +185,7 @@ uninstall:
 	-rmdir $(DESTDIR)$(DATADIR)
 
 format:
-	clang-format -i bpf/*.c bpf/*.h include/*.h user/*.c user/*.h tests/unit/*.c tests/workloads/*.c tests/workloads/*.cpp
+	clang-format -i bpf/*.c bpf/*.h include/*.h $(USER_SRC) $(USER_HDR) tests/unit/*.c tests/workloads/*.c tests/workloads/*.cpp
 
 clean:
 	rm -rf $(BUILD) memleak-bpf vmlinux/vmlinux.h

@@ -1,5 +1,5 @@
 /*
- * The loader's side of the code areas (user/unwinder.c), on real BPF maps
+ * The loader's side of the code areas (user/stacks/unwinder.c), on real BPF maps
  * (root, as make test runs): this process's code areas listed with their
  * objects' rows, none overlapping; a dlopen adds one and keeps the epoch; its
  * dlclose takes it away and starts a new epoch (the walks' memory of it may
