@@ -44,8 +44,15 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MAX_PROCS);
 	__type(key, __u32);
-	__type(value, struct proc_counts);
+	__type(value, struct proc_entry);
 } procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PROC_ROWS);
+	__type(key, __u32);
+	__type(value, struct proc_row);
+} proc_rows SEC(".maps");
 
 /* Maps that can grow large take memory as they fill, not all at load. */
 struct {
@@ -134,19 +141,57 @@ static __always_inline __u32 current_tgid(void)
 	return bpf_get_current_pid_tgid() >> 32;
 }
 
-/* The owner's entry, made on its first allocation (named then, when the
- * owner is the current process). */
-static __always_inline struct proc_counts *proc_of(__u32 owner)
+/* The totals of image, if it still has its row. */
+static __always_inline struct proc_row *row_of(__u32 image)
 {
-	struct proc_counts *p = bpf_map_lookup_elem(&procs, &owner), fresh = {};
+	__u32 i = proc_row_of(image);
+	struct proc_row *r = bpf_map_lookup_elem(&proc_rows, &i);
+
+	return r && r->image == image && image ? r : NULL;
+}
+
+/* A new image with a free row, its totals zero; 0 if none was found free. */
+static __always_inline __u32 claim_row(void)
+{
+	for (int i = 0; i < 4; i++) {
+		__u32 image = next_image(), k = proc_row_of(image);
+		struct proc_row *r = bpf_map_lookup_elem(&proc_rows, &k);
+
+		if (!image || !r || __sync_val_compare_and_swap(&r->image, 0, image) != 0)
+			continue;
+		r->c = (struct counts){};
+		return image;
+	}
+	return 0;
+}
+
+/* Free the row of image (the image is over: an exec, an exit). */
+static __always_inline void release_row(__u32 image)
+{
+	struct proc_row *r = row_of(image);
+
+	if (r)
+		__sync_val_compare_and_swap(&r->image, image, 0);
+}
+
+/* The totals of the owner's current image, its entry made on its first
+ * allocation (named then, when the owner is the current process). */
+static __always_inline struct proc_row *proc_of(__u32 owner)
+{
+	struct proc_entry *p = bpf_map_lookup_elem(&procs, &owner), fresh = {};
 
 	if (p)
-		return p;
+		return row_of(p->image);
 	if (owner == current_tgid())
 		bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
-	fresh.image = next_image();
-	bpf_map_update_elem(&procs, &owner, &fresh, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&procs, &owner);
+	if (!(fresh.image = claim_row()))
+		return NULL;
+	if (bpf_map_update_elem(&procs, &owner, &fresh, BPF_NOEXIST)) {
+		release_row(fresh.image); /* another thread made it first */
+		p = bpf_map_lookup_elem(&procs, &owner);
+		return p ? row_of(p->image) : NULL;
+	}
+	return row_of(fresh.image);
 }
 
 static __always_inline struct stack_counts *stack_counts_of(const struct stack_key *key)
@@ -208,10 +253,10 @@ static __always_inline void count_free(const struct alloc_info *info)
 {
 	struct stack_key sk = {
 	    .tgid = info->owner, .image = info->image, .stack_id = info->stack_id};
-	struct proc_counts *p = bpf_map_lookup_elem(&procs, &sk.tgid);
+	struct proc_row *p = row_of(info->image);
 	struct stack_counts *c;
 
-	if (!p || p->image != info->image)
+	if (!p)
 		return;
 	__sync_fetch_and_add(&p->c.frees, 1);
 	__sync_fetch_and_add(&p->c.free_bytes, info->size);
@@ -361,18 +406,22 @@ static __always_inline void count_in_stack(struct stack_counts *c, const struct 
 }
 
 /* A new live block of `owner`, allocated at the stored stack stack_id (0:
- * none was recorded) at time now. */
+ * none was recorded) at time now. image: the owner's image as the calling
+ * thread last found it, kept for the next call (NULL: none kept); the
+ * image's row tells whether it is still current. */
 static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u64 size,
-				      __u64 stack_id, __u64 now)
+				      __u64 stack_id, __u64 now, __u32 *image)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
 	struct alloc_info info = {.size = size, .owner = owner, .stack_id = stack_id};
 	struct stack_counts *c = NULL;
-	struct proc_counts *p;
+	struct proc_row *p;
 
 	if (size < min_size || size > max_size)
 		return;
-	p = proc_of(owner);
+	p = image && *image ? row_of(*image) : NULL;
+	if (!p && (p = proc_of(owner)) && image)
+		*image = p->image;
 	if (!p) {
 		__sync_fetch_and_add(&drops.procs_map_full, 1);
 		return;
@@ -405,7 +454,7 @@ static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u6
 
 static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 size, __u64 stack_id)
 {
-	record_at(space, owner, addr, size, stack_id, bpf_ktime_get_ns());
+	record_at(space, owner, addr, size, stack_id, bpf_ktime_get_ns(), NULL);
 }
 
 #endif

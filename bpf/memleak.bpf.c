@@ -72,7 +72,7 @@ struct call {
 struct call_state {
 	struct call calls[MAX_CALLS];
 	__u32 depth; /* calls[0, depth) are in flight, the newest last */
-	__u32 pad;
+	__u32 image; /* its process's, as record_at last found it */
 	struct new_wrapper wrapper;
 	struct walk walk; /* the stack of the block, once returned */
 };
@@ -386,7 +386,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		__u64 now = bpf_ktime_get_ns();
 
 		record_at(space, tgid, addr, c->size, stack_of(ctx, st, c->size, c->caller, now),
-			  now);
+			  now, &st->image);
 	}
 	st->depth = i;
 	return 0;
@@ -426,7 +426,8 @@ int BPF_KPROBE(alloc_ret_site)
 		__u64 now = bpf_ktime_get_ns();
 
 		record_at(heap_space(), tgid, addr, c->size,
-			  stack_of(ctx, st, c->size, c->caller ? c->caller : ret, now), now);
+			  stack_of(ctx, st, c->size, c->caller ? c->caller : ret, now), now,
+			  &st->image);
 	}
 	st->depth = i;
 	return 0;
@@ -473,19 +474,27 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(process_exited, struct task_struct *p, bool group_dead)
 {
 	__u32 tgid = p->tgid;
-	struct proc_counts *proc;
+	struct proc_entry *proc;
 
 	if (!group_dead)
 		return 0;
 	bpf_map_delete_elem(&areas, &tgid);
 	proc = bpf_map_lookup_elem(&procs, &tgid);
 	if (proc) {
+		struct proc_row *r = row_of(proc->image);
+		struct proc_counts last = {.image = proc->image};
+
+		if (r)
+			last.c = r->c;
+		__builtin_memcpy(last.comm, proc->comm, sizeof(last.comm));
 		/* Kept where it is if there is no room (or the pid ended twice
 		 * since the loader looked): a newcomer then shares its entry. */
-		if (bpf_map_update_elem(&ended, &tgid, proc, BPF_NOEXIST) == 0)
+		if (bpf_map_update_elem(&ended, &tgid, &last, BPF_NOEXIST) == 0) {
 			bpf_map_delete_elem(&procs, &tgid);
-		else
+			release_row(last.image);
+		} else {
 			__sync_fetch_and_add(&drops.lifecycle_map_full, 1);
+		}
 	}
 	note_life(tgid, LIFE_ENDED);
 	return 0;
@@ -496,12 +505,15 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(image_changed, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = p->tgid;
-	struct proc_counts *proc = bpf_map_lookup_elem(&procs, &tgid);
+	struct proc_entry *proc = bpf_map_lookup_elem(&procs, &tgid);
 
 	/* Its other threads are gone by now: nothing counts concurrently. */
 	if (proc) {
-		*proc = (struct proc_counts){.image = next_image()};
+		release_row(proc->image);
+		proc->image = claim_row();
 		bpf_get_current_comm(proc->comm, sizeof(proc->comm));
+		if (!proc->image) /* no free row: its next allocation tries again */
+			bpf_map_delete_elem(&procs, &tgid);
 		note_life(tgid, LIFE_EXEC); /* its new allocator is to be probed */
 	}
 	/* Its code areas are the new program's. */

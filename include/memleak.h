@@ -121,9 +121,32 @@ struct counts {
 	__u64 free_bytes;
 };
 
-/* A process's totals, and the program image they are of (heap.bpf.h:
- * next_image), and its name then (taken in the kernel: a process may be
- * gone before the loader can ask /proc). */
+/* A live process (the procs map): the program image it runs (heap.bpf.h:
+ * next_image) and its name then (taken in the kernel: a process may be gone
+ * before the loader can ask /proc). Its totals are in the proc_rows array,
+ * at its image's row: a free finds them from the block's image with no
+ * hash lookup. An image whose row is taken is never handed out. */
+struct proc_entry {
+	__u32 image;
+	__u32 pad;
+	char comm[16];
+};
+
+#define PROC_ROWS (2 * MAX_PROCS)
+
+static inline __u32 proc_row_of(__u32 image)
+{
+	return image & (PROC_ROWS - 1);
+}
+
+struct proc_row {
+	__u32 image; /* whose totals; 0: a free row */
+	__u32 pad;
+	struct counts c;
+};
+
+/* A process's totals, and the program image they are of, and its name: as
+ * one ended (the ended map), and as the loader reads a live one. */
 struct proc_counts {
 	struct counts c;
 	__u32 image;

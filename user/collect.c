@@ -51,6 +51,7 @@ int heap_maps_open(struct heap_maps *m, const struct heap_objects *o)
 			      .block_op = bpf_program__fd(o->block_op),
 			      .block_answer = o->block_answer,
 			      .procs = bpf_map__fd(o->procs),
+			      .proc_rows = bpf_map__fd(o->proc_rows),
 			      .ended = o->ended ? bpf_map__fd(o->ended) : -1,
 			      .stack_counts = bpf_map__fd(o->stack_counts),
 			      .stacks = bpf_map__fd(o->stacks),
@@ -235,7 +236,7 @@ static void add_image(struct snapshot *s, __u32 tgid, __u32 live, __u32 ended)
 
 static void add_live_image(const void *key, const void *val, void *ctx)
 {
-	add_image(ctx, *(const __u32 *)key, ((const struct proc_counts *)val)->image, 0);
+	add_image(ctx, *(const __u32 *)key, ((const struct proc_entry *)val)->image, 0);
 }
 
 static void add_ended_image(const void *key, const void *val, void *ctx)
@@ -248,7 +249,7 @@ static void read_images(const struct heap_maps *m, enum image_view view, struct 
 	size_t n = 0;
 
 	s->view = view;
-	for_each_entry(m->procs, sizeof(__u32), sizeof(struct proc_counts), add_live_image, s);
+	for_each_entry(m->procs, sizeof(__u32), sizeof(struct proc_entry), add_live_image, s);
 	if (m->ended >= 0)
 		for_each_entry(m->ended, sizeof(__u32), sizeof(struct proc_counts), add_ended_image,
 			       s);
@@ -399,14 +400,40 @@ const struct stack_stat *snapshot_stacks_of(const struct snapshot *s, __u32 tgid
 	return *n ? &s->stacks[lo] : NULL;
 }
 
+/* A live process's totals: its entry and its image's row; -1 if none. */
+static int live_proc(const struct heap_maps *m, __u32 tgid, struct proc_counts *p)
+{
+	struct proc_entry e;
+	struct proc_row r;
+	__u32 row;
+
+	if (bpf_map_lookup_elem(m->procs, &tgid, &e))
+		return -1;
+	*p = (struct proc_counts){.image = e.image};
+	memcpy(p->comm, e.comm, sizeof(p->comm));
+	row = proc_row_of(e.image);
+	if (bpf_map_lookup_elem(m->proc_rows, &row, &r) == 0 && r.image == e.image)
+		p->c = r.c;
+	return 0;
+}
+
+static int ended_proc(const struct heap_maps *m, __u32 tgid, struct proc_counts *p)
+{
+	return m->ended < 0 ? -1 : bpf_map_lookup_elem(m->ended, &tgid, p);
+}
+
 struct proc_counts snapshot_proc(const struct heap_maps *m, __u32 tgid, enum image_view view)
 {
-	int first = view == VIEW_ENDED ? m->ended : m->procs;
-	int then = view == VIEW_ENDED ? m->procs : m->ended;
 	struct proc_counts p = {0};
 
-	if (m->procs >= 0 && (first < 0 || bpf_map_lookup_elem(first, &tgid, &p)) && then >= 0)
-		bpf_map_lookup_elem(then, &tgid, &p);
+	if (m->procs < 0)
+		return p;
+	if (view == VIEW_ENDED) {
+		if (ended_proc(m, tgid, &p))
+			live_proc(m, tgid, &p);
+	} else if (live_proc(m, tgid, &p)) {
+		ended_proc(m, tgid, &p);
+	}
 	return p;
 }
 
@@ -544,17 +571,32 @@ static void forget_kept_blocks(const struct heap_maps *m, struct forget_ctx *fc)
  * As it ended: its entry in ended goes, and a newcomer's live one stays;
  * if BPF did not move it apart (-p, a command, no room), its live entry
  * and all of its pid's go. */
+/* A live process's entry goes, and its row is free again. */
+static bool forget_live(const struct heap_maps *m, __u32 tgid)
+{
+	struct proc_entry e;
+	struct proc_row r = {0};
+	__u32 row;
+
+	if (bpf_map_lookup_and_delete_elem(m->procs, &tgid, &e))
+		return false;
+	row = proc_row_of(e.image);
+	if (bpf_map_lookup_elem(m->proc_rows, &row, &r) == 0 && r.image == e.image)
+		bpf_map_update_elem(m->proc_rows, &row, &(struct proc_row){0}, BPF_ANY);
+	return true;
+}
+
 static __u32 forget_totals(const struct heap_maps *m, __u32 tgid, bool ended)
 {
-	int mine = ended ? m->ended : m->procs, theirs = ended ? m->procs : m->ended;
 	struct proc_counts other = {0};
-	bool apart = mine >= 0 && bpf_map_delete_elem(mine, &tgid) == 0;
+	bool apart = ended ? m->ended >= 0 && bpf_map_delete_elem(m->ended, &tgid) == 0
+			   : forget_live(m, tgid);
 
 	if (ended && !apart) {
-		bpf_map_delete_elem(m->procs, &tgid);
+		forget_live(m, tgid);
 		return 0;
 	}
-	if (theirs < 0 || bpf_map_lookup_elem(theirs, &tgid, &other))
+	if (ended ? live_proc(m, tgid, &other) : ended_proc(m, tgid, &other))
 		return 0;
 	return other.image;
 }

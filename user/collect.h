@@ -17,6 +17,7 @@ struct heap_maps {
 	int block_op;			     /* the program that finds or forgets one block, */
 	const struct block_op *block_answer; /* and its answer */
 	int procs, stack_counts, stacks;
+	int proc_rows; /* the live processes' totals, at their image's row */
 	int ended; /* totals of processes that ended, not yet retired; -1: none kept */
 	const struct drops *drops;	      /* the object's live counters */
 	const __u64 *nested_calls;	      /* calls inside a probed call (user heap only) */
@@ -30,7 +31,7 @@ struct heap_maps {
 /* An object's accounting as its skeleton has it (heap.bpf.h). */
 struct heap_objects {
 	__u32 *blocks_mask; /* in the object's read-only data, before load */
-	struct bpf_map *blocks, *procs, *stack_counts, *stacks, *counts_copy, *uses_copy;
+	struct bpf_map *blocks, *procs, *proc_rows, *stack_counts, *stacks, *counts_copy, *uses_copy;
 	struct bpf_map *ended; /* NULL for the kernel's */
 	struct bpf_program *copy_counts, *copy_uses, *block_op;
 	const struct block_op *block_answer;
@@ -73,6 +74,7 @@ struct snapshot {
 	((struct heap_objects){.blocks = (skel)->maps.blocks,                                      \
 			       .blocks_mask = (__u32 *)&(skel)->rodata->blocks_mask,               \
 			       .procs = (skel)->maps.procs,                                        \
+			       .proc_rows = (skel)->maps.proc_rows,                                \
 			       .stack_counts = (skel)->maps.stack_counts,                          \
 			       .stacks = (skel)->maps.stacks,                                      \
 			       .counts_copy = (skel)->maps.counts_copy,                            \

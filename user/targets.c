@@ -862,6 +862,7 @@ void targets_init(struct target_set *ts, const struct heap_maps *heap)
 	ts->kernel = (struct heap_maps){.blocks = -1,
 					.block_op = -1,
 					.procs = -1,
+					.proc_rows = -1,
 					.stack_counts = -1,
 					.stacks = -1,
 					.ended = -1};
