@@ -491,31 +491,50 @@ static long walk_step(__u32 i, struct walk_ref *ref)
 	return r;
 }
 
+/* The window a memo's check reads: one per CPU, where a read costs less
+ * than into the thread's storage (the kernel's hardened usercopy checks a
+ * slab object's bounds at each copy into one). A thread that preempts this
+ * one may take it meanwhile: its count of uses tells. */
+struct memo_window {
+	__u64 uses;
+	__u64 words[TOP_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct memo_window);
+} memo_windows SEC(".maps");
+
 static __always_inline struct walk_memo *memo_of(struct walk *w, __u64 pc, __u64 sp)
 {
 	return &w->memo[(pc ^ (sp >> 4)) & (MEMO_WALKS - 1)];
 }
 
 /* The stack a remembered walk found, if this one is the same: its id, used
- * at now; else 0. The window it read is kept for the walk. */
+ * at now; else 0 (a walk that follows reads the stack again). */
 static __always_inline __u64 memo_stack(struct walk *w, struct walk_memo *m, __u64 now)
 {
 	struct stack_frames *found;
-	__u32 n = m->n;
+	struct memo_window *win;
+	__u32 n = m->n, zero = 0;
+	__u64 uses;
 
 	if (m->epoch != unwind_epoch || m->pc != w->pc || m->sp != w->sp || m->bp != w->bp ||
-	    m->caller != w->caller || !n)
+	    m->caller != w->caller || !n || !(win = bpf_map_lookup_elem(&memo_windows, &zero)))
 		return 0;
-	if (bpf_probe_read_user(w->top_words, sizeof(w->top_words), (void *)m->top))
+	uses = ++win->uses;
+	if (bpf_probe_read_user(win->words, sizeof(win->words), (void *)m->top))
 		return 0;
-	w->top = m->top;
-	w->windows = 1;
 	for (int i = 0; i < MEMO_WORDS; i++) {
 		if ((__u32)i >= n)
 			break;
-		if (w->top_words[m->idx[i] & (TOP_WORDS - 1)] != m->val[i])
+		if (win->words[m->idx[i] & (TOP_WORDS - 1)] != m->val[i])
 			return 0;
 	}
+	if (win->uses != uses)
+		return 0;
 	/* The loader may have reclaimed it: then it is walked and stored again. */
 	found = bpf_map_lookup_elem(&stacks, &m->stack_id);
 	if (!found)
