@@ -54,13 +54,26 @@ struct {
 	__type(value, struct proc_row);
 } proc_rows SEC(".maps");
 
-/* Maps that can grow large take memory as they fill, not all at load. */
+/* The (process, stack) totals: rows of an array, each named by key in a
+ * hash map (which takes memory as it fills, not all at load). The loader
+ * sizes the rows, twice the keys, and sets their mask before load. */
+const volatile __u32 stack_rows_mask = 2 * MAX_STACK_KEYS - 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * MAX_STACK_KEYS);
+	__type(key, __u32);
+	__type(value, struct counts_row);
+} stack_rows SEC(".maps");
+
+__u32 next_stack_row; /* where the next search for a free row starts */
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MAX_STACK_KEYS);
 	__type(key, struct stack_key);
-	__type(value, struct stack_counts);
+	__type(value, __u32); /* its row */
 } stack_counts SEC(".maps");
 
 struct {
@@ -91,15 +104,22 @@ struct {
 
 __u32 rows_copied; /* by the last copy */
 
-static long copy_counts_row(struct bpf_map *map, struct stack_key *key, struct stack_counts *v,
-			    __u32 *n)
+static __always_inline struct counts_row *stack_row_at(__u32 i)
 {
-	struct counts_row *row = bpf_map_lookup_elem(&counts_copy, n);
+	i &= stack_rows_mask;
+	return bpf_map_lookup_elem(&stack_rows, &i);
+}
+
+static long copy_counts_row(struct bpf_map *map, struct stack_key *key, __u32 *i, __u32 *n)
+{
+	struct counts_row *row = bpf_map_lookup_elem(&counts_copy, n), *from = stack_row_at(*i);
 
 	if (!row)
 		return 1; /* full: stop */
+	if (!from || !from->v.gen)
+		return 0; /* being made */
 	row->key = *key;
-	row->v = *v;
+	row->v = from->v;
 	++*n;
 	return 0;
 }
@@ -194,15 +214,64 @@ static __always_inline struct proc_row *proc_of(__u32 owner)
 	return row_of(fresh.image);
 }
 
-static __always_inline struct stack_counts *stack_counts_of(const struct stack_key *key)
+/* A free row taken for key, its counts zero; NULL if none was found free. */
+static __always_inline struct counts_row *claim_stack_row(const struct stack_key *key, __u32 *i)
 {
-	struct stack_counts *c = bpf_map_lookup_elem(&stack_counts, key), fresh = {};
+	for (int k = 0; k < 8; k++) {
+		__u32 at = __sync_fetch_and_add(&next_stack_row, 1) & stack_rows_mask;
+		struct counts_row *r = bpf_map_lookup_elem(&stack_rows, &at);
 
-	if (c)
-		return c;
-	fresh.gen = bpf_get_prandom_u32();
-	bpf_map_update_elem(&stack_counts, key, &fresh, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&stack_counts, key);
+		if (!r || __sync_val_compare_and_swap(&r->v.gen, 0, bpf_get_prandom_u32() | 1) != 0)
+			continue;
+		r->key = *key;
+		r->v.c = (struct counts){};
+		r->v.live = r->v.oldest_ns = 0;
+		*i = at;
+		return r;
+	}
+	return NULL;
+}
+
+/* The row of key's totals (its index in *i), made on its first use. */
+static __always_inline struct counts_row *stack_counts_of(const struct stack_key *key, __u32 *i)
+{
+	__u32 *found = bpf_map_lookup_elem(&stack_counts, key);
+	struct counts_row *r;
+
+	if (!found) {
+		if (!(r = claim_stack_row(key, i)))
+			return NULL;
+		if (bpf_map_update_elem(&stack_counts, key, i, BPF_NOEXIST) == 0)
+			return r;
+		r->v.gen = 0; /* another thread made it first */
+		if (!(found = bpf_map_lookup_elem(&stack_counts, key)))
+			return NULL;
+	}
+	*i = *found & stack_rows_mask;
+	r = bpf_map_lookup_elem(&stack_rows, i);
+	return r && r->v.gen ? r : NULL;
+}
+
+/* What a thread found last in record_at, to find again without a hash
+ * lookup: its process's image, and the row of the stack it last used. The
+ * rows tell whether each is still current. */
+struct record_hint {
+	__u32 image;
+	__u32 row;
+	__u32 gen;
+	__u32 pad;
+};
+
+/* The row of key's totals if the hint names it. */
+static __always_inline struct counts_row *hinted_row(const struct record_hint *h,
+						      const struct stack_key *key)
+{
+	struct counts_row *r = stack_row_at(h->row);
+
+	if (r && h->gen && r->v.gen == h->gen && r->key.stack_id == key->stack_id &&
+	    r->key.tgid == key->tgid && r->key.image == key->image)
+		return r;
+	return NULL;
 }
 
 /* Whether the next allocation, of size bytes, is recorded with its stack. */
@@ -251,18 +320,17 @@ dropped:
  * counts then, and is not counted again. */
 static __always_inline void count_free(const struct alloc_info *info)
 {
-	struct stack_key sk = {
-	    .tgid = info->owner, .image = info->image, .stack_id = info->stack_id};
 	struct proc_row *p = row_of(info->image);
 	struct stack_counts *c;
+	struct counts_row *r;
 
 	if (!p)
 		return;
 	__sync_fetch_and_add(&p->c.frees, 1);
 	__sync_fetch_and_add(&p->c.free_bytes, info->size);
-	if (!info->stack_id || !(c = bpf_map_lookup_elem(&stack_counts, &sk)) ||
-	    c->gen != info->gen)
+	if (!info->stack_id || !(r = stack_row_at(info->row)) || r->v.gen != info->gen)
 		return;
+	c = &r->v;
 	__sync_fetch_and_add(&c->c.frees, 1);
 	__sync_fetch_and_add(&c->c.free_bytes, info->size);
 	__sync_fetch_and_sub(&c->live, 1);
@@ -406,11 +474,10 @@ static __always_inline void count_in_stack(struct stack_counts *c, const struct 
 }
 
 /* A new live block of `owner`, allocated at the stored stack stack_id (0:
- * none was recorded) at time now. image: the owner's image as the calling
- * thread last found it, kept for the next call (NULL: none kept); the
- * image's row tells whether it is still current. */
+ * none was recorded) at time now. hint: what the calling thread found last,
+ * updated (NULL: none kept). */
 static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u64 size,
-				      __u64 stack_id, __u64 now, __u32 *image)
+				      __u64 stack_id, __u64 now, struct record_hint *hint)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
 	struct alloc_info info = {.size = size, .owner = owner, .stack_id = stack_id};
@@ -419,9 +486,9 @@ static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u6
 
 	if (size < min_size || size > max_size)
 		return;
-	p = image && *image ? row_of(*image) : NULL;
-	if (!p && (p = proc_of(owner)) && image)
-		*image = p->image;
+	p = hint && hint->image ? row_of(hint->image) : NULL;
+	if (!p && (p = proc_of(owner)) && hint)
+		hint->image = p->image;
 	if (!p) {
 		__sync_fetch_and_add(&drops.procs_map_full, 1);
 		return;
@@ -430,9 +497,16 @@ static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u6
 	info.time_ns = now;
 	if (stack_id) {
 		struct stack_key sk = {.tgid = owner, .image = info.image, .stack_id = stack_id};
+		struct counts_row *r = hint ? hinted_row(hint, &sk) : NULL;
 
-		c = stack_counts_of(&sk);
-		if (c) {
+		if (r) {
+			info.row = hint->row;
+		} else if ((r = stack_counts_of(&sk, &info.row)) && hint) {
+			hint->row = info.row;
+			hint->gen = r->v.gen;
+		}
+		if (r) {
+			c = &r->v;
 			info.gen = c->gen;
 		} else {
 			info.stack_id = 0;

@@ -72,7 +72,8 @@ struct call {
 struct call_state {
 	struct call calls[MAX_CALLS];
 	__u32 depth; /* calls[0, depth) are in flight, the newest last */
-	__u32 image; /* its process's, as record_at last found it */
+	__u32 pad;
+	struct record_hint hint;
 	struct new_wrapper wrapper;
 	struct walk walk; /* the stack of the block, once returned */
 };
@@ -386,7 +387,7 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		__u64 now = bpf_ktime_get_ns();
 
 		record_at(space, tgid, addr, c->size, stack_of(ctx, st, c->size, c->caller, now),
-			  now, &st->image);
+			  now, &st->hint);
 	}
 	st->depth = i;
 	return 0;
@@ -427,7 +428,7 @@ int BPF_KPROBE(alloc_ret_site)
 
 		record_at(heap_space(), tgid, addr, c->size,
 			  stack_of(ctx, st, c->size, c->caller ? c->caller : ret, now), now,
-			  &st->image);
+			  &st->hint);
 	}
 	st->depth = i;
 	return 0;

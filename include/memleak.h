@@ -54,8 +54,8 @@ struct alloc_info {
 	__u64 stack_id; /* key into the stacks map; 0: no stack recorded */
 	__u32 owner;	/* the process it is counted to */
 	__u32 image;	/* the owner's program image (execs) when allocated */
-	__u32 gen;	/* the stack counts entry it was counted in (its gen) */
-	__u32 pad;
+	__u32 gen;	/* the stack counts row it was counted in: its gen, */
+	__u32 row;	/* and its index */
 };
 
 /*
@@ -170,8 +170,9 @@ struct stack_counts {
 	struct counts c;
 	__u64 live;	 /* blocks counted here and not freed: its 0 -> 1 sets oldest_ns */
 	__u64 oldest_ns; /* time of the oldest live block; 0: none, or not known */
-	__u32 gen;	 /* random, per entry: a block is only ever freed from the entry it
-			  * was counted in, should the loader delete and BPF remake it */
+	__u32 gen;	 /* random, per row; 0: a free row. A block is only ever freed
+			  * from the row it was counted in, should the loader free it and
+			  * BPF take it for another stack */
 	__u32 pad;
 };
 
@@ -253,9 +254,12 @@ struct proc_areas {
 	struct code_area a[MAX_AREAS];
 };
 
-/* The counts and the stacks' last use, copied out by the kernel into arrays
- * the loader maps (heap.bpf.h: a walk of a hash map from user space costs a
- * system call's work per bucket). */
+/* A (process, stack)'s totals: a row of the stack_rows array, which the
+ * stack_counts hash map names by key, so that a free finds them from its
+ * block's record with no hash lookup. The counts and the stacks' last use
+ * are also copied out by the kernel into arrays the loader maps (heap.bpf.h:
+ * a walk of a hash map from user space costs a system call's work per
+ * bucket). */
 struct counts_row {
 	struct stack_key key;
 	struct stack_counts v;

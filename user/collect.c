@@ -13,17 +13,28 @@
 
 #define BATCH 4096
 
+/* The least power of 2 at least n, from 1024. */
+static __u32 pow2_from(__u64 n)
+{
+	__u32 p = 1024;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
 int heap_maps_size(const struct heap_objects *o, __u32 max_allocs, __u32 max_stacks)
 {
-	__u32 slots = 1024;
+	/* At most half full: a block finds a free slot within its probes, and
+	 * a new stack's totals a free row within a few tries. */
+	__u32 slots = pow2_from(2 * (__u64)max_allocs), rows = pow2_from(4 * (__u64)max_stacks);
 	int e;
 
-	/* At most half full: a block finds a free slot within its probes. */
-	while (slots < 2 * (__u64)max_allocs)
-		slots <<= 1;
 	*o->blocks_mask = slots - 1;
+	*o->stack_rows_mask = rows - 1;
 	e = bpf_map__set_max_entries(o->blocks, slots);
-
+	if (!e)
+		e = bpf_map__set_max_entries(o->stack_rows, rows);
 	if (!e)
 		e = bpf_map__set_max_entries(o->stack_counts, 2 * max_stacks);
 	if (!e)
@@ -54,6 +65,7 @@ int heap_maps_open(struct heap_maps *m, const struct heap_objects *o)
 			      .proc_rows = bpf_map__fd(o->proc_rows),
 			      .ended = o->ended ? bpf_map__fd(o->ended) : -1,
 			      .stack_counts = bpf_map__fd(o->stack_counts),
+			      .stack_rows = bpf_map__fd(o->stack_rows),
 			      .stacks = bpf_map__fd(o->stacks),
 			      .drops = o->drops,
 			      .nested_calls = o->nested_calls,
@@ -546,10 +558,20 @@ static void their_blocks(const void *key, const void *val, void *ctx)
 }
 
 /* Keys are collected in a walk, then deleted: deleting would disturb it. */
-static void delete_kept(int fd, size_t key_size, struct forget_ctx *fc)
+/* A (process, stack)'s totals go: its key, and its row is free again
+ * (only the key's owner frees a row). */
+static void forget_counts(const struct heap_maps *m, const struct stack_key *k)
+{
+	__u32 row;
+
+	if (bpf_map_lookup_and_delete_elem(m->stack_counts, k, &row) == 0)
+		bpf_map_update_elem(m->stack_rows, &row, &(struct counts_row){0}, BPF_ANY);
+}
+
+static void delete_kept(const struct heap_maps *m, struct forget_ctx *fc)
 {
 	for (size_t i = 0; i < fc->n; i++)
-		bpf_map_delete_elem(fd, (char *)fc->keys + i * key_size);
+		forget_counts(m, (const struct stack_key *)fc->keys + i);
 	free(fc->keys);
 	fc->keys = NULL;
 	fc->n = fc->cap = 0;
@@ -566,11 +588,6 @@ static void forget_kept_blocks(const struct heap_maps *m, struct forget_ctx *fc)
 	fc->n = fc->cap = 0;
 }
 
-/* A process's totals go; returns the image left under its pid. Live: its
- * procs entry goes, and a predecessor's that ended (not yet retired) stays.
- * As it ended: its entry in ended goes, and a newcomer's live one stays;
- * if BPF did not move it apart (-p, a command, no room), its live entry
- * and all of its pid's go. */
 /* A live process's entry goes, and its row is free again. */
 static bool forget_live(const struct heap_maps *m, __u32 tgid)
 {
@@ -586,6 +603,11 @@ static bool forget_live(const struct heap_maps *m, __u32 tgid)
 	return true;
 }
 
+/* A process's totals go; returns the image left under its pid. Live: its
+ * procs entry goes, and a predecessor's that ended (not yet retired) stays.
+ * As it ended: its entry in ended goes, and a newcomer's live one stays;
+ * if BPF did not move it apart (-p, a command, no room), its live entry
+ * and all of its pid's go. */
 static __u32 forget_totals(const struct heap_maps *m, __u32 tgid, bool ended)
 {
 	struct proc_counts other = {0};
@@ -624,7 +646,7 @@ int snapshot_forget(const struct heap_maps *m, __u32 *tgids, size_t n, bool ende
 	}
 	oldest_search_start(&fc.os, s, unknown, nunknown);
 	for_each_counts(m, their_counts, &fc);
-	delete_kept(m->stack_counts, sizeof(struct stack_key), &fc);
+	delete_kept(m, &fc);
 	err = for_each_block(m, their_blocks, &fc);
 	forget_kept_blocks(m, &fc);
 	free(unknown);
@@ -712,7 +734,7 @@ int snapshot_sweep_stacks(const struct heap_maps *m, size_t *kept, size_t *recla
 	if (err) /* a stack not seen referenced may be: reclaim nothing */
 		goto out;
 	for (size_t i = 0; i < sc.nidle; i++) /* after the walk: deleting would disturb it */
-		bpf_map_delete_elem(m->stack_counts, &sc.idle[i]);
+		forget_counts(m, &sc.idle[i]);
 	for (size_t i = 0; i < uses.n; i++) {
 		if (uses.u[i].referenced || uses.u[i].used_ns + STACK_GRACE_NS >= sc.now) {
 			++*kept;

@@ -17,7 +17,8 @@ struct heap_maps {
 	int block_op;			     /* the program that finds or forgets one block, */
 	const struct block_op *block_answer; /* and its answer */
 	int procs, stack_counts, stacks;
-	int proc_rows; /* the live processes' totals, at their image's row */
+	int proc_rows;	/* the live processes' totals, at their image's row */
+	int stack_rows; /* the (process, stack) totals, named by stack_counts */
 	int ended; /* totals of processes that ended, not yet retired; -1: none kept */
 	const struct drops *drops;	      /* the object's live counters */
 	const __u64 *nested_calls;	      /* calls inside a probed call (user heap only) */
@@ -30,8 +31,9 @@ struct heap_maps {
 
 /* An object's accounting as its skeleton has it (heap.bpf.h). */
 struct heap_objects {
-	__u32 *blocks_mask; /* in the object's read-only data, before load */
-	struct bpf_map *blocks, *procs, *proc_rows, *stack_counts, *stacks, *counts_copy, *uses_copy;
+	__u32 *blocks_mask, *stack_rows_mask; /* in the object's read-only data, before load */
+	struct bpf_map *blocks, *procs, *proc_rows, *stack_counts, *stack_rows, *stacks;
+	struct bpf_map *counts_copy, *uses_copy;
 	struct bpf_map *ended; /* NULL for the kernel's */
 	struct bpf_program *copy_counts, *copy_uses, *block_op;
 	const struct block_op *block_answer;
@@ -76,6 +78,8 @@ struct snapshot {
 			       .procs = (skel)->maps.procs,                                        \
 			       .proc_rows = (skel)->maps.proc_rows,                                \
 			       .stack_counts = (skel)->maps.stack_counts,                          \
+			       .stack_rows = (skel)->maps.stack_rows,                              \
+			       .stack_rows_mask = (__u32 *)&(skel)->rodata->stack_rows_mask,       \
 			       .stacks = (skel)->maps.stacks,                                      \
 			       .counts_copy = (skel)->maps.counts_copy,                            \
 			       .uses_copy = (skel)->maps.uses_copy,                                \

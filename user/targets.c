@@ -864,6 +864,7 @@ void targets_init(struct target_set *ts, const struct heap_maps *heap)
 					.procs = -1,
 					.proc_rows = -1,
 					.stack_counts = -1,
+					.stack_rows = -1,
 					.stacks = -1,
 					.ended = -1};
 }
