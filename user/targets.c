@@ -278,15 +278,25 @@ static double growth_of(const struct verdict *v, double now_value, double prev_v
 	return (now_value - prev_value) / dt;
 }
 
+/* The age at now of a block allocated at time_ns (0: not known). */
+static double age_of(__u64 time_ns, double now)
+{
+	return time_ns ? now - time_ns / 1e9 : 0;
+}
+
 /* Add each stack's outstanding bytes to its curve and judge it. */
 static void judge_stacks(struct target *t, const struct stack_stat *first, size_t n, bool kernel,
-			 double at, double dt, struct stack_report *all)
+			 double now, double at, double dt, struct stack_report *all)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct stack_history *h;
 		double prev;
 
-		all[i].st = first[i];
+		all[i].stack_id = first[i].stack_id;
+		all[i].out_bytes = first[i].out_bytes;
+		all[i].out_allocs = first[i].out_allocs;
+		all[i].c = first[i].c;
+		all[i].oldest_age_s = age_of(first[i].oldest_ns, now);
 		all[i].kernel = kernel;
 		/* A stack that has never held a block has a flat zero curve: nothing
 		 * to judge or keep until it holds one (its curve then starts with
@@ -317,11 +327,11 @@ static int by_suspicion(const void *a, const void *b)
 		return x->suspect ? -1 : 1;
 	if (x->suspect && x->growth_bps != y->growth_bps)
 		return x->growth_bps > y->growth_bps ? -1 : 1;
-	if (x->st.out_bytes != y->st.out_bytes)
-		return x->st.out_bytes > y->st.out_bytes ? -1 : 1;
-	if (x->st.out_allocs != y->st.out_allocs)
-		return x->st.out_allocs > y->st.out_allocs ? -1 : 1;
-	return x->st.stack_id < y->st.stack_id ? -1 : x->st.stack_id > y->st.stack_id;
+	if (x->out_bytes != y->out_bytes)
+		return x->out_bytes > y->out_bytes ? -1 : 1;
+	if (x->out_allocs != y->out_allocs)
+		return x->out_allocs > y->out_allocs ? -1 : 1;
+	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
 }
 
 /* A kernel stack starts in the tracer and the allocator; a report starts
@@ -355,16 +365,15 @@ static void add_user_frames(struct target *t, const __u64 *ips, struct stack_rep
 	s->nframes = n;
 }
 
-static void add_frames(struct target_set *ts, struct target *t, double now, struct stack_report *s)
+static void add_frames(struct target_set *ts, struct target *t, struct stack_report *s)
 {
 	__u64 ips[MAX_FRAMES];
 
-	s->oldest_age_s = s->st.oldest_ns ? now - s->st.oldest_ns / 1e9 : 0;
 	if (t->retired)
-		s->nframes = retired_frames(t->retired, s->st.stack_id, s->kernel, ips, &s->how);
+		s->nframes = retired_frames(t->retired, s->stack_id, s->kernel, ips, &s->how);
 	else
-		s->nframes = snapshot_frames(s->kernel ? &ts->kernel : &ts->heap, s->st.stack_id,
-					     ips, &s->how);
+		s->nframes = snapshot_frames(s->kernel ? &ts->kernel : &ts->heap, s->stack_id, ips,
+					     &s->how);
 	if (s->kernel) {
 		s->frames = xcalloc(s->nframes, sizeof(*s->frames));
 		for (int i = 0; i < s->nframes; i++)
@@ -385,8 +394,8 @@ static void count_no_stack(struct proc_report *p)
 	for (int i = 0; i < p->nshown; i++) {
 		if (p->stacks[i].kernel)
 			continue;
-		bytes -= (long long)p->stacks[i].st.out_bytes;
-		allocs -= (long long)p->stacks[i].st.out_allocs;
+		bytes -= (long long)p->stacks[i].out_bytes;
+		allocs -= (long long)p->stacks[i].out_allocs;
 	}
 	p->no_stack.bytes = bytes > 0 ? bytes : 0;
 	p->no_stack.allocs = allocs > 0 ? allocs : 0;
@@ -395,11 +404,11 @@ static void count_no_stack(struct proc_report *p)
 /* The heap held by the user stacks beyond the first nshown. */
 static void count_rest(struct proc_report *p, const struct stack_report *s)
 {
-	if (s->kernel || !s->st.out_allocs)
+	if (s->kernel || !s->out_allocs)
 		return;
 	p->stacks_rest.stacks++;
-	p->stacks_rest.bytes += (long long)s->st.out_bytes;
-	p->stacks_rest.allocs += (long long)s->st.out_allocs;
+	p->stacks_rest.bytes += (long long)s->out_bytes;
+	p->stacks_rest.allocs += (long long)s->out_allocs;
 }
 
 /*
@@ -424,13 +433,13 @@ static void build_stacks(struct target_set *ts, struct target *t, const struct s
 	}
 	n = nheap + nkernel;
 	all = xcalloc(n, sizeof(*all));
-	judge_stacks(t, heap, nheap, false, now - ts->start_time, dt, all);
-	judge_stacks(t, kernel, nkernel, true, now - ts->start_time, dt, all + nheap);
+	judge_stacks(t, heap, nheap, false, now, now - ts->start_time, dt, all);
+	judge_stacks(t, kernel, nkernel, true, now, now - ts->start_time, dt, all + nheap);
 	qsort(all, n, sizeof(*all), by_suspicion);
 	p->stacks = xcalloc(ro->keep_all ? n : (size_t)ro->top, sizeof(*p->stacks));
 	shown = xcalloc(n, sizeof(*shown));
 	for (size_t i = 0; i < n && p->nstacks < ro->top; i++) {
-		if (all[i].st.out_allocs) /* a suspect may have freed it all */
+		if (all[i].out_allocs) /* a suspect may have freed it all */
 			p->stacks[p->nstacks++] = all[i], shown[i] = true;
 	}
 	p->nshown = p->nstacks;
@@ -684,7 +693,7 @@ static int by_concern(const void *a, const void *b)
 
 /* The first max_procs processes are shown in full, their stacks symbolized;
  * the rest keep only the headline and the sums. */
-static void symbolize_top(struct target_set *ts, struct report *r, int max_procs, double now)
+static void symbolize_top(struct target_set *ts, struct report *r, int max_procs)
 {
 	r->nfull = r->nprocs < max_procs ? r->nprocs : max_procs;
 	for (int i = 0; i < r->nprocs; i++) {
@@ -697,34 +706,54 @@ static void symbolize_top(struct target_set *ts, struct report *r, int max_procs
 			p->nstacks = p->nshown = 0;
 		}
 		for (int k = 0; k < p->nstacks; k++)
-			add_frames(ts, t, now, &p->stacks[k]);
+			add_frames(ts, t, &p->stacks[k]);
 	}
 }
 
+/* A listed stack whose oldest block a walk of the live blocks is to find:
+ * the search's figures (first: the search is given pointers to them), and
+ * the report's. */
+struct wanted_stack {
+	struct stack_stat st;
+	struct stack_report *s;
+};
+
 /* Stacks to find the oldest block of, with a walk of one object's live blocks. */
 struct oldest_wanted {
-	struct stack_stat **st;
+	struct stack_stat **st; /* each the st of a struct wanted_stack */
 	size_t n;
 };
 
 /* The oldest block of a listed stack: BPF's count knows it until that block
  * is freed; then the one a walk found last, while that lives. */
-static bool oldest_known(struct target_set *ts, struct target *t, struct stack_report *s)
+static bool oldest_known(struct target_set *ts, struct target *t, struct stack_report *s,
+			 double now)
 {
 	const struct heap_maps *m = s->kernel ? &ts->kernel : &ts->heap;
-	struct stack_history *h = find_history(t, s->st.stack_id, s->kernel);
+	struct stack_history *h = find_history(t, s->stack_id, s->kernel);
 
-	if (!s->st.out_allocs || s->st.oldest_ns)
+	if (!s->out_allocs || s->oldest_age_s)
 		return true;
-	if (!h || !h->oldest_ns ||
-	    !snapshot_block_lives(m, &h->oldest, s->st.stack_id, h->oldest_ns))
+	if (!h || !h->oldest_ns || !snapshot_block_lives(m, &h->oldest, s->stack_id, h->oldest_ns))
 		return false;
-	s->st.oldest_ns = h->oldest_ns;
+	s->oldest_age_s = age_of(h->oldest_ns, now);
 	return true;
 }
 
+static void want_oldest(struct oldest_wanted *w, pid_t pid, struct stack_report *s)
+{
+	struct wanted_stack *ws = xcalloc(1, sizeof(*ws));
+
+	ws->st.tgid = (__u32)pid;
+	ws->st.stack_id = s->stack_id;
+	ws->st.out_allocs = s->out_allocs;
+	ws->s = s;
+	w->st = xrealloc(w->st, (w->n + 1) * sizeof(*w->st));
+	w->st[w->n++] = &ws->st;
+}
+
 static void find_oldest(struct target_set *ts, const struct snapshot *snap, bool kernel,
-			struct oldest_wanted *w)
+			struct oldest_wanted *w, double now)
 {
 	int err;
 
@@ -735,13 +764,16 @@ static void find_oldest(struct target_set *ts, const struct snapshot *snap, bool
 		warnx_("cannot read every live block: %s; some stacks' oldest age is left at 0",
 		       strerror(-err));
 	for (size_t i = 0; i < w->n; i++) {
-		struct target *t = targets_find(ts, (pid_t)w->st[i]->tgid);
-		struct stack_history *h = t ? find_history(t, w->st[i]->stack_id, kernel) : NULL;
+		struct wanted_stack *ws = (struct wanted_stack *)w->st[i];
+		struct target *t = targets_find(ts, (pid_t)ws->st.tgid);
+		struct stack_history *h = t ? find_history(t, ws->st.stack_id, kernel) : NULL;
 
+		ws->s->oldest_age_s = age_of(ws->st.oldest_ns, now);
 		if (h) {
-			h->oldest = w->st[i]->oldest;
-			h->oldest_ns = w->st[i]->oldest_ns;
+			h->oldest = ws->st.oldest;
+			h->oldest_ns = ws->st.oldest_ns;
 		}
+		free(ws);
 	}
 	free(w->st);
 }
@@ -749,7 +781,7 @@ static void find_oldest(struct target_set *ts, const struct snapshot *snap, bool
 /* The listed stacks' oldest blocks: one walk of the live blocks, only when
  * one is not known otherwise. */
 static void add_oldest(struct target_set *ts, struct report *r, const struct snapshot snap[2],
-		       int max_procs)
+		       int max_procs, double now)
 {
 	struct oldest_wanted w[2] = {{0}};
 
@@ -757,17 +789,12 @@ static void add_oldest(struct target_set *ts, struct report *r, const struct sna
 		struct proc_report *p = &r->procs[i];
 		struct target *t = target_of(ts, p);
 
-		for (int k = 0; k < p->nshown && !t->retired; k++) {
-			struct oldest_wanted *to = &w[p->stacks[k].kernel];
-
-			if (oldest_known(ts, t, &p->stacks[k]))
-				continue;
-			to->st = xrealloc(to->st, (to->n + 1) * sizeof(*to->st));
-			to->st[to->n++] = &p->stacks[k].st;
-		}
+		for (int k = 0; k < p->nshown && !t->retired; k++)
+			if (!oldest_known(ts, t, &p->stacks[k], now))
+				want_oldest(&w[p->stacks[k].kernel], t->pid, &p->stacks[k]);
 	}
-	find_oldest(ts, &snap[0], false, &w[0]);
-	find_oldest(ts, &snap[1], true, &w[1]);
+	find_oldest(ts, &snap[0], false, &w[0], now);
+	find_oldest(ts, &snap[1], true, &w[1], now);
 }
 
 static void add_drops(struct drops *sum, const struct drops *d)
@@ -825,8 +852,8 @@ void targets_report(struct target_set *ts, const struct report_options *ro, stru
 		t->gone = !t->alive && !r->final;
 	}
 	qsort(r->procs, r->nprocs, sizeof(*r->procs), by_concern);
-	add_oldest(ts, r, snap, ro->max_procs);
-	symbolize_top(ts, r, ro->max_procs, now);
+	add_oldest(ts, r, snap, ro->max_procs, now);
+	symbolize_top(ts, r, ro->max_procs);
 	snapshot_free(&snap[0]);
 	snapshot_free(&snap[1]);
 	forget_gone(ts);

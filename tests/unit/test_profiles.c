@@ -57,15 +57,19 @@ static void fill_report(struct report *r, struct proc_report *p, struct stack_re
 	memset(p, 0, sizeof(*p));
 	memset(s, 0, 3 * sizeof(*s));
 	s[0] = (struct stack_report){
-	    .st = {.c = {.allocs = 20, .alloc_bytes = 4000}, .out_bytes = 3000, .out_allocs = 3},
+	    .c = {.allocs = 20, .alloc_bytes = 4000},
+	    .out_bytes = 3000,
+	    .out_allocs = 3,
 	    .nframes = 3,
 	    .frames = frames_a};
 	s[1] = (struct stack_report){
-	    .st = {.c = {.allocs = 5, .alloc_bytes = 500}, .out_bytes = 500, .out_allocs = 2},
+	    .c = {.allocs = 5, .alloc_bytes = 500},
+	    .out_bytes = 500,
+	    .out_allocs = 2,
 	    .nframes = 1,
 	    .frames = frames_b};
 	s[2] = (struct stack_report){
-	    .st = {.c = {.allocs = 10, .alloc_bytes = 100}}, .nframes = 1, .frames = frames_c};
+	    .c = {.allocs = 10, .alloc_bytes = 100}, .nframes = 1, .frames = frames_c};
 	p->pid = 42;
 	strcpy(p->comm, "srv x");
 	p->probed = p->alive = true;

@@ -6,17 +6,19 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "collect.h"
+#include "memleak.h"
 #include "symbolize.h"
 #include "verdict.h"
 
 struct stack_report {
-	struct stack_stat st;
+	__u64 stack_id;
+	__u64 out_bytes, out_allocs; /* live (older than -o's limit, if any) */
+	struct counts c;	     /* in all */
 	bool kernel;	   /* a kernel stack (-k) */
 	__u32 how;	   /* a user stack: how it was walked (UNWIND_*) */
 	double growth_bps; /* outstanding bytes per second: the floor's trend */
 	bool suspect;	   /* its own floor keeps rising */
-	double oldest_age_s;
+	double oldest_age_s; /* of its oldest live block; 0: not known */
 	int nframes;
 	struct frame *frames; /* innermost first */
 };
@@ -102,7 +104,7 @@ static inline struct unlisted proc_unlisted(const struct proc_report *p)
 	};
 
 	for (int i = 0; i < p->nstacks; i++) {
-		const struct stack_stat *st = &p->stacks[i].st;
+		const struct stack_report *st = &p->stacks[i];
 
 		if (p->stacks[i].kernel) {
 			u.kernel_bytes -= (long long)st->out_bytes;

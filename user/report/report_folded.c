@@ -33,7 +33,7 @@ static void put_stack(FILE *f, const struct proc_report *p, const struct stack_r
 		fputc(';', f);
 		put_frame(f, &s->frames[i], s->kernel);
 	}
-	fprintf(f, " %llu\n", (unsigned long long)s->st.out_bytes);
+	fprintf(f, " %llu\n", (unsigned long long)s->out_bytes);
 }
 
 static void put_line(FILE *f, const struct proc_report *p, const char *what, long long bytes)
@@ -49,7 +49,7 @@ static void put_proc(FILE *f, const struct proc_report *p)
 	struct unlisted u = proc_unlisted(p);
 
 	for (int i = 0; i < p->nstacks; i++)
-		if (p->stacks[i].st.out_bytes)
+		if (p->stacks[i].out_bytes)
 			put_stack(f, p, &p->stacks[i]);
 	put_line(f, p, "[no stack listed]", u.bytes);
 	put_line(f, p, "[no stack listed]_[k]", u.kernel_bytes);

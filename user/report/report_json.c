@@ -46,14 +46,12 @@ static void print_unwind(FILE *out, const struct stack_report *s)
 
 static void print_stack(FILE *out, const struct stack_report *s)
 {
-	const struct stack_stat *st = &s->st;
-
 	fprintf(out,
 		"{\"outstanding_bytes\":%llu,\"outstanding_allocs\":%llu,\"allocs\":%llu,"
 		"\"alloc_bytes\":%llu,\"growth_bytes_per_s\":%.1f,\"oldest_age_s\":%.3f,"
 		"\"suspect\":%s,\"kernel\":%s,",
-		(unsigned long long)st->out_bytes, (unsigned long long)st->out_allocs,
-		(unsigned long long)st->c.allocs, (unsigned long long)st->c.alloc_bytes,
+		(unsigned long long)s->out_bytes, (unsigned long long)s->out_allocs,
+		(unsigned long long)s->c.allocs, (unsigned long long)s->c.alloc_bytes,
 		s->growth_bps, s->oldest_age_s, s->suspect ? "true" : "false",
 		s->kernel ? "true" : "false");
 	print_unwind(out, s);

@@ -243,7 +243,7 @@ static Sample *sample(struct pprof *pp, const struct proc_report *p, bool kernel
 
 static void add_stack(struct pprof *pp, const struct proc_report *p, const struct stack_report *st)
 {
-	const struct stack_stat *c = &st->st;
+	const struct stack_report *c = st;
 	int64_t v[4] = {(int64_t)c->c.allocs, (int64_t)c->c.alloc_bytes, (int64_t)c->out_allocs,
 			(int64_t)c->out_bytes};
 	Sample *s = sample(pp, p, st->kernel, v);

@@ -35,8 +35,8 @@ static void print_stack(FILE *out, const struct stack_report *s)
 {
 	char n[32], bytes[32], rate[32];
 
-	fprintf(out, "    %s B in %s allocs", group_digits(s->st.out_bytes, bytes, sizeof(bytes)),
-		group_digits(s->st.out_allocs, n, sizeof(n)));
+	fprintf(out, "    %s B in %s allocs", group_digits(s->out_bytes, bytes, sizeof(bytes)),
+		group_digits(s->out_allocs, n, sizeof(n)));
 	fprintf(out, "  %s%s/s  oldest %.1f s%s%s\n", s->growth_bps >= 0 ? "+" : "",
 		human_bytes(s->growth_bps, rate, sizeof(rate)), s->oldest_age_s,
 		s->kernel ? "  kernel" : "", s->suspect ? "  suspect" : "");
