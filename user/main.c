@@ -474,8 +474,14 @@ static void write_report(struct tracer *tr, bool final)
 	write_profiles(tr, &r);
 	report_metrics(tr, &r);
 	report_free(&r);
-	if (tr->opt.plot_path && !tr->output_failed && svg_write(tr->opt.plot_path, &tr->targets))
-		output_failed(tr, "--plot", tr->opt.plot_path);
+	if (tr->opt.plot_path && !tr->output_failed) {
+		int n;
+		struct curve_report *curves = targets_curves(&tr->targets, &n);
+
+		if (svg_write(tr->opt.plot_path, curves, n))
+			output_failed(tr, "--plot", tr->opt.plot_path);
+		free(curves);
+	}
 }
 
 static bool all_exited(const struct target_set *ts)
@@ -685,8 +691,14 @@ static void sample(struct tracer *tr)
 	}
 	targets_sample(&tr->targets);
 	publish_metrics(tr);
-	if (tr->curve_csv && !tr->output_failed && csv_rows(tr->curve_csv, &tr->targets))
-		output_failed(tr, "--curve", tr->opt.curve_path);
+	if (tr->curve_csv && !tr->output_failed) {
+		int n;
+		struct curve_report *curves = targets_curves(&tr->targets, &n);
+
+		if (csv_rows(tr->curve_csv, curves, n))
+			output_failed(tr, "--curve", tr->opt.curve_path);
+		free(curves);
+	}
 }
 
 /* The time of the next tick: a period on, or after a stall (probes
@@ -814,7 +826,7 @@ static int start(struct tracer *tr)
 		warnx_("%s", err);
 		return -1;
 	}
-	if (tr->opt.plot_path && svg_check(tr->opt.plot_path, &tr->targets, err, sizeof(err))) {
+	if (tr->opt.plot_path && svg_check(tr->opt.plot_path, err, sizeof(err))) {
 		warnx_("%s", err);
 		return -1;
 	}

@@ -817,6 +817,27 @@ void targets_drops(const struct target_set *ts, struct drops *sum)
 		add_drops(sum, ts->kernel.drops);
 }
 
+struct curve_report *targets_curves(const struct target_set *ts, int *n)
+{
+	struct curve_report *c = xcalloc(ts->n + 1, sizeof(*c));
+
+	for (int i = 0; i < ts->n; i++) {
+		const struct target *t = &ts->t[i];
+
+		c[i] = (struct curve_report){.pid = t->pid,
+					     .comm = t->comm,
+					     .mem = &t->mem,
+					     .verdict = &t->verdict,
+					     .heap_bytes = t->heap_bytes,
+					     .rss_bytes = t->rss_bytes,
+					     .has_kernel = targets_kernel(ts),
+					     .kernel_bytes = t->kernel_bytes,
+					     .in_last_sample = t->sampled == ts->samples};
+	}
+	*n = ts->n;
+	return c;
+}
+
 void targets_report(struct target_set *ts, const struct report_options *ro, struct report *r)
 {
 	double now = monotonic_s();

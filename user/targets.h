@@ -102,6 +102,9 @@ void targets_sample(struct target_set *ts);
 void targets_sweep_stacks(struct target_set *ts);
 
 void targets_report(struct target_set *ts, const struct report_options *ro, struct report *r);
+/* Every target's curve as --curve and --plot show it, pointing into ts
+ * (valid until it changes): an array of *n, to free. */
+struct curve_report *targets_curves(const struct target_set *ts, int *n);
 void report_free(struct report *r);
 /* What the BPF programs dropped so far, user heap and kernel: live. */
 void targets_drops(const struct target_set *ts, struct drops *sum);

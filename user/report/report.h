@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "curve.h"
 #include "memleak.h"
 #include "symbolize.h"
 #include "verdict.h"
@@ -71,6 +72,19 @@ struct report {
 	int nprocs;
 	struct proc_report *procs; /* leaks first, then by verdict and growth */
 	int nfull;		   /* the first nfull in full; the rest without stacks */
+};
+
+/* A process's memory curve, as --curve and --plot show it. */
+struct curve_report {
+	int pid;
+	const char *comm;
+	const struct curve *mem; /* the judged curve: heap (anonymous RSS if watched), + kernel with -k */
+	const struct verdict *verdict;
+	long long heap_bytes; /* outstanding, at the last sample */
+	unsigned long long rss_bytes;
+	bool has_kernel;	/* -k: kernel_bytes is traced */
+	long long kernel_bytes;
+	bool in_last_sample; /* the last sample added a point to its curve */
 };
 
 static inline long long outstanding_bytes(const struct counts *c)

@@ -23,28 +23,28 @@ FILE *csv_open(const char *path, char *err, size_t errlen)
 	return f;
 }
 
-/* The newest point of every live target; kernel_bytes stays empty without -k. */
-int csv_rows(FILE *out, const struct target_set *ts)
+/* kernel_bytes stays empty without -k. */
+int csv_rows(FILE *out, const struct curve_report *curves, int n)
 {
-	for (int i = 0; i < ts->n; i++) {
-		const struct target *t = &ts->t[i];
+	for (int i = 0; i < n; i++) {
+		const struct curve_report *t = &curves[i];
 		const struct curve_point *p;
 		char kernel[32] = "", band[64];
 
-		if (t->sampled != ts->samples || !t->mem.n)
+		if (!t->in_last_sample || !t->mem->n)
 			continue;
-		p = &t->mem.p[t->mem.n - 1];
-		if (targets_kernel(ts))
+		p = &t->mem->p[t->mem->n - 1];
+		if (t->has_kernel)
 			snprintf(kernel, sizeof(kernel), "%lld", t->kernel_bytes);
 		fprintf(out, "%.3f,%d,", p->t, t->pid);
 		put_csv(out, t->comm);
-		if (verdict_has_band(&t->verdict))
-			snprintf(band, sizeof(band), "%.0f,%.0f", t->verdict.band_low,
-				 t->verdict.band_high);
+		if (verdict_has_band(t->verdict))
+			snprintf(band, sizeof(band), "%.0f,%.0f", t->verdict->band_low,
+				 t->verdict->band_high);
 		else
 			snprintf(band, sizeof(band), ","); /* empty: never steady, no band */
 		fprintf(out, ",%lld,%llu,%s,%s,%s,%.0f\n", t->heap_bytes, t->rss_bytes, kernel,
-			band, verdict_name(t->verdict.state), p->last);
+			band, verdict_name(t->verdict->state), p->last);
 	}
 	return fflush(out) || ferror(out) ? -1 : 0;
 }

@@ -4,11 +4,12 @@
 
 #include <stdio.h>
 
-#include "targets.h"
+#include "report.h"
 
 /* Open path and write the header; NULL with the reason if it cannot be written. */
 FILE *csv_open(const char *path, char *err, size_t errlen);
-/* Returns -1 with errno set if the rows could not be written. */
-int csv_rows(FILE *out, const struct target_set *ts);
+/* The newest point of each of curves[0..n) in the last sample. Returns -1
+ * with errno set if the rows could not be written. */
+int csv_rows(FILE *out, const struct curve_report *curves, int n);
 
 #endif

@@ -79,10 +79,10 @@ static void axes(FILE *f, const struct scale *s)
 		(LEFT + WIDTH) / 2, bottom + 32);
 }
 
-static void panel(FILE *f, const struct target *t, int top)
+static void panel(FILE *f, const struct curve_report *t, int top)
 {
-	const struct curve *c = &t->mem;
-	const struct verdict *v = &t->verdict;
+	const struct curve *c = t->mem;
+	const struct verdict *v = t->verdict;
 	struct scale s = {.t0 = 0, .t1 = c->p[c->n - 1].t, .y0 = 0, .y1 = 1, .top = top};
 	char rate[32];
 
@@ -136,27 +136,27 @@ static void panel(FILE *f, const struct target *t, int top)
 /* Leaks first, then the fastest growth, then the most memory. */
 static int by_concern(const void *a, const void *b)
 {
-	const struct target *x = *(const struct target *const *)a;
-	const struct target *y = *(const struct target *const *)b;
-	double mx = x->mem.p[x->mem.n - 1].last, my = y->mem.p[y->mem.n - 1].last;
+	const struct curve_report *x = *(const struct curve_report *const *)a;
+	const struct curve_report *y = *(const struct curve_report *const *)b;
+	double mx = x->mem->p[x->mem->n - 1].last, my = y->mem->p[y->mem->n - 1].last;
 
-	if (x->verdict.state != y->verdict.state)
-		return (int)y->verdict.state - (int)x->verdict.state; /* in order of concern */
-	if (x->verdict.growth_bps != y->verdict.growth_bps)
-		return x->verdict.growth_bps < y->verdict.growth_bps ? 1 : -1;
+	if (x->verdict->state != y->verdict->state)
+		return (int)y->verdict->state - (int)x->verdict->state; /* in order of concern */
+	if (x->verdict->growth_bps != y->verdict->growth_bps)
+		return x->verdict->growth_bps < y->verdict->growth_bps ? 1 : -1;
 	return mx < my ? 1 : mx > my ? -1 : 0;
 }
 
-int svg_write(const char *path, const struct target_set *ts)
+int svg_write(const char *path, const struct curve_report *curves, int ncurves)
 {
-	const struct target **shown = xcalloc(ts->n, sizeof(*shown));
+	const struct curve_report **shown = xcalloc(ncurves + 1, sizeof(*shown));
 	struct outfile out;
 	int n = 0;
 	FILE *f;
 
-	for (int i = 0; i < ts->n; i++)
-		if (ts->t[i].mem.n)
-			shown[n++] = &ts->t[i];
+	for (int i = 0; i < ncurves; i++)
+		if (curves[i].mem->n)
+			shown[n++] = &curves[i];
 	qsort(shown, n, sizeof(*shown), by_concern);
 	for (int i = MAX_PANELS; i < n; i++) /* the kernel's own curve is always shown */
 		if (shown[i]->pid == KERNEL_OWNER)
@@ -178,9 +178,9 @@ int svg_write(const char *path, const struct target_set *ts)
 	return outfile_commit(&out);
 }
 
-int svg_check(const char *path, const struct target_set *ts, char *err, size_t errlen)
+int svg_check(const char *path, char *err, size_t errlen)
 {
-	if (svg_write(path, ts)) {
+	if (svg_write(path, NULL, 0)) {
 		snprintf(err, errlen, "cannot write --plot %s: %s", path, strerror(errno));
 		return -1;
 	}

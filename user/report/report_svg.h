@@ -4,11 +4,12 @@
 
 #include <stddef.h>
 
-#include "targets.h"
+#include "report.h"
 
 /* Write the empty chart now, so a bad path fails before tracing. */
-int svg_check(const char *path, const struct target_set *ts, char *err, size_t errlen);
-/* Write the chart to path (through a temporary file, replaced at once). */
-int svg_write(const char *path, const struct target_set *ts);
+int svg_check(const char *path, char *err, size_t errlen);
+/* Write the chart of curves[0..n) to path (through a temporary file,
+ * replaced at once). */
+int svg_write(const char *path, const struct curve_report *curves, int n);
 
 #endif
