@@ -189,21 +189,25 @@ static __always_inline bool near_wrapper(const struct new_wrapper *w, __u64 sp)
  * too, with it in one read when they are near. */
 static __always_inline __u64 wrapper_caller(struct call_state *st, struct frame_id *f)
 {
-	__u64 *words = st->walk.top_words, d = st->wrapper.outer_sp - f->sp, caller = 0;
+	__u64 d = st->wrapper.outer_sp - f->sp, caller = 0, uses;
+	struct stack_window *win;
 
-	st->walk.top = 0; /* its window is borrowed */
 	if (d < WRAPPER_WORDS * 8 && !(d & 7) &&
-	    !bpf_probe_read_user(words, WRAPPER_WORDS * 8, (void *)f->sp)) {
-		__u64 i = d >> 3;
+	    (win = read_window(f->sp, WRAPPER_WORDS * 8, &uses))) {
+		__u64 i = d >> 3, ret;
 
 		asm volatile("%0 &= %1" : "+r"(i) : "i"(WRAPPER_WORDS - 1)); /* for the verifier */
-		f->ret = words[0];
-		caller = words[i];
-	} else {
-		read_ret(f);
-		if (in_span(&st->wrapper.inner, f->ret))
-			bpf_probe_read_user(&caller, sizeof(caller), (void *)st->wrapper.outer_sp);
+		ret = win->words[0];
+		caller = win->words[i];
+		if (window_kept(win, uses)) {
+			f->ret = ret;
+			return in_span(&st->wrapper.inner, ret) ? caller : 0;
+		}
+		caller = 0;
 	}
+	read_ret(f);
+	if (in_span(&st->wrapper.inner, f->ret))
+		bpf_probe_read_user(&caller, sizeof(caller), (void *)st->wrapper.outer_sp);
 	return in_span(&st->wrapper.inner, f->ret) ? caller : 0;
 }
 

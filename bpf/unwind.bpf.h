@@ -491,11 +491,12 @@ static long walk_step(__u32 i, struct walk_ref *ref)
 	return r;
 }
 
-/* The window a memo's check reads: one per CPU, where a read costs less
- * than into the thread's storage (the kernel's hardened usercopy checks a
- * slab object's bounds at each copy into one). A thread that preempts this
- * one may take it meanwhile: its count of uses tells. */
-struct memo_window {
+/* A window of the stack read to be looked at at once (a memo's check, an
+ * operator new's caller): one per CPU, where a read costs less than into
+ * the thread's storage (the kernel's hardened usercopy checks a slab
+ * object's bounds at each copy into one). A thread that preempts this one
+ * may take it meanwhile: its count of uses tells (window_kept). */
+struct stack_window {
 	__u64 uses;
 	__u64 words[TOP_WORDS];
 };
@@ -504,8 +505,27 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct memo_window);
-} memo_windows SEC(".maps");
+	__type(value, struct stack_window);
+} stack_windows SEC(".maps");
+
+/* This CPU's window with len bytes of the stack from addr, and in *uses its
+ * count then; NULL if they cannot be read. */
+static __always_inline struct stack_window *read_window(__u64 addr, __u32 len, __u64 *uses)
+{
+	__u32 zero = 0;
+	struct stack_window *win = bpf_map_lookup_elem(&stack_windows, &zero);
+
+	if (!win)
+		return NULL;
+	*uses = ++win->uses;
+	return bpf_probe_read_user(win->words, len, (void *)addr) ? NULL : win;
+}
+
+/* Whether nobody took the window since it was read. */
+static __always_inline bool window_kept(const struct stack_window *win, __u64 uses)
+{
+	return win->uses == uses;
+}
 
 static __always_inline struct walk_memo *memo_of(struct walk *w, __u64 pc, __u64 sp)
 {
@@ -517,15 +537,13 @@ static __always_inline struct walk_memo *memo_of(struct walk *w, __u64 pc, __u64
 static __always_inline __u64 memo_stack(struct walk *w, struct walk_memo *m, __u64 now)
 {
 	struct stack_frames *found;
-	struct memo_window *win;
-	__u32 n = m->n, zero = 0;
+	struct stack_window *win;
+	__u32 n = m->n;
 	__u64 uses;
 
 	if (m->epoch != unwind_epoch || m->pc != w->pc || m->sp != w->sp || m->bp != w->bp ||
-	    m->caller != w->caller || !n || !(win = bpf_map_lookup_elem(&memo_windows, &zero)))
-		return 0;
-	uses = ++win->uses;
-	if (bpf_probe_read_user(win->words, sizeof(win->words), (void *)m->top))
+	    m->caller != w->caller || !n ||
+	    !(win = read_window(m->top, sizeof(win->words), &uses)))
 		return 0;
 	for (int i = 0; i < MEMO_WORDS; i++) {
 		if ((__u32)i >= n)
@@ -533,7 +551,7 @@ static __always_inline __u64 memo_stack(struct walk *w, struct walk_memo *m, __u
 		if (win->words[m->idx[i] & (TOP_WORDS - 1)] != m->val[i])
 			return 0;
 	}
-	if (win->uses != uses)
+	if (!window_kept(win, uses))
 		return 0;
 	/* The loader may have reclaimed it: then it is walked and stored again. */
 	found = bpf_map_lookup_elem(&stacks, &m->stack_id);
