@@ -219,7 +219,7 @@ static __always_inline struct counts_row *claim_stack_row(const struct stack_key
 {
 	for (int k = 0; k < 8; k++) {
 		__u32 at = __sync_fetch_and_add(&next_stack_row, 1) & stack_rows_mask;
-		struct counts_row *r = bpf_map_lookup_elem(&stack_rows, &at);
+		struct counts_row *r = stack_row_at(at);
 
 		if (!r || __sync_val_compare_and_swap(&r->v.gen, 0, bpf_get_prandom_u32() | 1) != 0)
 			continue;
@@ -248,7 +248,7 @@ static __always_inline struct counts_row *stack_counts_of(const struct stack_key
 			return NULL;
 	}
 	*i = *found & stack_rows_mask;
-	r = bpf_map_lookup_elem(&stack_rows, i);
+	r = stack_row_at(*i);
 	return r && r->v.gen ? r : NULL;
 }
 
@@ -346,11 +346,13 @@ static __always_inline struct block_slot *block_at(__u32 home, __u32 d)
 	return bpf_map_lookup_elem(&blocks, &i);
 }
 
-/* The slot of the live block at key, and its state then; NULL if none. */
-static __always_inline struct block_slot *find_block(const struct alloc_key *key, __u32 *state)
+/* The slot of the live block at key (whose home slot is home), and its
+ * state then; NULL if none. */
+static __always_inline struct block_slot *find_block(const struct alloc_key *key, __u32 home,
+						     __u32 *state)
 {
-	__u32 home = block_home(key, blocks_mask), reach;
 	struct block_slot *s = block_at(home, 0);
+	__u32 reach;
 
 	if (!s)
 		return NULL;
@@ -374,19 +376,19 @@ static __always_inline __u64 alloc_time(__u32 space, __u64 addr)
 	struct block_slot *s;
 	__u32 state;
 
-	s = find_block(&key, &state);
+	s = find_block(&key, block_home(&key, blocks_mask), &state);
 	return s ? s->info.time_ns : 0;
 }
 
 /* Take the live block at key out of the table if it was allocated at
  * time_ns (any, if 0): 0 and its record, or -1 if it is not there. */
-static __always_inline int take_block(const struct alloc_key *key, __u64 time_ns,
+static __always_inline int take_block(const struct alloc_key *key, __u32 home, __u64 time_ns,
 				      struct alloc_info *info)
 {
 	struct block_slot *s;
 	__u32 state;
 
-	s = find_block(key, &state);
+	s = find_block(key, home, &state);
 	if (!s || (time_ns && s->info.time_ns != time_ns))
 		return -1;
 	*info = s->info;
@@ -398,10 +400,11 @@ static __always_inline int take_block(const struct alloc_key *key, __u64 time_ns
 }
 
 /* Put a block in the first free slot from its home on; -1 if none is free. */
-static __always_inline int put_block(const struct alloc_key *key, const struct alloc_info *info)
+static __always_inline int put_block(const struct alloc_key *key, __u32 home,
+				     const struct alloc_info *info)
 {
-	__u32 home = block_home(key, blocks_mask), state;
 	struct block_slot *h = block_at(home, 0), *s;
+	__u32 state;
 
 	if (!h)
 		return -1;
@@ -434,13 +437,14 @@ int block_op(struct block_op *ctx)
 {
 	struct block_op *op = &block_answer;
 	struct block_slot *s;
-	__u32 state;
+	__u32 state, home;
 
 	*op = *ctx;
 	op->done = 0;
+	home = block_home(&op->key, blocks_mask);
 	if (op->op == BLOCK_OP_FORGET) {
-		op->done = take_block(&op->key, op->info.time_ns, &op->info) == 0;
-	} else if ((s = find_block(&op->key, &state))) {
+		op->done = take_block(&op->key, home, op->info.time_ns, &op->info) == 0;
+	} else if ((s = find_block(&op->key, home, &state))) {
 		op->info = s->info;
 		asm volatile("" ::: "memory"); /* the record before the state again */
 		op->done = s->state == state;
@@ -448,15 +452,21 @@ int block_op(struct block_op *ctx)
 	return 0;
 }
 
-/* Forget the live block at addr if it was allocated at time_ns (any, if 0);
- * one we never saw allocated is ignored. */
+/* Forget the live block at key (home: its home slot) if it was allocated at
+ * time_ns (any, if 0); one we never saw allocated is ignored. */
+static __always_inline void release_at(const struct alloc_key *key, __u32 home, __u64 time_ns)
+{
+	struct alloc_info info;
+
+	if (take_block(key, home, time_ns, &info) == 0)
+		count_free(&info);
+}
+
 static __always_inline void release_same(__u32 space, __u64 addr, __u64 time_ns)
 {
 	struct alloc_key key = {.space = space, .addr = addr};
-	struct alloc_info info;
 
-	if (take_block(&key, time_ns, &info) == 0)
-		count_free(&info);
+	release_at(&key, block_home(&key, blocks_mask), time_ns);
 }
 
 static __always_inline void release(__u32 space, __u64 addr)
@@ -483,9 +493,11 @@ static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u6
 	struct alloc_info info = {.size = size, .owner = owner, .stack_id = stack_id};
 	struct stack_counts *c = NULL;
 	struct proc_row *p;
+	__u32 home;
 
 	if (size < min_size || size > max_size)
 		return;
+	home = block_home(&key, blocks_mask);
 	p = hint && hint->image ? row_of(hint->image) : NULL;
 	if (!p && (p = proc_of(owner)) && hint)
 		hint->image = p->image;
@@ -515,8 +527,8 @@ static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u6
 		}
 	}
 	/* The address is live already: its free was never seen. */
-	release(space, addr);
-	if (put_block(&key, &info)) {
+	release_at(&key, home, 0);
+	if (put_block(&key, home, &info)) {
 		__sync_fetch_and_add(&drops.allocs_map_full, 1);
 		return;
 	}
