@@ -69,12 +69,24 @@ struct call {
  * are a stack, the handlers' above the calls they interrupted. */
 #define MAX_CALLS 4
 
+/* --pages: the movable page this thread took last, until it is known
+ * whose it became (pages.bpf.h). */
+struct pending_page {
+	__u64 page; /* its struct page; 0: none */
+	__u64 stack;
+	__u64 time_ns;
+	__u64 ip, sp, entry; /* the user registers then: one entry into the kernel */
+	__u32 order;
+	__u32 pad;
+};
+
 struct call_state {
 	struct call calls[MAX_CALLS];
 	__u32 depth; /* calls[0, depth) are in flight, the newest last */
 	__u32 pad;
 	struct record_hint hint;
 	struct new_wrapper wrapper;
+	struct pending_page pending; /* --pages */
 	struct walk walk; /* the stack of the block, once returned */
 };
 
@@ -133,7 +145,8 @@ static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st
 	/* Fixed for the process's life (the thread's storage goes at exec): read once. */
 	if (!st->walk.trampoline)
 		st->walk.trampoline = uretprobe_trampoline();
-	return user_stack(ctx, &st->walk, caller, now);
+	st->walk.trim = 0; /* the caller is known: frames are skipped up to it */
+	return user_stack(ctx, ctx, &st->walk, caller, now);
 }
 
 /*
@@ -537,3 +550,6 @@ int BPF_KPROBE(free_enter, __u64 ptr)
 		release(heap_space(), ptr);
 	return 0;
 }
+
+/* --pages: the same tables, fed by the kernel's page events. */
+#include "pages.bpf.h"

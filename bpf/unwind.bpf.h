@@ -92,6 +92,10 @@ struct walk {
 	__u64 pc, sp, bp;
 	__u64 caller;	  /* frames before it are the allocator's own; 0: none */
 	__u64 trampoline; /* where probed returns go instead: set by the caller, kept */
+	__u64 trimmed;	  /* with trim: the first frame left out, 0: none */
+	__u32 trim;	  /* leave out the frames in the allocator's library (code_area)
+			   * before the first outside it: set by the caller, kept */
+	__u32 pad;
 	struct code_area area; /* of the last frame's code; count 0: no table */
 	__u32 frames;	       /* walked so far */
 	__u32 n;	    /* stored in the scratch buffer */
@@ -206,6 +210,7 @@ static __always_inline void list_area(__u32 tgid, struct proc_areas *pa, const s
 	a->off = w->area.off;
 	a->first = w->area.first;
 	a->count = w->area.count;
+	a->allocator = w->area.allocator;
 	asm volatile("" ::: "memory");
 	a->end = w->area.end;
 }
@@ -268,6 +273,7 @@ static __always_inline int find_area(struct walk *w, __u64 pc)
 		}
 		w->area.first = span->first;
 		w->area.count = span->count;
+		w->area.allocator = span->allocator;
 	}
 	list_area(tgid, pa, w);
 	keep_near(w);
@@ -479,6 +485,12 @@ static long walk_step(__u32 i, struct walk_ref *ref)
 		w->how |= r < 0 ? UNWIND_CUT_BUSY : UNWIND_CUT_TABLE;
 		return 1;
 	}
+	/* The only frame stored is the allocator library's: taken back. */
+	if (w->trim && w->n == 1 && w->area.allocator) {
+		if (!w->trimmed)
+			w->trimmed = pc;
+		w->n = 0;
+	}
 	if (w->area.count)
 		row = row_at(w, lookup - w->area.start + w->area.off);
 	r = row.cfa != CFA_NONE ? cfi_step(w, &row) : -1;
@@ -591,12 +603,13 @@ static __always_inline void memo_keep(struct walk *w, struct walk_memo *m, __u64
 }
 
 /*
- * Walk the stack from the registers in ctx and store it, used at now; 0 if
+ * Walk the user stack from the registers regs and store it, used at now; 0 if
  * it could not be. With caller given, the stack starts at that frame: those above it are
- * the allocator's.
+ * the allocator's. ctx is the program's own (the kernel's walker, for frame
+ * pointers only, takes the current thread's user registers from it).
  */
-static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u64 caller,
-					 __u64 now)
+static __always_inline __u64 user_stack(void *ctx, struct pt_regs *regs, struct walk *w,
+					 __u64 caller, __u64 now)
 {
 	struct walk_ref ref = {.w = w};
 	struct walk_memo *m;
@@ -609,9 +622,9 @@ static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u
 				   bpf_get_stack(ctx, w->buf.ips, sizeof(w->buf.ips), BPF_F_USER_STACK),
 				   now);
 	}
-	w->pc = PT_REGS_IP(ctx);
-	w->sp = PT_REGS_SP(ctx);
-	w->bp = ctx->bp;
+	w->pc = regs->ip;
+	w->sp = regs->sp;
+	w->bp = regs->bp;
 	w->caller = caller;
 	w->top = 0;
 	w->windows = 0;
@@ -622,6 +635,7 @@ static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u
 	w->nread = 0;
 	w->area.end = 0;
 	w->frames = w->n = w->how = 0;
+	w->trimmed = 0;
 	if (w->epoch != unwind_epoch) {
 		w->epoch = unwind_epoch;
 		for (int i = 0; i < NEAR_AREAS; i++)
@@ -630,11 +644,13 @@ static __always_inline __u64 user_stack(struct pt_regs *ctx, struct walk *w, __u
 	loops = bpf_loop(MAX_FRAMES + SKIP_FRAMES, walk_step, &ref, 0);
 	if (loops == MAX_FRAMES + SKIP_FRAMES)
 		w->how |= UNWIND_CUT_DEPTH;
+	if (!w->n && w->trimmed) /* all of it in the allocator's library: its first frame */
+		w->buf.ips[w->n++] = w->trimmed;
 	w->buf.how = w->how;
 	if (w->n < MAX_FRAMES)
 		w->buf.ips[w->n & (MAX_FRAMES - 1)] = 0;
 	id = store_stack(&w->buf, w->n * 8, now);
-	memo_keep(w, m, PT_REGS_IP(ctx), PT_REGS_SP(ctx), ctx->bp, caller, id);
+	memo_keep(w, m, regs->ip, regs->sp, regs->bp, caller, id);
 	return id;
 }
 

@@ -43,6 +43,9 @@ struct alloc_key {
 #define KSPACE_SLAB   0xfffffff0u /* kmalloc and kmem_cache objects */
 #define KSPACE_PAGE   0xfffffff1u /* pages, keyed by their struct page */
 #define KSPACE_PERCPU 0xfffffff2u /* per-CPU areas */
+/* --pages: the traced processes' resident pages, keyed by their struct page
+ * (in the user heap's table) */
+#define PAGE_SPACE 0xfffffff3u
 
 /* The owner of kernel memory that no process asked for (interrupts, kernel
  * threads). */
@@ -231,6 +234,9 @@ struct unwind_key {
 struct unwind_span {
 	__u32 first; /* index of its first row */
 	__u32 count;
+	__u32 allocator; /* a shared library that defines malloc (libc's, jemalloc's):
+			  * in pages mode a stack starts after its frames */
+	__u32 pad;
 };
 
 /*
@@ -246,6 +252,8 @@ struct code_area {
 	__u64 start, end; /* end 0: a slot being written */
 	__u64 off;	  /* the file offset mapped at start */
 	__u32 first, count;
+	__u32 allocator; /* its object's (unwind_span) */
+	__u32 pad;
 };
 
 struct proc_areas {
@@ -280,6 +288,8 @@ struct drops {
 	__u64 procs_map_full;	  /* allocations not counted: procs map full */
 	__u64 lifecycle_map_full; /* process births, exits, execs not noted (or ends not kept apart) */
 	__u64 calls_too_deep;	  /* allocator calls not followed: a thread had MAX_CALLS in flight */
+	__u64 pages_split;	  /* --pages: huge pages freed in pieces (split first): the rest of
+				   * each left the counts with its first piece */
 };
 
 #endif

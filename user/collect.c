@@ -228,9 +228,12 @@ static int by_key(const void *a, const void *b)
 }
 
 /* A process's images: its live one (procs) and the one it ended with
- * (ended), either 0 if none. */
+ * (ended), either 0 if none; and, for a process the snapshot wanted, its
+ * totals of the image it views, read right after the stacks' (counted). */
 struct image {
 	__u32 tgid, live, ended;
+	bool counted;
+	struct counts c;
 };
 
 static int by_image_tgid(const void *a, const void *b)
@@ -382,10 +385,29 @@ int snapshot_read(const struct heap_maps *m, const __u32 *tgids, size_t ntgids, 
 	s->drops = *m->drops;
 	read_images(m, view, s);
 	err = for_each_counts(m, add_counted, &rc);
+	for (size_t i = 0; i < s->nimages; i++) {
+		struct image *im = &s->images[i];
+
+		if (in_set(&rc.wanted, im->tgid)) {
+			im->c = snapshot_proc(m, im->tgid, view == VIEW_ENDED ? VIEW_ENDED : VIEW_LIVE).c;
+			im->counted = true;
+		}
+	}
 	qsort(s->stacks, s->nstacks, sizeof(*s->stacks), by_key);
 	if (!err && older_than_ns)
 		err = count_older(m, rc.wanted, older_than_ns, s);
 	return err;
+}
+
+bool snapshot_counts(const struct snapshot *s, __u32 tgid, struct counts *c)
+{
+	struct image probe = {.tgid = tgid}, *f;
+
+	f = bsearch(&probe, s->images, s->nimages, sizeof(probe), by_image_tgid);
+	if (!f || !f->counted)
+		return false;
+	*c = f->c;
+	return true;
 }
 
 void snapshot_free(struct snapshot *s)

@@ -104,6 +104,9 @@ void heap_maps_close(struct heap_maps *m);
 int snapshot_read(const struct heap_maps *m, const __u32 *tgids, size_t ntgids, __u64 older_than_ns,
 		  enum image_view view, struct snapshot *s);
 void snapshot_free(struct snapshot *s);
+/* A wanted process's totals, as read with its stacks' (so that they add up
+ * with them); false if the snapshot has none of it. */
+bool snapshot_counts(const struct snapshot *s, __u32 tgid, struct counts *c);
 /* One process's stacks in a snapshot: the first, and how many (n). */
 const struct stack_stat *snapshot_stacks_of(const struct snapshot *s, __u32 tgid, size_t *n);
 /* The totals and name of one process (view: VIEW_LIVE or VIEW_ENDED); zeros

@@ -25,6 +25,7 @@
 #include "memleak.h"
 #include "memleak.skel.h"
 #include "options.h"
+#include "pages.h"
 #include "preflight.h"
 #include "probes.h"
 #include "report.h"
@@ -117,6 +118,7 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	/* For the benchmark: how stacks cost when only frame pointers are walked. */
 	skel->rodata->frame_pointers_only =
 	    getenv("MEMLEAK_BPF_UNWIND") && strcmp(getenv("MEMLEAK_BPF_UNWIND"), "fp") == 0;
+	pages_prepare(skel, tr->opt.pages);
 	e = bpf_map__set_max_entries(skel->maps.unwind_rows, unwind_rows(tr));
 	if (!e)
 		e = heap_maps_size(&heap, tr->opt.max_allocs, tr->opt.max_stacks);
@@ -197,6 +199,8 @@ static int attach_objects(struct tracer *tr, struct objlist *objs, pid_t pid, st
 {
 	int n;
 
+	if (tr->opt.pages) /* its pages, from the kernel's events: no probe */
+		return pages_trace(tr->skel, pid, err, errlen);
 	if (tr->opt.nlibs)
 		return attach_libs(tr, pid, p, err, errlen);
 	n = probes_attach(tr->skel, objs, pid, p, err, errlen);
@@ -242,6 +246,7 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 	}
 	t = targets_add(&tr->targets, tr->child.pid);
 	t->probes = probes;
+	t->pages = tr->opt.pages;
 	snprintf(t->comm, sizeof(t->comm), "%s", strrchr(tr->child.path, '/') + 1);
 	return 0;
 }
@@ -280,6 +285,7 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 		unwinder_add_pid(&tr->unwind, pid);
 		t = targets_add(&tr->targets, pid);
 		t->probes = probes;
+		t->pages = tr->opt.pages;
 		t->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	}
 	return 0;
@@ -659,7 +665,7 @@ static void follow_maps(struct tracer *tr)
 	for (int i = 0; i < tr->targets.n; i++) {
 		struct target *t = &tr->targets.t[i];
 
-		if (!t->alive || !t->probes.nlinks)
+		if (!t->alive || (!t->probes.nlinks && !t->pages))
 			continue;
 		symbolizer_refresh(&t->sym);
 		unwinder_add_pid(&tr->unwind, t->pid);
@@ -868,6 +874,11 @@ static int start(struct tracer *tr)
 		fprintf(stderr,
 			"memleak-bpf: watching %d processes; allocators are probed when a "
 			"curve leaves its band; Ctrl-C to stop\n",
+			tr->targets.n);
+	else if (!tr->opt.command && tr->opt.pages)
+		fprintf(stderr,
+			"memleak-bpf: counting the resident pages of %d processes; Ctrl-C to "
+			"stop\n",
 			tr->targets.n);
 	else if (!tr->opt.command)
 		fprintf(stderr, "memleak-bpf: tracing %d allocator functions; Ctrl-C to stop\n",

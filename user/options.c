@@ -22,6 +22,7 @@ enum long_only {
 	OPT_LISTEN,
 	OPT_FAIL_ON_LEAK,
 	OPT_ALL_STACKS,
+	OPT_PAGES,
 	OPT_MAX_PROCS,
 	OPT_MAX_ALLOCS,
 	OPT_MAX_STACKS,
@@ -46,6 +47,7 @@ static const struct option long_options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
     {"all-stacks", no_argument, NULL, OPT_ALL_STACKS},
+    {"pages", no_argument, NULL, OPT_PAGES},
     {"max-procs", required_argument, NULL, OPT_MAX_PROCS},
     {"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
     {"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
@@ -74,6 +76,10 @@ void options_usage(FILE *out)
 	      "      --all-stacks        system-wide: probe every process's allocator from\n"
 	      "                          the start (default: watch every process's memory and\n"
 	      "                          probe only those whose curve leaves its band)\n"
+	      "      --pages             -p and -- COMMAND: no allocator probes; count each\n"
+	      "                          resident anonymous page to the stack that first\n"
+	      "                          touched it, until it is freed (kernel page events:\n"
+	      "                          no cost per malloc, only growth shows)\n"
 	      "      --max-procs N       processes shown in full in each report, leaks first\n"
 	      "                          (default: 10 system-wide, all otherwise); the rest\n"
 	      "                          are counted on one line\n"
@@ -277,6 +283,9 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 	case OPT_ALL_STACKS:
 		o->all_stacks = true;
 		return PARSE_OK;
+	case OPT_PAGES:
+		o->pages = true;
+		return PARSE_OK;
 	case OPT_MAX_PROCS:
 		if (!parse_u64(arg, &v) || v == 0 || v > 100000)
 			return usage_error(err, errlen,
@@ -368,6 +377,13 @@ enum parse_result options_parse(struct options *o, int argc, char **argv, char *
 		return usage_error(err, errlen,
 				   "--all-stacks is for system-wide tracing: -p and -- COMMAND "
 				   "probe their targets' allocators already");
+	if (o->pages && !o->command && !o->npids)
+		return usage_error(err, errlen,
+				   "--pages needs -p PID or -- COMMAND (system-wide page "
+				   "attribution is not built yet)");
+	if (o->pages && o->nlibs)
+		return usage_error(err, errlen,
+				   "--pages probes no allocator: --lib cannot be combined with it");
 	if (o->min_size > o->max_size)
 		return usage_error(err, errlen, "--min-size %llu is larger than --max-size %llu",
 				   (unsigned long long)o->min_size,

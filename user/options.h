@@ -35,6 +35,7 @@ struct options {
 	struct sockaddr_storage listen; /* --listen; ss_family 0: none */
 	bool fail_on_leak;
 	bool all_stacks;     /* system-wide: probe every allocator from the start */
+	bool pages;	     /* attribute resident pages (kernel events), no allocator probes */
 	int max_procs;	     /* processes shown in full in a report; 0: the default */
 	uint32_t max_allocs; /* live blocks the BPF maps hold */
 	uint32_t max_stacks; /* distinct stacks they hold */

@@ -468,14 +468,17 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	p->rss_bytes = t->rss_bytes;
 	p->anon_bytes = t->anon_bytes;
 	p->watched = t->watched;
-	p->probed = !t->watched || t->probed;
-	p->heap =
-	    t->retired ? t->retired->heap.c : snapshot_proc(&ts->heap, (__u32)t->pid, VIEW_LIVE).c;
+	p->pages = t->pages;
+	p->probed = !t->pages && (!t->watched || t->probed);
+	if (t->retired)
+		p->heap = t->retired->heap.c;
+	else if (!snapshot_counts(&snap[0], (__u32)t->pid, &p->heap))
+		p->heap = snapshot_proc(&ts->heap, (__u32)t->pid, VIEW_LIVE).c;
 	p->has_kernel = targets_kernel(ts);
 	p->kernel = t->retired ? t->retired->kernel.c
 			       : snapshot_proc(&ts->kernel, (__u32)t->pid, VIEW_LIVE).c;
 	p->verdict = t->verdict;
-	mem = (t->watched ? (long long)t->anon_bytes : outstanding_bytes(&p->heap)) +
+	mem = (target_on_rss(t) ? (long long)t->anon_bytes : outstanding_bytes(&p->heap)) +
 	      outstanding_bytes(&p->kernel);
 	p->growth_bps = growth_of(&t->verdict, (double)mem, (double)t->prev_mem, dt);
 	p->kernel_growth_bps = growth_of(&t->kernel_verdict, (double)outstanding_bytes(&p->kernel),
@@ -570,12 +573,12 @@ void targets_sample(struct target_set *ts)
 			curve_add(&t->kernel, at, (double)t->kernel_bytes);
 			curve_judge(&t->kernel, &t->kernel_verdict);
 		}
-		if (t->watched && !t->mem.n) { /* growth starts from the RSS it had */
+		if (target_on_rss(t) && !t->mem.n) { /* growth starts from the RSS it had */
 			t->prev_mem = (long long)t->anon_bytes;
 			t->prev_time = at + ts->start_time;
 		}
 		curve_add(&t->mem, at,
-			  (double)(t->watched ? (long long)t->anon_bytes : t->heap_bytes) +
+			  (double)(target_on_rss(t) ? (long long)t->anon_bytes : t->heap_bytes) +
 			      (double)t->kernel_bytes);
 		curve_judge(&t->mem, &t->verdict);
 	}
@@ -807,6 +810,7 @@ static void add_drops(struct drops *sum, const struct drops *d)
 	sum->procs_map_full += d->procs_map_full;
 	sum->lifecycle_map_full += d->lifecycle_map_full;
 	sum->calls_too_deep += d->calls_too_deep;
+	sum->pages_split += d->pages_split;
 }
 
 void targets_drops(const struct target_set *ts, struct drops *sum)

@@ -32,6 +32,7 @@ struct target {
 	bool watched;	   /* judged on its anonymous RSS: its allocator is probed once it grows */
 	bool probed;	   /* a watched process whose allocator probes are attached */
 	bool exec_pending; /* ran a new program: its own probes are to be redone */
+	bool pages;	   /* --pages: its resident pages are counted, not its heap */
 	struct probes probes; /* a watched process's own, while probed */
 	double probed_at;
 	int pidfd; /* -1 if not watched through one */
@@ -78,6 +79,11 @@ static inline bool targets_kernel(const struct target_set *ts)
 
 /* pid KERNEL_OWNER stands for the kernel itself. */
 struct target *targets_add(struct target_set *ts, pid_t pid);
+/* Whether its curve is its anonymous RSS (watched, or --pages), not its heap. */
+static inline bool target_on_rss(const struct target *t)
+{
+	return t->watched || t->pages;
+}
 struct target *targets_find(struct target_set *ts, pid_t pid);
 /* Whether the process now under pid is none of the targets: not one alive,
  * nor one that exited (a pid taken again before it was forgotten). */

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "curve.h"
 #include "memleak.h"
@@ -30,6 +31,7 @@ struct proc_report {
 	bool alive;
 	bool watched; /* judged on anonymous RSS (plus kernel bytes with -k) */
 	bool probed;  /* its allocator is probed: heap figures and stacks are real */
+	bool pages;   /* --pages: heap and stacks count resident pages, not blocks */
 	struct counts heap;
 	bool has_kernel;      /* -k: the kernel figures below are traced */
 	struct counts kernel; /* kernel allocations counted to it */
@@ -90,6 +92,12 @@ struct curve_report {
 static inline long long outstanding_bytes(const struct counts *c)
 {
 	return (long long)(c->alloc_bytes - c->free_bytes);
+}
+
+/* Bytes in pages of the system's size (--pages: a huge page is many). */
+static inline long long pages_in(long long bytes)
+{
+	return bytes / sysconf(_SC_PAGESIZE);
 }
 
 static inline long long outstanding_allocs(const struct counts *c)

@@ -62,7 +62,7 @@ int report_folded(const char *path, const struct report *r)
 	if (outfile_open(&out, path))
 		return -1;
 	for (int i = 0; i < r->nprocs; i++)
-		if (r->procs[i].probed)
+		if (r->procs[i].probed || r->procs[i].pages)
 			put_proc(out.f, &r->procs[i]);
 	return outfile_commit(&out);
 }

@@ -44,10 +44,14 @@ static void print_unwind(FILE *out, const struct stack_report *s)
 		fputs("null", out);
 }
 
-static void print_stack(FILE *out, const struct stack_report *s)
+static void print_stack(FILE *out, const struct stack_report *s, bool pages)
 {
+	fputc('{', out);
+	if (pages)
+		fprintf(out, "\"source\":\"pages\",\"resident_bytes\":%llu,\"pages\":%lld,",
+			(unsigned long long)s->out_bytes, pages_in((long long)s->out_bytes));
 	fprintf(out,
-		"{\"outstanding_bytes\":%llu,\"outstanding_allocs\":%llu,\"allocs\":%llu,"
+		"\"outstanding_bytes\":%llu,\"outstanding_allocs\":%llu,\"allocs\":%llu,"
 		"\"alloc_bytes\":%llu,\"growth_bytes_per_s\":%.1f,\"oldest_age_s\":%.3f,"
 		"\"suspect\":%s,\"kernel\":%s,",
 		(unsigned long long)s->out_bytes, (unsigned long long)s->out_allocs,
@@ -81,12 +85,26 @@ static void print_verdict(FILE *out, const struct verdict *v)
 		fputs("null},", out);
 }
 
+/* exact: blocks from allocator probes; pages: resident pages; watched:
+ * only its curve. */
+static const char *mode_of(const struct proc_report *p)
+{
+	return p->pages ? "pages" : p->probed ? "exact" : "watched";
+}
+
 static void print_proc(FILE *out, const struct proc_report *p)
 {
 	const struct counts *c = &p->heap;
 
 	fprintf(out, "{\"pid\":%d,\"comm\":", p->pid);
 	put_json(out, p->comm);
+	fprintf(out, ",\"mode\":\"%s\"", mode_of(p));
+	if (p->pages)
+		fprintf(out,
+			",\"pages\":{\"resident_bytes\":%lld,\"pages\":%lld,\"counted_pages\":%lld,"
+			"\"freed_pages\":%lld}",
+			outstanding_bytes(c), pages_in(outstanding_bytes(c)),
+			pages_in((long long)c->alloc_bytes), pages_in((long long)c->free_bytes));
 	fprintf(out, ",\"watched\":%s,\"probed\":%s", p->watched ? "true" : "false",
 		p->probed ? "true" : "false");
 	fprintf(out,
@@ -114,7 +132,7 @@ static void print_proc(FILE *out, const struct proc_report *p)
 	for (int i = 0; i < p->nshown; i++) {
 		if (i)
 			fputc(',', out);
-		print_stack(out, &p->stacks[i]);
+		print_stack(out, &p->stacks[i], p->pages);
 	}
 	fputs("]}", out);
 }
@@ -131,7 +149,8 @@ void report_json(FILE *out, const struct report *r)
 	    "{\"type\":\"report\",\"seq\":%ld,\"time\":\"%s\",\"elapsed_s\":%.3f,\"cpu_ms\":%.1f,"
 	    "\"final\":%s,\"dropped\":{\"events\":%llu,\"allocs_map_full\":%llu,"
 	    "\"stacks\":%llu,\"stacks_map_failed\":%llu,\"stack_counts_full\":%llu,"
-	    "\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu,\"calls_too_deep\":%llu},"
+	    "\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu,\"calls_too_deep\":%llu,"
+	    "\"pages_split\":%llu},"
 	    "\"calls_nested\":%llu,\"stack_table\":{\"entries\":%zu,\"reclaimed\":%zu},"
 	    "\"unwind_tables\":{\"objects\":%zu,\"rows\":%zu,\"bytes\":%zu,\"no_room\":%llu},"
 	    "\"processes\":[",
@@ -141,7 +160,8 @@ void report_json(FILE *out, const struct report *r)
 	    (unsigned long long)r->drops.stack_counts_full,
 	    (unsigned long long)r->drops.procs_map_full,
 	    (unsigned long long)r->drops.lifecycle_map_full,
-	    (unsigned long long)r->drops.calls_too_deep, r->nested_calls, r->stack_entries,
+	    (unsigned long long)r->drops.calls_too_deep,
+	    (unsigned long long)r->drops.pages_split, r->nested_calls, r->stack_entries,
 	    r->stacks_reclaimed, r->unwind.objects, r->unwind.rows,
 	    r->unwind.rows * sizeof(struct unwind_row), r->unwind.no_room);
 	for (int i = 0; i < r->nprocs; i++) {

@@ -341,7 +341,7 @@ int report_pprof(const char *path, const struct report *r)
 	pp.p->time_nanos = (int64_t)r->wall * 1000000000;
 	pp.p->duration_nanos = (int64_t)(r->elapsed_s * 1e9);
 	for (int i = 0; i < r->nprocs; i++)
-		if (r->procs[i].probed || r->procs[i].has_kernel)
+		if (r->procs[i].probed || r->procs[i].pages || r->procs[i].has_kernel)
 			add_proc(&pp, &r->procs[i]);
 	len = perftools__profiles__profile__get_packed_size(pp.p);
 	buf = xcalloc(len ? len : 1, 1);

@@ -31,12 +31,18 @@ static void print_frame(FILE *out, const struct frame *f)
 	fputs(f->inlined ? ")  inlined\n" : ")\n", out);
 }
 
-static void print_stack(FILE *out, const struct stack_report *s)
+static void print_stack(FILE *out, const struct stack_report *s, bool pages)
 {
 	char n[32], bytes[32], rate[32];
 
-	fprintf(out, "    %s B in %s allocs", group_digits(s->out_bytes, bytes, sizeof(bytes)),
-		group_digits(s->out_allocs, n, sizeof(n)));
+	if (pages)
+		fprintf(out, "    %s B resident in %s pages",
+			group_digits(s->out_bytes, bytes, sizeof(bytes)),
+			group_digits(pages_in((long long)s->out_bytes), n, sizeof(n)));
+	else
+		fprintf(out, "    %s B in %s allocs",
+			group_digits(s->out_bytes, bytes, sizeof(bytes)),
+			group_digits(s->out_allocs, n, sizeof(n)));
 	fprintf(out, "  %s%s/s  oldest %.1f s%s%s\n", s->growth_bps >= 0 ? "+" : "",
 		human_bytes(s->growth_bps, rate, sizeof(rate)), s->oldest_age_s,
 		s->kernel ? "  kernel" : "", s->suspect ? "  suspect" : "");
@@ -96,17 +102,21 @@ static void print_rest_of_heap(FILE *out, const struct proc_report *p)
 {
 	char n[32], bytes[32], stacks[32];
 
+	const char *unit = p->pages ? "pages" : "allocs";
+
 	if (p->stacks_rest.allocs)
-		fprintf(out, "    %s B in %s allocs in %s more stacks (-T shows more)\n",
+		fprintf(out, "    %s B in %s %s in %s more stacks (-T shows more)\n",
 			group_digits(p->stacks_rest.bytes, bytes, sizeof(bytes)),
-			group_digits(p->stacks_rest.allocs, n, sizeof(n)),
-			group_digits(p->stacks_rest.stacks, stacks, sizeof(stacks)));
+			group_digits(p->pages ? pages_in(p->stacks_rest.bytes) : p->stacks_rest.allocs,
+				     n, sizeof(n)),
+			unit, group_digits(p->stacks_rest.stacks, stacks, sizeof(stacks)));
 	if (p->no_stack.allocs)
-		fprintf(
-		    out,
-		    "    %s B in %s allocs with no stack recorded (-s, or a full stack table)\n",
-		    group_digits(p->no_stack.bytes, bytes, sizeof(bytes)),
-		    group_digits(p->no_stack.allocs, n, sizeof(n)));
+		fprintf(out, "    %s B in %s %s with no stack recorded (%s)\n",
+			group_digits(p->no_stack.bytes, bytes, sizeof(bytes)),
+			group_digits(p->pages ? pages_in(p->no_stack.bytes) : p->no_stack.allocs,
+				     n, sizeof(n)),
+			unit, p->pages ? "the walk failed, or a full stack table"
+				       : "-s, or a full stack table");
 }
 
 static void print_headline(FILE *out, const char *stamp, const struct proc_report *p)
@@ -120,7 +130,11 @@ static void print_headline(FILE *out, const char *stamp, const struct proc_repor
 		put_text(out, p->comm);
 		fputc(')', out);
 	}
-	if (p->probed && p->pid != KERNEL_OWNER)
+	if (p->pages)
+		fprintf(out, " pages %s resident in %s,",
+			human_bytes((double)outstanding_bytes(&p->heap), heap, sizeof(heap)),
+			group_digits(pages_in(outstanding_bytes(&p->heap)), n, sizeof(n)));
+	else if (p->probed && p->pid != KERNEL_OWNER)
 		fprintf(out, " heap %s in %s allocs,",
 			human_bytes((double)outstanding_bytes(&p->heap), heap, sizeof(heap)),
 			group_digits(outstanding_allocs(&p->heap), n, sizeof(n)));
@@ -128,7 +142,7 @@ static void print_headline(FILE *out, const char *stamp, const struct proc_repor
 		human_bytes(p->growth_bps, rate, sizeof(rate)));
 	if (p->pid != KERNEL_OWNER)
 		fprintf(out, ", rss %s", human_bytes((double)p->rss_bytes, rss, sizeof(rss)));
-	if (p->watched)
+	if (p->watched || p->pages)
 		fprintf(out, " (%s anon)", human_bytes((double)p->anon_bytes, rss, sizeof(rss)));
 	if (p->has_kernel)
 		fprintf(out, ", kernel %s %s%s/s",
@@ -138,7 +152,7 @@ static void print_headline(FILE *out, const char *stamp, const struct proc_repor
 	if (!p->alive)
 		fputs("  exited", out);
 	print_verdict(out, &p->verdict);
-	if (!p->probed)
+	if (!p->probed && !p->pages)
 		fputs("  (watched: allocator not probed)", out);
 }
 
@@ -147,13 +161,17 @@ static void print_proc(FILE *out, const char *stamp, const struct proc_report *p
 	char allocs[32], frees[32];
 
 	print_headline(out, stamp, p);
-	if (p->probed && p->pid != KERNEL_OWNER)
+	if (p->pages)
+		fprintf(out, "  (%s pages counted, %s freed in all)",
+			group_digits(pages_in((long long)p->heap.alloc_bytes), allocs, sizeof(allocs)),
+			group_digits(pages_in((long long)p->heap.free_bytes), frees, sizeof(frees)));
+	else if (p->probed && p->pid != KERNEL_OWNER)
 		fprintf(out, "  (%s allocs, %s frees in all)",
 			group_digits(p->heap.allocs, allocs, sizeof(allocs)),
 			group_digits(p->heap.frees, frees, sizeof(frees)));
 	fputc('\n', out);
 	for (int i = 0; i < p->nshown; i++)
-		print_stack(out, &p->stacks[i]);
+		print_stack(out, &p->stacks[i], p->pages);
 	print_rest_of_heap(out, p);
 }
 
@@ -195,6 +213,11 @@ void report_text(FILE *out, const struct report *r)
 			(unsigned long long)d->procs_map_full,
 			(unsigned long long)d->lifecycle_map_full,
 			(unsigned long long)d->calls_too_deep);
+	if (d->pages_split)
+		fprintf(out,
+			"[%s] not followed: %llu huge pages freed in pieces (split): the rest of "
+			"each left the counts with its first piece\n",
+			stamp, (unsigned long long)d->pages_split);
 	if (r->nprocs == 0)
 		fprintf(out, "[%s] no traced allocations yet\n", stamp);
 	for (int i = 0; i < r->nfull; i++)

@@ -8,6 +8,7 @@
 
 #include <bpf/bpf.h>
 
+#include "elf_file.h"
 #include "unwind_table.h"
 #include "unwinder.h"
 #include "util.h"
@@ -103,6 +104,18 @@ struct mapping {
 	__u64 start, end, off;
 };
 
+/* A shared library (named *.so*) that defines malloc: its frames at the top
+ * of a page's stack are the allocator's or memset's, at work for a caller. */
+static bool allocator_library(const struct mapping *m)
+{
+	static const char *const names[] = {"malloc"};
+	const char *base = strrchr(m->name, '/');
+	struct elf_func f = {0};
+
+	return strstr(base ? base : m->name, ".so") && elf_funcs(m->open_path, names, 1, &f) == 1 &&
+	       f.offset;
+}
+
 /* Build the table of the mapped object, unless it exists. */
 static void add_obj(struct unwinder *u, const struct mapping *m)
 {
@@ -128,6 +141,7 @@ static void add_obj(struct unwinder *u, const struct mapping *m)
 			o->span.count = (__u32)n;
 	}
 	free(rows);
+	o->span.allocator = allocator_library(m);
 	/* An object without rows is entered too: walks stop asking for it. */
 	bpf_map_update_elem(u->objs_fd, &m->key, &o->span, BPF_ANY);
 }
@@ -196,7 +210,8 @@ static void add_mapping(struct unwinder *u, const struct mapping *m, void *ctx)
 						    .end = m->end,
 						    .off = m->off,
 						    .first = o ? o->span.first : 0,
-						    .count = o ? o->span.count : 0};
+						    .count = o ? o->span.count : 0,
+						    .allocator = o ? o->span.allocator : 0};
 }
 
 static bool has_area(const struct proc_areas *pa, const struct code_area *a)

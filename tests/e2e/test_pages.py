@@ -1,0 +1,173 @@
+"""Pages mode (--pages): resident anonymous pages counted to the stack that
+brought them in, from the kernel's page events, with no allocator probe."""
+import os
+import subprocess
+import tempfile
+import time
+
+from harness import TOOL, check, check_eq, reports, run_tool, workload
+from test_system import entries_owned
+
+PAGE = 4096
+DRIP = workload("page_drip")
+EVENTS = workload("page_events")
+
+
+def through(stack, fn):
+    return any(f["symbol"] == fn for f in stack["frames"])
+
+
+def check_shape(rs):
+    """Every report's processes are in pages mode, and their stacks add up."""
+    check(rs, "no report")
+    for r in rs:
+        for p in r["processes"]:
+            check_eq(p["mode"], "pages", "mode of pid %d" % p["pid"])
+            total = p["pages"]["resident_bytes"]
+            check_eq(p["pages"]["pages"] * PAGE, total, "pages of pid %d" % p["pid"])
+            listed = 0
+            for s in p["stacks"]:
+                check_eq(s["source"], "pages", "a stack's source")
+                check_eq(s["resident_bytes"], s["outstanding_bytes"], "resident bytes")
+                check_eq(s["pages"] * PAGE, s["resident_bytes"], "a stack's pages")
+                listed += s["resident_bytes"]
+            check_eq(listed + p["stacks_rest"]["outstanding_bytes"] +
+                     p["no_stack"]["outstanding_bytes"], total,
+                     "stacks, the rest and no_stack against the resident bytes (seq %d)"
+                     % r["seq"])
+
+
+def test_pages_drip_is_the_growing_stack():
+    """page_drip: a churning 16 MiB cache, 16 MiB bursts every 2 s, and from
+    its 6th second a 640 KiB/s drip of 16 KiB blocks, each written whole. The
+    drip's stacks (its memset, and malloc's own writes at its call) hold what
+    it wrote; the fastest-growing stack is the drip's; the cache and the
+    bursts are never suspects."""
+    with tempfile.NamedTemporaryFile(mode="r") as out:
+        status, stdout, err = run_tool(["--pages", "--json", "--output", out.name, "1", "--",
+                                        DRIP, "24", "6"], timeout=90)
+        check_eq(status, 0, "exit status: " + err[-800:])
+        rs = reports(out.read())
+    written = int(stdout.split()[1]) * 16384
+    check(written > 16 * 16384 * 40, "the drip wrote only %d bytes" % written)
+    check_shape(rs)
+    for r in rs:
+        for s in r["processes"][0]["stacks"]:
+            check(not (s["suspect"] and (through(s, "cache_put") or through(s, "burst_load"))),
+                  "a cache or burst stack called a suspect at %.1f s" % r["elapsed_s"])
+    p = rs[-1]["processes"][0]
+    drips = [s for s in p["stacks"] if through(s, "drip")]
+    held = sum(s["resident_bytes"] for s in drips)
+    check(0.8 * written <= held <= written + 16 * PAGE,
+          "the drip's stacks hold %d of the %d bytes it wrote" % (held, written))
+    fastest = max(p["stacks"], key=lambda s: s["growth_bytes_per_s"])
+    check(through(fastest, "drip") and fastest["suspect"],
+          "the fastest-growing stack is not the drip's: %r"
+          % [f["symbol"] for f in fastest["frames"]])
+    check(all(s["suspect"] for s in drips if s["resident_bytes"] > 0.1 * written),
+          "a drip stack holding over a tenth of it is not a suspect")
+    # memset and malloc's writes are the allocator library's: the stacks start
+    # at their caller.
+    check(all(s["frames"][0]["symbol"] == "drip" for s in drips),
+          "a drip stack does not start at drip: %r" % [s["frames"][0] for s in drips])
+
+
+def rss_anon(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no RssAnon for pid %d" % pid)
+
+
+def test_pages_follow_cow_madvise_munmap_and_huge_pages():
+    """page_events: a fork's copy-on-write, MADV_DONTNEED and a touch again,
+    an unmapped region, and huge pages: each function's resident pages are
+    exactly what it brought in and is still there, and they add up to the
+    process's anonymous RSS."""
+    with tempfile.NamedTemporaryFile(mode="r") as out:
+        tool = subprocess.Popen([TOOL, "--pages", "--json", "--output", out.name, "1", "--",
+                                 EVENTS, "huge"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            ready = tool.stdout.readline().split()
+            check(ready and ready[0] == "ready", "page_events did not start: %r" % ready)
+            anon = rss_anon(int(ready[1]))
+            tool.stdin.write("\n")
+            tool.stdin.close()
+            tool.wait(timeout=60)
+        finally:
+            if tool.poll() is None:
+                tool.kill()
+        err = tool.stderr.read()
+        check_eq(tool.returncode, 0, "exit status: " + err[-800:])
+        rs = reports(out.read())
+    check_shape(rs)
+    p = rs[-1]["processes"][0]
+    held = {}
+    for s in p["stacks"] + []:
+        fn = s["frames"][0]["symbol"] if s["frames"] else None
+        held[fn] = held.get(fn, 0) + s["resident_bytes"]
+    want = {"rewrite_a": 512 * PAGE, "retouch_a": 512 * PAGE, "touch_huge": 1024 * PAGE}
+    for fn, n in want.items():
+        check_eq(held.get(fn, 0), n, "resident bytes brought in by %s" % fn)
+    for fn in ("touch_a", "touch_b"):
+        check_eq(held.get(fn, 0), 0, "resident bytes of %s (copied, dropped or unmapped)" % fn)
+    check_eq(rs[-1]["dropped"]["pages_split"], 0, "huge pages split")
+    total = p["pages"]["resident_bytes"]
+    # The pages the kernel made before the program's first instruction (its
+    # stack's, at exec) are the old program's.
+    check(anon - 64 * PAGE <= total <= anon,
+          "%d bytes attributed, %d of anonymous RSS" % (total, anon))
+
+
+def test_pages_of_a_pid_leave_the_tables_when_it_exits():
+    """-p A,B --pages: A's drip shows from the attach on; once A exits, its
+    pages and totals leave the maps while B is still traced."""
+    a = subprocess.Popen([DRIP, "6", "0"], stdout=subprocess.DEVNULL)
+    b = subprocess.Popen([DRIP, "40", "0"], stdout=subprocess.DEVNULL)
+    out = tempfile.NamedTemporaryFile(mode="r")
+    tool = None
+    try:
+        time.sleep(1)
+        tool = subprocess.Popen([TOOL, "--pages", "--json", "--output", out.name, "-p",
+                                 "%d,%d" % (a.pid, b.pid), "1"],
+                                stderr=subprocess.PIPE, text=True)
+        check("counting the resident pages of 2 processes" in tool.stderr.readline(),
+              "the tool did not start")
+        a.wait(timeout=30)
+        deadline = time.time() + 20
+        while True:
+            time.sleep(1.5)
+            left = {m: entries_owned(m, {a.pid}) for m in ("blocks", "procs", "stack_counts")}
+            if not any(left.values()) or time.time() > deadline:
+                break
+        check(not any(left.values()), "A left entries behind: %r" % left)
+        check(entries_owned("blocks", {b.pid}) > 0, "B's pages are not in the table")
+    finally:
+        if tool:
+            tool.send_signal(2)
+            tool.wait(timeout=60)
+        b.kill()
+        b.wait()
+    check_eq(tool.returncode, 0, "exit status")
+    rs = reports(out.read())
+    out.close()
+    check_shape(rs)
+    seen_a = [p for r in rs for p in r["processes"] if p["pid"] == a.pid]
+    check(any(through(s, "drip") for p in seen_a for s in p["stacks"]),
+          "A's drip was never shown")
+    check(any(not p["alive"] for p in seen_a), "A's exit was never reported")
+    final_b = [p for p in rs[-1]["processes"] if p["pid"] == b.pid]
+    check(final_b and any(through(s, "drip") for s in final_b[0]["stacks"]),
+          "B's drip is not in the final report")
+
+
+def test_pages_usage_errors():
+    for args, what in ((["--pages"], "needs -p PID or -- COMMAND"),
+                       (["--pages", "--lib", "/lib/x86_64-linux-gnu/libc.so.6", "--",
+                         "/bin/true"], "--lib cannot be combined")):
+        status, _, err = run_tool(args)
+        check_eq(status, 2, "exit status of %r" % args)
+        check(what in err and len(err.strip().splitlines()) == 1,
+              "%r: not one clear line: %r" % (args, err))
