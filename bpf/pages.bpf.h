@@ -37,6 +37,30 @@ struct {
 	__type(value, __u8);
 } page_procs SEC(".maps");
 
+/*
+ * A bit for each page counted, so that a free of any other page on the
+ * machine (nearly all of them) is told apart without a search of the block
+ * table: struct pages, by their address / 64 (their size) modulo PAGE_BITS,
+ * which no two pages share on a machine of up to 32 GiB (beyond, a shared
+ * bit costs a search).
+ */
+#define PAGE_BITS (1u << 23)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, PAGE_BITS / 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} page_bits SEC(".maps");
+
+static __always_inline __u64 *page_bit(__u64 page, __u64 *bit)
+{
+	__u32 i = (page >> 6) & (PAGE_BITS - 1), word = i >> 6;
+
+	*bit = 1ull << (i & 63);
+	return bpf_map_lookup_elem(&page_bits, &word);
+}
+
 /* A page's address as a number (the verifier allows no arithmetic on a
  * trusted pointer). */
 static __always_inline __u64 page_number(struct page *page)
@@ -68,15 +92,18 @@ static __always_inline void settle_page(struct call_state *st, bool fresh)
 {
 	struct pending_page p = st->pending;
 	struct page *page = (struct page *)p.page;
-	__u64 mapping;
+	__u64 mapping, *word, bit;
 
 	if (!page)
 		return;
 	st->pending.page = 0;
 	mapping = (__u64)BPF_CORE_READ(page, mapping);
-	if ((mapping & MAPPING_KIND) == MAPPING_ANON || (fresh && !mapping))
-		record_at(PAGE_SPACE, current_tgid(), p.page, page_size << (p.order & 31), p.stack,
-			  p.time_ns, &st->hint);
+	if ((mapping & MAPPING_KIND) != MAPPING_ANON && (!fresh || mapping))
+		return;
+	if ((word = page_bit(p.page, &bit)))
+		__sync_fetch_and_or(word, bit);
+	record_at(PAGE_SPACE, current_tgid(), p.page, page_size << (p.order & 31), p.stack,
+		  p.time_ns, &st->hint);
 }
 
 SEC("tp_btf/mm_page_alloc")
@@ -157,13 +184,20 @@ int BPF_PROG(page_fault_kernel, unsigned long address, struct pt_regs *regs, uns
 SEC("tp_btf/mm_page_free")
 int BPF_PROG(page_freed, struct page *page, unsigned int order)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct alloc_key key = {.space = PAGE_SPACE, .addr = page_number(page)};
-	__u32 home = block_home(&key, blocks_mask), state;
-	struct block_slot *s = find_block(&key, home, &state);
+	struct task_struct *task;
+	struct block_slot *s;
+	__u64 *word, bit;
+	__u32 home, state;
 
-	if (!s)
+	word = page_bit(key.addr, &bit);
+	if (!word || !(*word & bit))
 		return 0;
+	__sync_fetch_and_and(word, ~bit);
+	home = block_home(&key, blocks_mask);
+	if (!(s = find_block(&key, home, &state)))
+		return 0;
+	task = bpf_get_current_task_btf();
 	if (s->info.size != page_size << (order & 31))
 		__sync_fetch_and_add(&drops.pages_split, 1);
 	/* Its process's end: kept for the loader's last report of it. */

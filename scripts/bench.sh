@@ -7,7 +7,8 @@
 # only watched), with -k, and --all-stacks. MODES picks some, ONLY_PAIRS=1
 # stops after these tables and the BPF programs' run time per event
 # (scripts/bpf_time.sh). Then the tool's own CPU and RSS while watching the
-# whole machine, and stack walking.
+# whole machine, stack walking, and pages mode on redis-server
+# (scripts/pages_bench.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=build/workloads/bench_pairs
@@ -235,3 +236,8 @@ print("%.1f %.1f %d" % (full[len(full) // 2], full[-1], len(full)))')
 read -r report_median report_max report_n <<<"$report_ms"
 printf '\nreport CPU at 1,000,000 outstanding allocations: median %s ms, max %s ms (%s reports)\n' \
 	"$report_median" "$report_max" "$report_n"
+
+# Pages mode on a server: redis's throughput under -p --pages and -p, and the
+# page programs' run time per event.
+echo
+scripts/pages_bench.sh

@@ -115,3 +115,34 @@ def wait_attached(tool):
     while "tracing" not in lines[-1] and lines[-1] and len(lines) < 50:
         lines.append(tool.stderr.readline())
     check("tracing" in lines[-1], "tool did not attach: %r" % lines)
+
+
+def traced_redis(tool_args, port, bench_args):
+    """memleak-bpf TOOL_ARGS -- redis-server (Debian's redis-check-rdb through a
+    symlink of that name) on port, under redis-benchmark BENCH_ARGS, then shut
+    down; returns the tool's (exit status, stdout, stderr)."""
+    import shutil
+    import tempfile
+    import time
+    tmp = tempfile.mkdtemp()
+    server = os.path.join(tmp, "redis-server")
+    os.symlink(shutil.which("redis-check-rdb"), server)
+    tool = subprocess.Popen([TOOL] + tool_args + ["--", server, "--port", port, "--save", "",
+                                                  "--appendonly", "no"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            if subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True,
+                              text=True).stdout.strip() == "PONG":
+                break
+            time.sleep(0.1)
+        bench = subprocess.run(["redis-benchmark", "-p", port, "-q"] + bench_args,
+                               capture_output=True, text=True, timeout=300)
+        check_eq(bench.returncode, 0, "redis-benchmark status")
+        subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], capture_output=True)
+        out, err = tool.communicate(timeout=60)
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+        shutil.rmtree(tmp)
+    return tool.returncode, out, err

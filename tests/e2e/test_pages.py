@@ -1,11 +1,10 @@
 """Pages mode (--pages): resident anonymous pages counted to the stack that
 brought them in, from the kernel's page events, with no allocator probe."""
-import os
 import subprocess
 import tempfile
 import time
 
-from harness import TOOL, check, check_eq, reports, run_tool, workload
+from harness import TOOL, check, check_eq, reports, run_tool, traced_redis, workload
 from test_system import entries_owned
 
 PAGE = 4096
@@ -171,3 +170,62 @@ def test_pages_usage_errors():
         check_eq(status, 2, "exit status of %r" % args)
         check(what in err and len(err.strip().splitlines()) == 1,
               "%r: not one clear line: %r" % (args, err))
+
+
+def reaches(stack, names):
+    return any(f["symbol"] in names for f in stack["frames"])
+
+
+def test_pages_python3_growing_list_reaches_main():
+    """Debian's python3 keeping a growing list: the stack that brings the
+    list's memory in passes through the interpreter's loop and reaches main."""
+    script = ("import time\n"
+              "keep = []\n"
+              "def grow():\n"
+              "    for i in range(400):\n"
+              "        keep.append(bytearray(4000))\n"
+              "t0 = time.time()\n"
+              "while time.time() - t0 < 4:\n"
+              "    grow()\n"
+              "    time.sleep(0.02)\n"
+              "time.sleep(2)\n")
+    with tempfile.NamedTemporaryFile("w", suffix=".py") as f, \
+            tempfile.NamedTemporaryFile(mode="r") as out:
+        f.write(script)
+        f.flush()
+        status, _, err = run_tool(["--pages", "--json", "-T", "20", "--output", out.name, "1",
+                                   "--", "/usr/bin/python3", f.name])
+        check_eq(status, 0, "exit status: " + err[-800:])
+        rs = reports(out.read())
+    check_shape(rs)
+    # While it sleeps (the final report may fall in the interpreter's teardown,
+    # which frees the list).
+    mid = [r["processes"][0] for r in rs if not r["final"] and r["processes"]]
+    check(mid, "no report while the script ran")
+    proc = max(mid, key=lambda p: p["pages"]["resident_bytes"])
+    top = max(proc["stacks"], key=lambda s: s["resident_bytes"])
+    check(top["resident_bytes"] >= 20 << 20, "top stack holds %d bytes" % top["resident_bytes"])
+    check(reaches(top, {"_PyEval_EvalFrameDefault"}) and reaches(top, {"Py_BytesMain"}) and
+          top["frames"][-1]["symbol"] == "_start" and top["truncated"] is None,
+          "the list's stack does not pass the interpreter's loop to main: %r"
+          % [f["symbol"] or f["addr"] for f in top["frames"]])
+
+
+def test_pages_redis_new_keys_reach_main():
+    """Debian's redis-server taking ever-new keys: the stacks holding them
+    name the keys' path (createStringObject, dbAdd) and reach main."""
+    with tempfile.NamedTemporaryFile(mode="r") as out:
+        status, _, err = traced_redis(["--pages", "--json", "-T", "20", "--output", out.name,
+                                       "2"], "6392",
+                                      ["-n", "60000", "-t", "set", "-r", "10000000", "-d", "200"])
+        check_eq(status, 0, "exit status: " + err[-800:])
+        rs = reports(out.read())
+    check_shape(rs)
+    proc = rs[-1]["processes"][0]
+    keys = [s for s in proc["stacks"] if reaches(s, {"createStringObject", "dbAdd"})]
+    held = sum(s["resident_bytes"] for s in keys)
+    check(held >= proc["pages"]["resident_bytes"] // 2,
+          "the keys' stacks hold %d of %d bytes" % (held, proc["pages"]["resident_bytes"]))
+    check(all(reaches(s, {"main"}) and s["truncated"] is None for s in keys),
+          "a key stack does not reach main: %r"
+          % [[f["symbol"] for f in s["frames"]] for s in keys if not reaches(s, {"main"})])

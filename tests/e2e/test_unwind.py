@@ -3,14 +3,12 @@ them (-O2, no frame pointers), split debug information, inlined functions,
 closed libraries, and real Debian programs (python3, redis-server)."""
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import threading
-import time
 
-from harness import (ROOT, TOOL, check, check_eq, final_process, reports, run_tool,
-                     valgrind_in_use, workload)
+from harness import (ROOT, TOOL, check, check_eq, reports, run_tool,
+                     traced_redis, valgrind_in_use, workload)
 
 SOURCES = os.path.join(ROOT, "tests", "workloads")
 
@@ -379,30 +377,9 @@ def test_python3_stacks_reach_main():
 
 
 def test_redis_server_stacks_reach_main():
-    tmp = tempfile.mkdtemp()
-    server = os.path.join(tmp, "redis-server")
-    os.symlink(shutil.which("redis-check-rdb"), server)
-    port = "6391"
-    tool = subprocess.Popen([TOOL, "--json", "-T", "30", "--", server, "--port", port, "--save",
-                             "", "--appendonly", "no"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        for _ in range(100):
-            if subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True,
-                              text=True).stdout.strip() == "PONG":
-                break
-            time.sleep(0.1)
-        bench = subprocess.run(["redis-benchmark", "-p", port, "-n", "3000", "-q", "-t",
-                                "set,lpush", "-r", "1000"], capture_output=True, text=True,
-                               timeout=300)
-        check_eq(bench.returncode, 0, "redis-benchmark status")
-        subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], capture_output=True)
-        out, err = tool.communicate(timeout=60)
-    finally:
-        if tool.poll() is None:
-            tool.kill()
-        shutil.rmtree(tmp)
-    check_eq(tool.returncode, 0, "exit status (stderr: %s)" % err.strip())
+    status, out, err = traced_redis(["--json", "-T", "30"], "6391",
+                                    ["-n", "3000", "-t", "set,lpush", "-r", "1000"])
+    check_eq(status, 0, "exit status (stderr: %s)" % err.strip())
     proc = json_lines(out)[-1]["processes"][0]
     check(len(proc["stacks"]) >= 10, "only %d stacks" % len(proc["stacks"]))
     # Libraries' constructors allocate before main, from the dynamic linker.
