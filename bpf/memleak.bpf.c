@@ -182,6 +182,9 @@ static __always_inline struct call_state *call_state(void)
 	return st;
 }
 
+/* Pages mode: the same tables, fed by the kernel's page events. */
+#include "pages.bpf.h"
+
 /* Called from the code of the newest call in flight, or jumped to from it as
  * a tail call (the same stack pointer, its return already taken by its probe). */
 static __always_inline bool nested(const struct call *top, const struct frame_id *f)
@@ -497,6 +500,7 @@ int BPF_PROG(process_exited, struct task_struct *p, bool group_dead)
 	if (!group_dead)
 		return 0;
 	bpf_map_delete_elem(&areas, &tgid);
+	bpf_map_delete_elem(&page_procs, &tgid); /* its pid may be another's next */
 	proc = bpf_map_lookup_elem(&procs, &tgid);
 	if (proc) {
 		struct proc_row *r = row_of(proc->image);
@@ -551,5 +555,3 @@ int BPF_KPROBE(free_enter, __u64 ptr)
 	return 0;
 }
 
-/* --pages: the same tables, fed by the kernel's page events. */
-#include "pages.bpf.h"

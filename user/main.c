@@ -68,6 +68,7 @@ struct tracer {
 	struct target_set targets;
 	struct child child;
 	bool launched;
+	bool pages; /* growth is named by pages (--pages; system-wide unless --exact) */
 	int sigfd;
 	FILE *out; /* the reports: stdout, or --output */
 	FILE *curve_csv;
@@ -118,7 +119,7 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	/* For the benchmark: how stacks cost when only frame pointers are walked. */
 	skel->rodata->frame_pointers_only =
 	    getenv("MEMLEAK_BPF_UNWIND") && strcmp(getenv("MEMLEAK_BPF_UNWIND"), "fp") == 0;
-	pages_prepare(skel, tr->opt.pages);
+	pages_prepare(skel, tr->pages);
 	e = bpf_map__set_max_entries(skel->maps.unwind_rows, unwind_rows(tr));
 	if (!e)
 		e = heap_maps_size(&heap, tr->opt.max_allocs, tr->opt.max_stacks);
@@ -199,7 +200,7 @@ static int attach_objects(struct tracer *tr, struct objlist *objs, pid_t pid, st
 {
 	int n;
 
-	if (tr->opt.pages) /* its pages, from the kernel's events: no probe */
+	if (tr->pages) /* its pages, from the kernel's events: no probe */
 		return pages_trace(tr->skel, pid, err, errlen);
 	if (tr->opt.nlibs)
 		return attach_libs(tr, pid, p, err, errlen);
@@ -246,7 +247,7 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 	}
 	t = targets_add(&tr->targets, tr->child.pid);
 	t->probes = probes;
-	t->pages = tr->opt.pages;
+	t->pages = tr->pages;
 	snprintf(t->comm, sizeof(t->comm), "%s", strrchr(tr->child.path, '/') + 1);
 	return 0;
 }
@@ -285,7 +286,7 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 		unwinder_add_pid(&tr->unwind, pid);
 		t = targets_add(&tr->targets, pid);
 		t->probes = probes;
-		t->pages = tr->opt.pages;
+		t->pages = tr->pages;
 		t->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	}
 	return 0;
@@ -594,8 +595,9 @@ static void watch_pidfds(struct tracer *tr, struct pollfd *fds, int nfds)
 	}
 }
 
-/* A watched process whose curve left its band gets its allocator probed,
- * so that the next reports name its growing stacks. */
+/* A watched process whose curve left its band gets its resident pages
+ * counted (with --exact: its allocator probed), so that the next reports
+ * name its growing stacks. */
 static void probe_growing(struct tracer *tr)
 {
 	for (int i = 0; i < tr->targets.n; i++) {
@@ -610,12 +612,15 @@ static void probe_growing(struct tracer *tr)
 		snprintf(what, sizeof(what), "PID %d", t->pid);
 		if (discover_pid(t->pid, &objs) ||
 		    attach_objects(tr, &objs, t->pid, &t->probes, what, err, sizeof(err)))
-			warnx_("pid %d (%s) is %s, but its allocator cannot be probed: %s", t->pid,
-			       t->comm, verdict_name(t->verdict.state), err);
+			warnx_("pid %d (%s) is %s, but its %s: %s", t->pid, t->comm,
+			       verdict_name(t->verdict.state),
+			       tr->pages ? "pages cannot be counted" : "allocator cannot be probed",
+			       err);
 		else
-			warnx_("pid %d (%s) left its steady band: probing its allocator to name "
-			       "the growing stacks",
-			       t->pid, t->comm);
+			warnx_("pid %d (%s) left its steady band: %s to name the growing stacks",
+			       t->pid, t->comm,
+			       tr->pages ? "counting its resident pages" : "probing its allocator");
+		t->pages = tr->pages;
 		unwinder_add_pid(&tr->unwind, t->pid);
 		objlist_free(&objs);
 		target_refresh(t);
@@ -631,8 +636,11 @@ static void unprobe_settled(struct tracer *tr)
 
 		if (!watch_settled(t, monotonic_s()))
 			continue;
-		warnx_("pid %d (%s) is steady again: its allocator probes are removed", t->pid,
-		       t->comm);
+		warnx_("pid %d (%s) is steady again: its %s", t->pid, t->comm,
+		       t->pages ? "pages are no longer counted" : "allocator probes are removed");
+		if (t->pages)
+			pages_untrace(tr->skel, t->pid);
+		t->pages = false;
 		target_unprobe(&tr->targets, t);
 	}
 }
@@ -851,6 +859,8 @@ static int start(struct tracer *tr)
 		return -1;
 	}
 
+	tr->pages = tr->opt.pages ||
+		    (!tr->opt.command && !tr->opt.npids && !tr->opt.all_stacks && !tr->opt.exact);
 	if (check_privileges(err, sizeof(err)) || check_btf(err, sizeof(err)) ||
 	    ensure_tracefs(err, sizeof(err)) || load_bpf(tr, err, sizeof(err)) ||
 	    start_kernel(tr, err, sizeof(err))) {
@@ -872,9 +882,10 @@ static int start(struct tracer *tr)
 			exporter_address(&tr->opt.listen));
 	if (tr->targets.watching)
 		fprintf(stderr,
-			"memleak-bpf: watching %d processes; allocators are probed when a "
-			"curve leaves its band; Ctrl-C to stop\n",
-			tr->targets.n);
+			"memleak-bpf: watching %d processes; %s when a curve leaves its band; "
+			"Ctrl-C to stop\n",
+			tr->targets.n,
+			tr->pages ? "resident pages are counted" : "allocators are probed");
 	else if (!tr->opt.command && tr->opt.pages)
 		fprintf(stderr,
 			"memleak-bpf: counting the resident pages of %d processes; Ctrl-C to "

@@ -23,6 +23,7 @@ enum long_only {
 	OPT_FAIL_ON_LEAK,
 	OPT_ALL_STACKS,
 	OPT_PAGES,
+	OPT_EXACT,
 	OPT_MAX_PROCS,
 	OPT_MAX_ALLOCS,
 	OPT_MAX_STACKS,
@@ -48,6 +49,7 @@ static const struct option long_options[] = {
     {"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
     {"all-stacks", no_argument, NULL, OPT_ALL_STACKS},
     {"pages", no_argument, NULL, OPT_PAGES},
+    {"exact", no_argument, NULL, OPT_EXACT},
     {"max-procs", required_argument, NULL, OPT_MAX_PROCS},
     {"max-allocs", required_argument, NULL, OPT_MAX_ALLOCS},
     {"max-stacks", required_argument, NULL, OPT_MAX_STACKS},
@@ -75,11 +77,14 @@ void options_usage(FILE *out)
 	      "                          pages, percpu), counted to the process that made them\n"
 	      "      --all-stacks        system-wide: probe every process's allocator from\n"
 	      "                          the start (default: watch every process's memory and\n"
-	      "                          probe only those whose curve leaves its band)\n"
-	      "      --pages             -p and -- COMMAND: no allocator probes; count each\n"
-	      "                          resident anonymous page to the stack that first\n"
-	      "                          touched it, until it is freed (kernel page events:\n"
-	      "                          no cost per malloc, only growth shows)\n"
+	      "                          count the pages of those whose curve leaves its band)\n"
+	      "      --pages             no allocator probes: count each resident anonymous\n"
+	      "                          page to the stack that first touched it, until it\n"
+	      "                          is freed (kernel page events: no cost per malloc,\n"
+	      "                          only growth shows); system-wide, the default for a\n"
+	      "                          process whose curve leaves its band\n"
+	      "      --exact             system-wide: probe the allocator of a process whose\n"
+	      "                          curve leaves its band (exact blocks), not its pages\n"
 	      "      --max-procs N       processes shown in full in each report, leaks first\n"
 	      "                          (default: 10 system-wide, all otherwise); the rest\n"
 	      "                          are counted on one line\n"
@@ -286,6 +291,9 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 	case OPT_PAGES:
 		o->pages = true;
 		return PARSE_OK;
+	case OPT_EXACT:
+		o->exact = true;
+		return PARSE_OK;
 	case OPT_MAX_PROCS:
 		if (!parse_u64(arg, &v) || v == 0 || v > 100000)
 			return usage_error(err, errlen,
@@ -377,10 +385,14 @@ enum parse_result options_parse(struct options *o, int argc, char **argv, char *
 		return usage_error(err, errlen,
 				   "--all-stacks is for system-wide tracing: -p and -- COMMAND "
 				   "probe their targets' allocators already");
-	if (o->pages && !o->command && !o->npids)
+	if (o->exact && (o->command || o->npids))
 		return usage_error(err, errlen,
-				   "--pages needs -p PID or -- COMMAND (system-wide page "
-				   "attribution is not built yet)");
+				   "--exact is for system-wide tracing: -p and -- COMMAND probe "
+				   "the allocator already (unless --pages)");
+	if (o->pages && (o->exact || o->all_stacks))
+		return usage_error(err, errlen,
+				   "--pages cannot be combined with %s: pick one mode",
+				   o->exact ? "--exact" : "--all-stacks");
 	if (o->pages && o->nlibs)
 		return usage_error(err, errlen,
 				   "--pages probes no allocator: --lib cannot be combined with it");

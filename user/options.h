@@ -36,6 +36,7 @@ struct options {
 	bool fail_on_leak;
 	bool all_stacks;     /* system-wide: probe every allocator from the start */
 	bool pages;	     /* attribute resident pages (kernel events), no allocator probes */
+	bool exact;	     /* system-wide: probe the allocator of a process that grows */
 	int max_procs;	     /* processes shown in full in a report; 0: the default */
 	uint32_t max_allocs; /* live blocks the BPF maps hold */
 	uint32_t max_stacks; /* distinct stacks they hold */

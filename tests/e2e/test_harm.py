@@ -95,7 +95,7 @@ def test_reprobed_mid_storm_counts_exactly():
     """Probed, unprobed and probed again while four threads allocate without
     pause: what they leak after the second probe is counted to the block."""
     out_file = tempfile.TemporaryFile(mode="w+")
-    tool = subprocess.Popen([TOOL, "--json", "1"], stdout=out_file, stderr=subprocess.PIPE,
+    tool = subprocess.Popen([TOOL, "--exact", "--json", "1"], stdout=out_file, stderr=subprocess.PIPE,
                             text=True)
     storm = None
     try:

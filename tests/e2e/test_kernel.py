@@ -18,7 +18,7 @@ PAGE = 4096
 
 def trace_system_wide():
     out_file = tempfile.TemporaryFile(mode="w+")  # read at the end: a pipe would fill
-    tool = subprocess.Popen([TOOL, "-k", "--json", "--max-procs", "100000", "1"],
+    tool = subprocess.Popen([TOOL, "--exact", "-k", "--json", "--max-procs", "100000", "1"],
                             stdout=out_file, stderr=subprocess.PIPE, text=True)
     try:
         check("watching" in tool.stderr.readline(), "tool did not start watching")

@@ -4,7 +4,7 @@ import subprocess
 import tempfile
 import time
 
-from harness import TOOL, check, check_eq, reports, run_tool, traced_redis, workload
+from harness import Lines, TOOL, check, check_eq, reports, run_tool, traced_redis, workload
 from test_system import entries_owned
 
 PAGE = 4096
@@ -163,7 +163,9 @@ def test_pages_of_a_pid_leave_the_tables_when_it_exits():
 
 
 def test_pages_usage_errors():
-    for args, what in ((["--pages"], "needs -p PID or -- COMMAND"),
+    for args, what in ((["--pages", "--exact"], "cannot be combined with --exact"),
+                       (["--pages", "--all-stacks"], "cannot be combined with --all-stacks"),
+                       (["--exact", "--", "/bin/true"], "--exact is for system-wide tracing"),
                        (["--pages", "--lib", "/lib/x86_64-linux-gnu/libc.so.6", "--",
                          "/bin/true"], "--lib cannot be combined")):
         status, _, err = run_tool(args)
@@ -229,3 +231,49 @@ def test_pages_redis_new_keys_reach_main():
     check(all(reaches(s, {"main"}) and s["truncated"] is None for s in keys),
           "a key stack does not reach main: %r"
           % [[f["symbol"] for f in s["frames"]] for s in keys if not reaches(s, {"main"})])
+
+
+def test_system_wide_default_counts_the_pages_of_a_growing_process():
+    """System-wide with default options: page_drip, among idle processes,
+    leaves its band and gets its pages counted, not its allocator probed; its
+    drip's stacks become the suspects. The idle ones stay watched."""
+    out = tempfile.NamedTemporaryFile(mode="r")
+    tool = subprocess.Popen([TOOL, "--json", "--max-procs", "100000", "1"],
+                            stdout=open(out.name, "w"),
+                            stderr=subprocess.PIPE, text=True)
+    idle, drip = [], None
+    try:
+        err = Lines(tool.stderr)
+        err.wait_for("resident pages are counted when a curve leaves its band", 30)
+        idle = [subprocess.Popen(["sleep", "60"]) for _ in range(5)]
+        drip = subprocess.Popen([DRIP, "40", "3"], stdout=subprocess.DEVNULL)
+        err.wait_for("pid %d (page_drip) left its steady band: counting its resident pages"
+                     % drip.pid, 40)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            time.sleep(2)
+            text = open(out.name).read()
+            rs = reports(text[:text.rfind("\n") + 1])  # whole lines only
+            mine = [p for p in rs[-1]["processes"] if p["pid"] == drip.pid] if rs else []
+            if mine and any(s["suspect"] and through(s, "drip") for s in mine[0]["stacks"]):
+                break
+    finally:
+        tool.send_signal(2)
+        tool.wait(timeout=60)
+        for p in idle + ([drip] if drip else []):
+            p.kill()
+            p.wait()
+    check_eq(tool.returncode, 0, "exit status")
+    rs = reports(open(out.name).read())
+    out.close()
+    hist = [p for r in rs for p in r["processes"] if p["pid"] == drip.pid]
+    check(hist and hist[-1]["mode"] == "pages", "page_drip is not in pages mode: %r"
+          % (hist[-1]["mode"] if hist else None))
+    check(not hist[-1]["probed"], "page_drip's allocator was probed")
+    check_shape([{"seq": r["seq"], "processes": [p for p in r["processes"]
+                                                 if p["mode"] == "pages"]} for r in rs])
+    suspects = {s["frames"][0]["symbol"] for p in hist for s in p["stacks"] if s["suspect"]}
+    check_eq(suspects, {"drip"}, "page_drip's suspect stacks")
+    for p in idle:
+        modes = {q["mode"] for r in rs for q in r["processes"] if q["pid"] == p.pid}
+        check_eq(modes, {"watched"}, "modes of idle pid %d" % p.pid)

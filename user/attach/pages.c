@@ -55,3 +55,10 @@ int pages_trace(struct memleak_bpf *skel, pid_t pid, char *err, size_t errlen)
 	}
 	return 0;
 }
+
+void pages_untrace(struct memleak_bpf *skel, pid_t pid)
+{
+	__u32 tgid = (__u32)pid;
+
+	bpf_map_delete_elem(bpf_map__fd(skel->maps.page_procs), &tgid);
+}
