@@ -6,12 +6,14 @@
  * (or detection later than the case's bound) and flips. Cases marked
  * "held-out" were not looked at while the verdict's constants were chosen.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "unit.h"
 #include "util.h"
+#include "curve.h"
 #include "verdict.h"
 
 #define CURVES "tests/curves"
@@ -108,4 +110,62 @@ void test_verdict_recorded_curves(void)
 	CHECK(fp == 0);
 	CHECK(fn == 0);
 	CHECK(flips == 0);
+}
+
+/*
+ * The stack judge in pages mode (tests/curves/pages_*_stack.csv: a stack's
+ * resident bytes at each report of page_drip under --pages, recorded by
+ * scripts/record_curves.sh): each report adds a point and judges the curve
+ * again, as targets.c does; a stack is a suspect while its verdict is
+ * growing or leak. The drip (from 25 s) is called within 15 s of it and
+ * stays one; the churning cache and the bursts that are unmapped never are.
+ */
+void test_pages_stack_judge_recorded(void)
+{
+	static const struct {
+		const char *name;
+		double suspect_by; /* 0: never a suspect */
+	} cases[] = {
+	    {"pages_drip_stack", 40},
+	    {"pages_cache_stack", 0},
+	    {"pages_burst_stack", 0},
+	};
+
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct curve c;
+		struct verdict v = {0};
+		struct recorded r;
+		double first = -1;
+		bool dropped = false;
+
+		CHECK(read_curve_csv(cases[k].name, &r) == 0);
+		if (r.n == 0)
+			continue;
+		curve_init(&c, 4096);
+		for (size_t i = 0; i < r.n; i++) {
+			bool suspect;
+
+			curve_add(&c, r.t[i], r.y[i]);
+			curve_judge(&c, &v);
+			suspect = v.state == VERDICT_LEAK || v.state == VERDICT_GROWING;
+			if (suspect && first < 0)
+				first = r.t[i];
+			dropped |= first >= 0 && !suspect;
+		}
+		if (first < 0)
+			printf("  %-18s never a suspect, final %s\n", cases[k].name,
+			       verdict_name(v.state));
+		else
+			printf("  %-18s a suspect from %.1f s, final %s\n", cases[k].name, first,
+			       verdict_name(v.state));
+		if (cases[k].suspect_by) {
+			CHECK(first >= 0 && first <= cases[k].suspect_by);
+			CHECK(!dropped);
+		} else {
+			CHECK(first < 0);
+		}
+		curve_free(&c);
+		free(r.t);
+		free(r.y);
+	}
 }

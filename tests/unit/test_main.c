@@ -22,6 +22,7 @@ void test_ret_sites_of_jemalloc_new(void);
 void test_probe_site_prologues(void);
 void test_unwind_table_walk_equals_backtrace(void);
 void test_verdict_recorded_curves(void);
+void test_pages_stack_judge_recorded(void);
 void test_verdict_warmup_and_band(void);
 void test_verdict_band_does_not_absorb_a_leak(void);
 void test_verdict_recovery_needs_the_floor_back(void);
@@ -303,6 +304,7 @@ int main(void)
 	    TEST(test_unwind_table_walk_equals_backtrace),
 	    TEST(test_unwinder_area_list),
 	    TEST(test_verdict_recorded_curves),
+	    TEST(test_pages_stack_judge_recorded),
 	};
 	int failed = 0;
 
