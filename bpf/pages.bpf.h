@@ -16,7 +16,9 @@
  *   counted if it is anonymous by then (its mapping says so).
  * A free (mm_page_free, in any context) releases it; a process's own exit
  * leaves its pages for the loader, which reports them as what the process
- * held at its end.
+ * held at its end. A page the kernel moves (migration, compaction, a huge
+ * page's collapse) or reclaims (swap) is freed from its old frame and not
+ * followed to its new one: such frees are counted (pages_moved).
  *
  * Included by memleak.bpf.c: it shares the live blocks, the stacks and the
  * walk in the thread's call_state.
@@ -26,6 +28,7 @@
 
 #define GFP_MOVABLE_FLAG  0x08u /* __GFP_MOVABLE */
 #define PF_EXITING_FLAG	  0x04u /* PF_EXITING */
+#define PF_KTHREAD_FLAG	  0x00200000u /* PF_KTHREAD */
 #define RSS_ANON	  1	/* MM_ANONPAGES */
 #define MAPPING_KIND	  3ul /* the low bits of page->mapping: */
 #define MAPPING_ANON	  1ul /* an anonymous page (2: movable_ops, 3: KSM) */
@@ -181,6 +184,69 @@ int BPF_PROG(page_fault_kernel, unsigned long address, struct pt_regs *regs, uns
 	return 0;
 }
 
+/* Threads in the kernel's migration or reclaim now (a kernel thread always
+ * is: kswapd, kcompactd, khugepaged): a page they free has moved, or gone to
+ * swap, and was not freed by its process. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} moving SEC(".maps");
+
+static __always_inline void moving_now(bool on)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	__u8 one = 1;
+
+	if (on)
+		bpf_map_update_elem(&moving, &tid, &one, BPF_ANY);
+	else
+		bpf_map_delete_elem(&moving, &tid);
+}
+
+SEC("tp_btf/mm_migrate_pages_start")
+int BPF_PROG(migration_started)
+{
+	moving_now(true);
+	return 0;
+}
+
+SEC("tp_btf/mm_migrate_pages")
+int BPF_PROG(migration_ended)
+{
+	moving_now(false);
+	return 0;
+}
+
+SEC("tp_btf/mm_vmscan_direct_reclaim_begin")
+int BPF_PROG(reclaim_started)
+{
+	moving_now(true);
+	return 0;
+}
+
+SEC("tp_btf/mm_vmscan_direct_reclaim_end")
+int BPF_PROG(reclaim_ended)
+{
+	moving_now(false);
+	return 0;
+}
+
+SEC("tp_btf/mm_vmscan_memcg_reclaim_begin")
+int BPF_PROG(memcg_reclaim_started)
+{
+	moving_now(true);
+	return 0;
+}
+
+SEC("tp_btf/mm_vmscan_memcg_reclaim_end")
+int BPF_PROG(memcg_reclaim_ended)
+{
+	moving_now(false);
+	return 0;
+}
+
 SEC("tp_btf/mm_page_free")
 int BPF_PROG(page_freed, struct page *page, unsigned int order)
 {
@@ -203,6 +269,9 @@ int BPF_PROG(page_freed, struct page *page, unsigned int order)
 	/* Its process's end: kept for the loader's last report of it. */
 	if ((task->flags & PF_EXITING_FLAG) && s->info.owner == task->tgid)
 		return 0;
+	if ((task->flags & PF_KTHREAD_FLAG) ||
+	    bpf_map_lookup_elem(&moving, &(__u32){(__u32)bpf_get_current_pid_tgid()}))
+		__sync_fetch_and_add(&drops.pages_moved, 1);
 	release_at(&key, home, s->info.time_ns);
 	return 0;
 }

@@ -290,6 +290,8 @@ struct drops {
 	__u64 calls_too_deep;	  /* allocator calls not followed: a thread had MAX_CALLS in flight */
 	__u64 pages_split;	  /* --pages: huge pages freed in pieces (split first): the rest of
 				   * each left the counts with its first piece */
+	__u64 pages_moved;	  /* --pages: pages the kernel moved (migration, compaction, a
+				   * huge page's collapse) or reclaimed: they left the counts */
 };
 
 #endif

@@ -68,3 +68,27 @@ done
 echo
 echo "page programs under -p --pages (last round; runs on every process's events):"
 cat "$dir/progs.pages" 2>/dev/null || echo "(no figures)"
+
+# System-wide with default options while a growing process's pages are
+# counted (page_drip): a process that only allocates and frees (bench_pairs,
+# watched) runs at its untraced rate; ns per malloc+free pair, medians.
+make -s build/workloads/bench_pairs build/workloads/page_drip
+pairs() { build/workloads/bench_pairs "${PAIRS:-2000000}" 1; }
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+untraced=$(for _ in 1 2 3; do pairs; done | median)
+./memleak-bpf --output /dev/null 3600 2>"$dir/err" &
+tool=$!
+build/workloads/page_drip 120 0 >/dev/null &
+drip=$!
+for _ in $(seq 60); do
+	grep -q "page_drip) left its steady band: counting" "$dir/err" && break
+	sleep 1
+done
+grep -q "page_drip) left its steady band: counting" "$dir/err" ||
+	echo "(page_drip's pages were not counted within 60 s)"
+watched=$(for _ in 1 2 3; do pairs; done | median)
+kill $drip
+kill -INT $tool
+wait $tool 2>/dev/null || true
+printf '\nbench_pairs: %s ns a pair untraced, %s under the watcher while page_drip'"'"'s pages are counted (ratio %.3f)\n' \
+	"$untraced" "$watched" "$(echo "$watched / $untraced" | bc -l)"

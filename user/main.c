@@ -590,6 +590,8 @@ static void watch_pidfds(struct tracer *tr, struct pollfd *fds, int nfds)
 				continue;
 			warnx_("pid %d (%s) exited; its last figures are in the next report",
 			       t->pid, t->comm);
+			if (t->pages) /* its pid may be another's next */
+				pages_untrace(tr->skel, t->pid);
 			target_exited(t);
 		}
 	}

@@ -811,6 +811,7 @@ static void add_drops(struct drops *sum, const struct drops *d)
 	sum->lifecycle_map_full += d->lifecycle_map_full;
 	sum->calls_too_deep += d->calls_too_deep;
 	sum->pages_split += d->pages_split;
+	sum->pages_moved += d->pages_moved;
 }
 
 void targets_drops(const struct target_set *ts, struct drops *sum)

@@ -138,7 +138,8 @@ def test_pages_of_a_pid_leave_the_tables_when_it_exits():
         deadline = time.time() + 20
         while True:
             time.sleep(1.5)
-            left = {m: entries_owned(m, {a.pid}) for m in ("blocks", "procs", "stack_counts")}
+            left = {m: entries_owned(m, {a.pid})
+                    for m in ("blocks", "procs", "stack_counts", "page_procs")}
             if not any(left.values()) or time.time() > deadline:
                 break
         check(not any(left.values()), "A left entries behind: %r" % left)

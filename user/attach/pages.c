@@ -9,13 +9,27 @@
 #include "memleak.skel.h"
 #include "pages.h"
 
+/* The programs of pages mode (bpf/pages.bpf.h), in the order they are
+ * attached: the frees' first, so that a page counted is never missed on its
+ * way out. */
+#define PAGE_PROGRAMS(X)                                                                           \
+	X(page_freed)                                                                              \
+	X(migration_started)                                                                       \
+	X(migration_ended)                                                                         \
+	X(reclaim_started)                                                                         \
+	X(reclaim_ended)                                                                           \
+	X(memcg_reclaim_started)                                                                   \
+	X(memcg_reclaim_ended)                                                                     \
+	X(page_counted)                                                                            \
+	X(page_fault_user)                                                                         \
+	X(page_fault_kernel)                                                                       \
+	X(page_taken)
+
 void pages_prepare(struct memleak_bpf *skel, bool wanted)
 {
-	bpf_program__set_autoload(skel->progs.page_taken, wanted);
-	bpf_program__set_autoload(skel->progs.page_counted, wanted);
-	bpf_program__set_autoload(skel->progs.page_freed, wanted);
-	bpf_program__set_autoload(skel->progs.page_fault_user, wanted);
-	bpf_program__set_autoload(skel->progs.page_fault_kernel, wanted);
+#define AUTOLOAD(name) bpf_program__set_autoload(skel->progs.name, wanted);
+	PAGE_PROGRAMS(AUTOLOAD)
+#undef AUTOLOAD
 }
 
 static int attach_one(struct bpf_program *prog, struct bpf_link **link)
@@ -29,22 +43,17 @@ int pages_trace(struct memleak_bpf *skel, pid_t pid, char *err, size_t errlen)
 {
 	__u32 tgid = (__u32)pid;
 	__u8 on = 1;
-	int e;
+	int e = 0;
 
-	/* The frees first: a page counted is never missed on its way out. */
-	e = attach_one(skel->progs.page_freed, &skel->links.page_freed);
-	if (!e)
-		e = attach_one(skel->progs.page_counted, &skel->links.page_counted);
-	if (!e)
-		e = attach_one(skel->progs.page_fault_user, &skel->links.page_fault_user);
-	if (!e)
-		e = attach_one(skel->progs.page_fault_kernel, &skel->links.page_fault_kernel);
-	if (!e)
-		e = attach_one(skel->progs.page_taken, &skel->links.page_taken);
+#define ATTACH(name)                                                                               \
+	if (!e)                                                                                    \
+		e = attach_one(skel->progs.name, &skel->links.name);
+	PAGE_PROGRAMS(ATTACH)
+#undef ATTACH
 	if (e) {
 		snprintf(err, errlen,
 			 "--pages: cannot attach to the kernel's page events (mm_page_alloc, "
-			 "rss_stat, mm_page_free, page faults): %s",
+			 "rss_stat, mm_page_free, page faults, migration and reclaim): %s",
 			 strerror(-e));
 		return -1;
 	}

@@ -150,7 +150,7 @@ void report_json(FILE *out, const struct report *r)
 	    "\"final\":%s,\"dropped\":{\"events\":%llu,\"allocs_map_full\":%llu,"
 	    "\"stacks\":%llu,\"stacks_map_failed\":%llu,\"stack_counts_full\":%llu,"
 	    "\"procs_map_full\":%llu,\"lifecycle_map_full\":%llu,\"calls_too_deep\":%llu,"
-	    "\"pages_split\":%llu},"
+	    "\"pages_split\":%llu,\"pages_moved\":%llu},"
 	    "\"calls_nested\":%llu,\"stack_table\":{\"entries\":%zu,\"reclaimed\":%zu},"
 	    "\"unwind_tables\":{\"objects\":%zu,\"rows\":%zu,\"bytes\":%zu,\"no_room\":%llu},"
 	    "\"processes\":[",
@@ -161,7 +161,8 @@ void report_json(FILE *out, const struct report *r)
 	    (unsigned long long)r->drops.procs_map_full,
 	    (unsigned long long)r->drops.lifecycle_map_full,
 	    (unsigned long long)r->drops.calls_too_deep,
-	    (unsigned long long)r->drops.pages_split, r->nested_calls, r->stack_entries,
+	    (unsigned long long)r->drops.pages_split,
+	    (unsigned long long)r->drops.pages_moved, r->nested_calls, r->stack_entries,
 	    r->stacks_reclaimed, r->unwind.objects, r->unwind.rows,
 	    r->unwind.rows * sizeof(struct unwind_row), r->unwind.no_room);
 	for (int i = 0; i < r->nprocs; i++) {

@@ -213,11 +213,13 @@ void report_text(FILE *out, const struct report *r)
 			(unsigned long long)d->procs_map_full,
 			(unsigned long long)d->lifecycle_map_full,
 			(unsigned long long)d->calls_too_deep);
-	if (d->pages_split)
+	if (d->pages_split || d->pages_moved)
 		fprintf(out,
-			"[%s] not followed: %llu huge pages freed in pieces (split): the rest of "
-			"each left the counts with its first piece\n",
-			stamp, (unsigned long long)d->pages_split);
+			"[%s] pages not followed: %llu huge pages freed in pieces (the rest of each "
+			"left the counts with its first piece), %llu moved or reclaimed by the "
+			"kernel (migration, compaction, khugepaged, swap)\n",
+			stamp, (unsigned long long)d->pages_split,
+			(unsigned long long)d->pages_moved);
 	if (r->nprocs == 0)
 		fprintf(out, "[%s] no traced allocations yet\n", stamp);
 	for (int i = 0; i < r->nfull; i++)
