@@ -105,8 +105,8 @@ static __always_inline void settle_page(struct call_state *st, bool fresh)
 		return;
 	if ((word = page_bit(p.page, &bit)))
 		__sync_fetch_and_or(word, bit);
-	record_at(PAGE_SPACE, current_tgid(), p.page, page_size << (p.order & 31), p.stack,
-		  p.time_ns, &st->hint);
+	record_at(PAGE_SPACE, current_tgid(), p.page, page_size << (p.order & 31),
+		  p.stack ? p.stack : PAGES_NO_STACK, p.time_ns, &st->hint);
 }
 
 SEC("tp_btf/mm_page_alloc")

@@ -157,6 +157,11 @@ struct proc_counts {
 	char comm[16];
 };
 
+/* Pages mode: the stack id of a process's pages counted without a stack (a
+ * walk that failed), so that its rows alone add up to what it holds (the
+ * stacks map's ids are odd). */
+#define PAGES_NO_STACK 2
+
 struct stack_key {
 	__u32 tgid;
 	__u32 image; /* the program image (execs) its blocks belong to */

@@ -438,8 +438,15 @@ static void build_stacks(struct target_set *ts, struct target *t, const struct s
 	qsort(all, n, sizeof(*all), by_suspicion);
 	p->stacks = xcalloc(ro->keep_all ? n : (size_t)ro->top, sizeof(*p->stacks));
 	shown = xcalloc(n, sizeof(*shown));
+	for (size_t i = 0; i < n; i++) { /* pages mode's pages without a stack */
+		if (all[i].stack_id != PAGES_NO_STACK || all[i].kernel)
+			continue;
+		p->no_stack.bytes += (long long)all[i].out_bytes;
+		p->no_stack.allocs += (long long)all[i].out_allocs;
+		shown[i] = true;
+	}
 	for (size_t i = 0; i < n && p->nstacks < ro->top; i++) {
-		if (all[i].out_allocs) /* a suspect may have freed it all */
+		if (all[i].out_allocs && !shown[i]) /* a suspect may have freed it all */
 			p->stacks[p->nstacks++] = all[i], shown[i] = true;
 	}
 	p->nshown = p->nstacks;
@@ -452,7 +459,8 @@ static void build_stacks(struct target_set *ts, struct target *t, const struct s
 	}
 	free(shown);
 	free(all);
-	count_no_stack(p);
+	if (!t->pages) /* in pages mode, its own row: the rows add up as read */
+		count_no_stack(p);
 }
 
 static void build_proc(struct target_set *ts, struct target *t, const struct snapshot snap[2],

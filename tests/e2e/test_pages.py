@@ -34,6 +34,9 @@ def check_shape(rs):
                      p["no_stack"]["outstanding_bytes"], total,
                      "stacks, the rest and no_stack against the resident bytes (seq %d)"
                      % r["seq"])
+            if not p["alive"]:  # nothing moves any more: the totals agree
+                check_eq(total, p["heap"]["outstanding_bytes"],
+                         "resident bytes of exited pid %d against its totals" % p["pid"])
 
 
 def test_pages_drip_is_the_growing_stack():

@@ -100,6 +100,18 @@ static inline long long pages_in(long long bytes)
 	return bytes / sysconf(_SC_PAGESIZE);
 }
 
+/* Pages mode: what the process's stacks hold as read together, the
+ * listed ones, the rest and those pages without a stack. */
+static inline long long pages_resident(const struct proc_report *p)
+{
+	long long sum = p->stacks_rest.bytes + p->no_stack.bytes;
+
+	for (int i = 0; i < p->nshown; i++)
+		if (!p->stacks[i].kernel)
+			sum += (long long)p->stacks[i].out_bytes;
+	return sum;
+}
+
 static inline long long outstanding_allocs(const struct counts *c)
 {
 	return (long long)(c->allocs - c->frees);

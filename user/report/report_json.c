@@ -103,7 +103,7 @@ static void print_proc(FILE *out, const struct proc_report *p)
 		fprintf(out,
 			",\"pages\":{\"resident_bytes\":%lld,\"pages\":%lld,\"counted_pages\":%lld,"
 			"\"freed_pages\":%lld}",
-			outstanding_bytes(c), pages_in(outstanding_bytes(c)),
+			pages_resident(p), pages_in(pages_resident(p)),
 			pages_in((long long)c->alloc_bytes), pages_in((long long)c->free_bytes));
 	fprintf(out, ",\"watched\":%s,\"probed\":%s", p->watched ? "true" : "false",
 		p->probed ? "true" : "false");

@@ -132,8 +132,8 @@ static void print_headline(FILE *out, const char *stamp, const struct proc_repor
 	}
 	if (p->pages)
 		fprintf(out, " pages %s resident in %s,",
-			human_bytes((double)outstanding_bytes(&p->heap), heap, sizeof(heap)),
-			group_digits(pages_in(outstanding_bytes(&p->heap)), n, sizeof(n)));
+			human_bytes((double)pages_resident(p), heap, sizeof(heap)),
+			group_digits(pages_in(pages_resident(p)), n, sizeof(n)));
 	else if (p->probed && p->pid != KERNEL_OWNER)
 		fprintf(out, " heap %s in %s allocs,",
 			human_bytes((double)outstanding_bytes(&p->heap), heap, sizeof(heap)),
