@@ -36,9 +36,10 @@ static void print_stack(FILE *out, const struct stack_report *s, bool pages)
 	char n[32], bytes[32], rate[32];
 
 	if (pages)
-		fprintf(out, "    %s B resident in %s pages",
+		fprintf(out, "    %s B resident in %s page%s",
 			group_digits(s->out_bytes, bytes, sizeof(bytes)),
-			group_digits(pages_in((long long)s->out_bytes), n, sizeof(n)));
+			group_digits(pages_in((long long)s->out_bytes), n, sizeof(n)),
+			pages_in((long long)s->out_bytes) == 1 ? "" : "s");
 	else
 		fprintf(out, "    %s B in %s allocs",
 			group_digits(s->out_bytes, bytes, sizeof(bytes)),
@@ -175,6 +176,22 @@ static void print_proc(FILE *out, const char *stamp, const struct proc_report *p
 	print_rest_of_heap(out, p);
 }
 
+/* What a pages mode figure is, once a report, when one is shown. */
+static void print_pages_note(FILE *out, const char *stamp, const struct report *r)
+{
+	for (int i = 0; i < r->nfull; i++) {
+		if (!r->procs[i].pages)
+			continue;
+		fprintf(out,
+			"[%s] pages: each stack is where memory became resident and stays, not "
+			"the blocks that hold it (memory the allocator reuses is not seen again); "
+			"exact mode names the blocks (-p PID without --pages; system-wide, "
+			"--exact)\n",
+			stamp);
+		return;
+	}
+}
+
 /* The processes past --max-procs: how many of each verdict. */
 static void print_rest(FILE *out, const char *stamp, const struct report *r)
 {
@@ -225,5 +242,6 @@ void report_text(FILE *out, const struct report *r)
 	for (int i = 0; i < r->nfull; i++)
 		print_proc(out, stamp, &r->procs[i]);
 	print_rest(out, stamp, r);
+	print_pages_note(out, stamp, r);
 	fflush(out);
 }
