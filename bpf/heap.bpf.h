@@ -156,6 +156,21 @@ int copy_uses(void *ctx)
 	return 0;
 }
 
+#define GFP_MOVABLE	0x08u	    /* __GFP_MOVABLE */
+#define GFP_RECLAIMABLE 0x10u	    /* __GFP_RECLAIMABLE */
+#define PF_EXITING_FLAG 0x04u	    /* PF_EXITING */
+#define PF_KTHREAD_FLAG 0x00200000u /* PF_KTHREAD */
+
+/* A page's address as a number, as the block table hashes it (the verifier
+ * allows no arithmetic on a trusted pointer). */
+static __always_inline __u64 page_addr(struct page *page)
+{
+	__u64 a = 0;
+
+	bpf_probe_read_kernel(&a, sizeof(a), &page);
+	return a;
+}
+
 static __always_inline __u32 current_tgid(void)
 {
 	return bpf_get_current_pid_tgid() >> 32;

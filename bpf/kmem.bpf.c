@@ -57,10 +57,7 @@ static __always_inline void scratch_exit(void)
 		__sync_fetch_and_add(depth, -1);
 }
 
-#define GFP_MOVABLE	 0x08u	     /* __GFP_MOVABLE */
-#define GFP_RECLAIMABLE	 0x10u	     /* __GFP_RECLAIMABLE */
 #define SLAB_RECLAIMABLE (1u << 15)  /* SLAB_RECLAIM_ACCOUNT */
-#define PF_KTHREAD_FLAG	 0x00200000u /* PF_KTHREAD */
 #define THREAD_SIZE	 16384u	     /* x86_64's task stack, without KASAN */
 #define PAGE_TYPE_SHIFT	 24
 /* enum pagetype's values where the running kernel's BTF does not say them */
@@ -222,16 +219,6 @@ int BPF_PROG(kmem_cache_free, unsigned long call_site, const void *ptr, struct k
 	if (ptr)
 		release(KSPACE_SLAB, (__u64)ptr);
 	return 0;
-}
-
-/* A page's address as a number, as the block table hashes it (the verifier
- * allows no arithmetic on a trusted pointer). */
-static __always_inline __u64 page_addr(struct page *page)
-{
-	__u64 a = 0;
-
-	bpf_probe_read_kernel(&a, sizeof(a), &page);
-	return a;
 }
 
 SEC("tp_btf/mm_page_alloc")

@@ -145,7 +145,6 @@ static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st
 	/* Fixed for the process's life (the thread's storage goes at exec): read once. */
 	if (!st->walk.trampoline)
 		st->walk.trampoline = uretprobe_trampoline();
-	st->walk.trim = 0; /* the caller is known: frames are skipped up to it */
 	return user_stack(ctx, ctx, &st->walk, caller, now);
 }
 

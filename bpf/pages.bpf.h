@@ -26,9 +26,6 @@
 #ifndef PAGES_BPF_H
 #define PAGES_BPF_H
 
-#define GFP_MOVABLE_FLAG  0x08u /* __GFP_MOVABLE */
-#define PF_EXITING_FLAG	  0x04u /* PF_EXITING */
-#define PF_KTHREAD_FLAG	  0x00200000u /* PF_KTHREAD */
 #define RSS_ANON	  1	/* MM_ANONPAGES */
 #define MAPPING_KIND	  3ul /* the low bits of page->mapping: */
 #define MAPPING_ANON	  1ul /* an anonymous page (2: movable_ops, 3: KSM) */
@@ -62,16 +59,6 @@ static __always_inline __u64 *page_bit(__u64 page, __u64 *bit)
 
 	*bit = 1ull << (i & 63);
 	return bpf_map_lookup_elem(&page_bits, &word);
-}
-
-/* A page's address as a number (the verifier allows no arithmetic on a
- * trusted pointer). */
-static __always_inline __u64 page_number(struct page *page)
-{
-	__u64 a = 0;
-
-	bpf_probe_read_kernel(&a, sizeof(a), &page);
-	return a;
 }
 
 static __always_inline struct pt_regs *user_regs(struct task_struct *task)
@@ -117,7 +104,7 @@ int BPF_PROG(page_taken, struct page *page, unsigned int order, gfp_t gfp, int m
 	struct pt_regs *regs;
 	__u32 tgid;
 
-	if (!page || !(gfp & GFP_MOVABLE_FLAG))
+	if (!page || !(gfp & GFP_MOVABLE))
 		return 0;
 	tgid = current_tgid();
 	if (!bpf_map_lookup_elem(&page_procs, &tgid))
@@ -135,7 +122,7 @@ int BPF_PROG(page_taken, struct page *page, unsigned int order, gfp_t gfp, int m
 	st->pending.ip = regs->ip;
 	st->pending.sp = regs->sp;
 	st->pending.entry = regs->orig_ax;
-	st->pending.page = page_number(page);
+	st->pending.page = page_addr(page);
 	return 0;
 }
 
@@ -250,7 +237,7 @@ int BPF_PROG(memcg_reclaim_ended)
 SEC("tp_btf/mm_page_free")
 int BPF_PROG(page_freed, struct page *page, unsigned int order)
 {
-	struct alloc_key key = {.space = PAGE_SPACE, .addr = page_number(page)};
+	struct alloc_key key = {.space = PAGE_SPACE, .addr = page_addr(page)};
 	struct task_struct *task;
 	struct block_slot *s;
 	__u64 *word, bit;

@@ -38,36 +38,20 @@ static char *map(size_t len)
 	return p;
 }
 
-/* One byte a page: every page is brought in, by this function. */
-void touch_a(char *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		p[i] = 1;
-}
+/* Functions that write a byte a page: every page is brought in by the one
+ * named for the step. */
+#define TOUCHER(name, byte)                                                                        \
+	void name(char *p, size_t len)                                                             \
+	{                                                                                          \
+		for (size_t i = 0; i < len; i += PAGE)                                             \
+			p[i] = byte;                                                               \
+	}
 
-void rewrite_a(char *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		p[i] = 2;
-}
-
-void retouch_a(char *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		p[i] = 3;
-}
-
-void touch_b(char *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		p[i] = 4;
-}
-
-void touch_huge(char *p, size_t len)
-{
-	for (size_t i = 0; i < len; i += PAGE)
-		p[i] = 5;
-}
+TOUCHER(touch_a, 1)
+TOUCHER(rewrite_a, 2)
+TOUCHER(retouch_a, 3)
+TOUCHER(touch_b, 4)
+TOUCHER(touch_huge, 5)
 
 int main(int argc, char **argv)
 {
