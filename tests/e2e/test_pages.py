@@ -58,6 +58,11 @@ def test_pages_drip_is_the_growing_stack():
             check(not (s["suspect"] and (through(s, "cache_put") or through(s, "burst_load"))),
                   "a cache or burst stack called a suspect at %.1f s" % r["elapsed_s"])
     p = rs[-1]["processes"][0]
+    # What comes back is seen going: at most one burst (4 x 4 MiB) and the
+    # cache (16 MiB) are held at any time.
+    for fn in ("burst_load", "cache_put"):
+        held = sum(s["resident_bytes"] for s in p["stacks"] if through(s, fn))
+        check(held <= (16 << 20) + 64 * PAGE, "%s's stacks hold %d bytes at the end" % (fn, held))
     drips = [s for s in p["stacks"] if through(s, "drip")]
     held = sum(s["resident_bytes"] for s in drips)
     check(0.8 * written <= held <= written + 16 * PAGE,
