@@ -162,6 +162,38 @@ static int for_each_block(const struct heap_maps *m, entry_fn fn, void *ctx)
 	return 0;
 }
 
+struct space_blocks {
+	__u32 space;
+	struct live_block *b;
+	size_t n, cap;
+};
+
+static void of_space(const void *key, const void *val, void *ctx)
+{
+	const struct alloc_key *k = key;
+	const struct alloc_info *a = val;
+	struct space_blocks *sb = ctx;
+
+	if (k->space != sb->space)
+		return;
+	if (sb->n == sb->cap) {
+		sb->cap = sb->cap ? 2 * sb->cap : 1024;
+		sb->b = xrealloc(sb->b, sb->cap * sizeof(*sb->b));
+	}
+	sb->b[sb->n++] = (struct live_block){.addr = k->addr, .size = a->size,
+					     .stack_id = a->stack_id};
+}
+
+int heap_blocks_of(const struct heap_maps *m, __u32 space, struct live_block **b, size_t *n)
+{
+	struct space_blocks sb = {.space = space};
+	int e = for_each_block(m, of_space, &sb);
+
+	*b = sb.b;
+	*n = sb.n;
+	return e;
+}
+
 /* Ask BPF of one block (struct block_op): 1 if done, 0 if it is not live,
  * -errno if it could not be asked. */
 static int block_op(const struct heap_maps *m, struct block_op *op)

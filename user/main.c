@@ -79,6 +79,8 @@ struct tracer {
 	bool stdout_closed;	   /* its reader went away (EPIPE): stop, nothing more to say */
 	bool finished;		   /* the final report is written; a command may still run */
 	bool leak_reported;	   /* some report judged some process a leak */
+	bool leak_scanned;	   /* some scan found lost or indirect blocks */
+	bool scan_wanted;	   /* SIGUSR1: scan every traced process */
 	long reports;
 	long samples;
 };
@@ -327,6 +329,7 @@ static int setup_signals(struct tracer *tr)
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, SIGPIPE); /* a write to a closed pipe fails with EPIPE instead */
 	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGUSR1); /* a scan, now */
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	tr->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	return tr->sigfd < 0 ? -1 : 0;
@@ -524,6 +527,73 @@ static void reprobe(struct tracer *tr, struct target *t)
 	target_refresh(t);
 }
 
+/* Whether the process's live blocks are in the table (allocator probes),
+ * to be scanned. */
+static bool holds_blocks(const struct tracer *tr, const struct target *t)
+{
+	return t->alive && t->pid != KERNEL_OWNER && !t->pages &&
+	       (t->probes.nlinks || tr->probes.nlinks || tr->launched);
+}
+
+/* Scan a process's memory: held already (its registers given: a command at
+ * its end) or held for it now. */
+static void scan_target(struct tracer *tr, struct target *t, const struct user_regs_struct *held)
+{
+	double t0 = monotonic_s();
+	struct scan_result res;
+	char err[512];
+	int e = held ? scan_held(&tr->targets.heap, t->pid, held, 1, &res, err, sizeof(err))
+		     : scan_live(&tr->targets.heap, t->pid, &res, err, sizeof(err));
+
+	if (e) {
+		warnx_("%s", err);
+		return;
+	}
+	if (held)
+		res.sum.pause_ms = (monotonic_s() - t0) * 1000;
+	scan_result_free(&t->scan);
+	t->scan = res;
+	t->scanned = true;
+	t->scanned_at = monotonic_s();
+	tr->leak_scanned |= leaked_bytes(&res.sum.total) > 0;
+}
+
+/* SIGUSR1, or the end with --scan: every traced process with blocks. */
+static void scan_all(struct tracer *tr)
+{
+	for (int i = 0; i < tr->targets.n; i++) {
+		struct target *t = &tr->targets.t[i];
+
+		if (!holds_blocks(tr, t))
+			continue;
+		if (tr->launched && i == 0) {
+			warnx_("pid %d (%s) is the command: it is scanned at its exit, not before",
+			       t->pid, t->comm);
+			continue;
+		}
+		scan_target(tr, t, NULL);
+	}
+}
+
+/* --scan: a process with a growing stack, at most once per its seconds. */
+static void scan_due(struct tracer *tr)
+{
+	double now = monotonic_s();
+
+	for (int i = 0; i < tr->targets.n; i++) {
+		struct target *t = &tr->targets.t[i];
+		bool growing = false;
+
+		if (!holds_blocks(tr, t) || (t->scanned && now - t->scanned_at < tr->opt.scan_s))
+			continue;
+		for (size_t k = 0; k < t->nstacks && !growing; k++)
+			growing = t->stacks[k].verdict.state == VERDICT_GROWING ||
+				  t->stacks[k].verdict.state == VERDICT_LEAK;
+		if (growing)
+			scan_target(tr, t, NULL);
+	}
+}
+
 /* The command's stops served, its execs probed; true once it has exited. */
 static bool serve_command(struct tracer *tr)
 {
@@ -535,6 +605,11 @@ static bool serve_command(struct tracer *tr)
 		if (!tr->finished)
 			reprobe(tr, &tr->targets.t[0]);
 		launch_resume(&tr->child);
+		break;
+	case LAUNCH_EXITING: /* its memory whole, for the last time */
+		if (!tr->opt.no_scan && !tr->finished && holds_blocks(tr, &tr->targets.t[0]))
+			scan_target(tr, &tr->targets.t[0], &tr->child.exit_regs);
+		launch_let_exit(&tr->child);
 		break;
 	case LAUNCH_RUNNING:
 		break;
@@ -572,6 +647,10 @@ static bool handle_signals(struct tracer *tr)
 		/* A closed output is found by its write (EPIPE). */
 		if (si.ssi_signo == SIGCHLD || si.ssi_signo == SIGPIPE || si.ssi_signo >= NSIG)
 			continue;
+		if (si.ssi_signo == SIGUSR1) { /* the tracer's own: a scan */
+			tr->scan_wanted = !tr->opt.no_scan;
+			continue;
+		}
 		got[si.ssi_signo] = any = true;
 	}
 	return tr->launched ? pass_on(tr, got) : any;
@@ -733,6 +812,8 @@ static bool finish(struct tracer *tr)
 	struct target *cmd = tr->launched ? &tr->targets.t[0] : NULL;
 
 	sample(tr);
+	if (tr->opt.scan_s)
+		scan_all(tr);
 	write_report(tr, true);
 	tr->finished = true;
 	if (!cmd || !cmd->alive)
@@ -764,6 +845,10 @@ static void run(struct tracer *tr)
 			return;
 		if (tr->finished)
 			continue;
+		if (tr->scan_wanted) {
+			tr->scan_wanted = false;
+			scan_all(tr);
+		}
 		if (tr->output_failed || tr->stdout_closed) {
 			if (!finish(tr))
 				return;
@@ -774,6 +859,8 @@ static void run(struct tracer *tr)
 			return;
 		if (monotonic_s() >= next_sample) {
 			sample(tr);
+			if (tr->opt.scan_s)
+				scan_due(tr);
 			next_sample = next_tick(next_sample, period);
 		}
 		if (monotonic_s() < next)
@@ -946,7 +1033,7 @@ int main(int argc, char **argv)
 			status = 128 + (signal_out = WTERMSIG(tr.child.wstatus));
 		if (!tr.launched && tr.stdout_closed)
 			signal_out = SIGPIPE; /* as any writer into a pipe nobody reads */
-		if (tr.opt.fail_on_leak && tr.leak_reported)
+		if (tr.opt.fail_on_leak && (tr.leak_reported || tr.leak_scanned))
 			status = EXIT_LEAK, signal_out = 0;
 		if (tr.output_failed)
 			status = EXIT_RUNTIME, signal_out = 0;

@@ -21,6 +21,8 @@ enum long_only {
 	OPT_FOLDED,
 	OPT_LISTEN,
 	OPT_FAIL_ON_LEAK,
+	OPT_SCAN,
+	OPT_NO_SCAN,
 	OPT_ALL_STACKS,
 	OPT_PAGES,
 	OPT_EXACT,
@@ -47,6 +49,8 @@ static const struct option long_options[] = {
     {"folded", required_argument, NULL, OPT_FOLDED},
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
+    {"scan", optional_argument, NULL, OPT_SCAN},
+    {"no-scan", no_argument, NULL, OPT_NO_SCAN},
     {"all-stacks", no_argument, NULL, OPT_ALL_STACKS},
     {"pages", no_argument, NULL, OPT_PAGES},
     {"exact", no_argument, NULL, OPT_EXACT},
@@ -111,7 +115,13 @@ void options_usage(FILE *out)
 	      "      --folded FILE       write outstanding bytes as folded stacks (the input\n"
 	      "                          of flamegraph.pl, inferno, speedscope) at each report\n"
 	      "      --listen ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
-	      "      --fail-on-leak      exit with status 3 when any report judged a leak\n"
+	      "      --fail-on-leak      exit with status 3 when any report judged a leak,\n"
+	      "                          or a scan found lost or indirect blocks\n"
+	      "      --scan[=SECONDS]    -p and system-wide: scan a process holding a growing\n"
+	      "                          stack for blocks nothing points to, at most once\n"
+	      "                          per SECONDS (default 60), and every one at the end\n"
+	      "                          (SIGUSR1: scan every traced process now)\n"
+	      "      --no-scan           no scan: not even of COMMAND's memory at its exit\n"
 	      "  -h, --help              this help\n"
 	      "      --version           the version\n"
 	      "\n"
@@ -285,6 +295,16 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 	case OPT_FAIL_ON_LEAK:
 		o->fail_on_leak = true;
 		return PARSE_OK;
+	case OPT_SCAN:
+		o->scan_s = 60;
+		if (arg && !parse_positive_double(arg, &o->scan_s))
+			return usage_error(err, errlen,
+					   "invalid --scan '%s': expected seconds greater than 0",
+					   arg);
+		return PARSE_OK;
+	case OPT_NO_SCAN:
+		o->no_scan = true;
+		return PARSE_OK;
 	case OPT_ALL_STACKS:
 		o->all_stacks = true;
 		return PARSE_OK;
@@ -396,6 +416,16 @@ enum parse_result options_parse(struct options *o, int argc, char **argv, char *
 	if (o->pages && o->nlibs)
 		return usage_error(err, errlen,
 				   "--pages probes no allocator: --lib cannot be combined with it");
+	if (o->scan_s && o->no_scan)
+		return usage_error(err, errlen, "--scan and --no-scan cannot be combined");
+	if (o->scan_s && o->command)
+		return usage_error(err, errlen,
+				   "--scan is for -p and system-wide: -- COMMAND is scanned at "
+				   "its exit already (SIGUSR1 scans it now)");
+	if (o->scan_s && o->pages)
+		return usage_error(err, errlen,
+				   "--pages holds no blocks to scan: --scan needs the allocator "
+				   "probed");
 	if (o->min_size > o->max_size)
 		return usage_error(err, errlen, "--min-size %llu is larger than --max-size %llu",
 				   (unsigned long long)o->min_size,

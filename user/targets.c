@@ -463,6 +463,30 @@ static void build_stacks(struct target_set *ts, struct target *t, const struct s
 		count_no_stack(p);
 }
 
+/*
+ * The last scan's kinds on each stack. Lost blocks on a growing stack, or in
+ * a growing process, are a leak proven: no curve needs to wait for more.
+ */
+static void add_scan(const struct target *t, struct proc_report *p)
+{
+	bool proven = p->verdict.state == VERDICT_GROWING && leaked_bytes(&t->scan.sum.total);
+
+	p->scanned = true;
+	p->scan = t->scan.sum;
+	for (int i = 0; i < p->nstacks; i++) {
+		struct stack_report *s = &p->stacks[i];
+		const struct reach_counts *k;
+
+		if (s->kernel || !(k = scan_stack_kinds(&t->scan, s->stack_id)))
+			continue;
+		s->scanned = true;
+		s->reach = *k;
+		proven |= s->suspect && leaked_bytes(k);
+	}
+	if (proven)
+		p->verdict.state = VERDICT_LEAK;
+}
+
 static void build_proc(struct target_set *ts, struct target *t, const struct snapshot snap[2],
 		       const struct report_options *ro, double now, struct proc_report *p)
 {
@@ -492,6 +516,8 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	p->kernel_growth_bps = growth_of(&t->kernel_verdict, (double)outstanding_bytes(&p->kernel),
 					 (double)t->prev_kernel, dt);
 	build_stacks(ts, t, snap, ro, now, dt, p);
+	if (t->scanned)
+		add_scan(t, p);
 	t->prev_mem = mem;
 	t->prev_kernel = outstanding_bytes(&p->kernel);
 	t->prev_time = now;
@@ -656,6 +682,7 @@ static void target_free(struct target *t)
 	free_stacks(t, false);
 	curve_free(&t->mem);
 	curve_free(&t->kernel);
+	scan_result_free(&t->scan);
 	if (t->pidfd >= 0)
 		close(t->pidfd);
 }

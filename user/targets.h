@@ -11,6 +11,7 @@
 #include "probes.h"
 #include "report.h"
 #include "retire.h"
+#include "scan.h"
 #include "symbolize.h"
 
 /* One stack's outstanding bytes at each report, and their verdict. */
@@ -51,6 +52,9 @@ struct target {
 	struct retired *retired; /* exited: its figures, out of the maps */
 	long sampled;		 /* the last sample that added a point */
 	bool last_point;	 /* exited, and its figures at exit are its last point */
+	bool scanned;		 /* its memory was scanned: the last scan's */
+	struct scan_result scan; /* figures */
+	double scanned_at;	 /* monotonic_s() then */
 	struct stack_history *stacks;
 	size_t nstacks, stacks_cap;
 	unsigned *stack_index; /* open addressing: 1 + index into stacks; 0 empty */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -177,8 +178,14 @@ static enum launch_state on_stop(struct child *c, pid_t tid, int st, struct symb
 {
 	switch (st >> 16) {
 	case PTRACE_EVENT_EXIT:
-		if (tid == c->pid)
-			symbolizer_refresh(sym);
+		if (tid != c->pid)
+			break;
+		symbolizer_refresh(sym);
+		/* Its process ends (not only its leader: exit_group, or a
+		 * signal's end): held for a scan of its memory. */
+		if (!ptrace(PTRACE_GETREGS, tid, 0, &c->exit_regs) &&
+		    c->exit_regs.orig_rax != SYS_exit)
+			return LAUNCH_EXITING;
 		break;
 	case PTRACE_EVENT_EXEC: /* reported as the leader, whichever thread exec'd */
 		ptrace(PTRACE_SETOPTIONS, tid, 0, LEADER_OPTIONS); /* a thread's, it may be */
@@ -217,10 +224,19 @@ enum launch_state launch_poll(struct child *c, struct symbolizer *sym)
 			c->wstatus = st;
 			return LAUNCH_EXITED;
 		}
-		if (WIFSTOPPED(st) && on_stop(c, tid, st, sym) == LAUNCH_EXECED)
-			return LAUNCH_EXECED;
+		if (WIFSTOPPED(st)) {
+			enum launch_state s = on_stop(c, tid, st, sym);
+
+			if (s != LAUNCH_RUNNING)
+				return s;
+		}
 	}
 	return LAUNCH_RUNNING;
+}
+
+void launch_let_exit(struct child *c)
+{
+	ptrace(PTRACE_CONT, c->pid, 0, 0);
 }
 
 void launch_resume(struct child *c)

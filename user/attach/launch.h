@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/user.h>
 
 struct symbolizer;
 
@@ -28,12 +29,14 @@ struct child {
 	int unmatched[NSIG];
 	double delivered_at[NSIG];
 	int claimed[NSIG]; /* seen pending, or sent by the tracer: their delivery is accounted for */
+	struct user_regs_struct exit_regs; /* the leader's, held at the process's end */
 };
 
 enum launch_state {
 	LAUNCH_RUNNING,
 	LAUNCH_EXITED,
 	LAUNCH_EXECED, /* it ran a new program and is held until launch_resume */
+	LAUNCH_EXITING, /* it is ending, its memory whole: held until launch_let_exit */
 };
 
 /* Resolve the command as execvp would, fork, and hold the child at the gate. */
@@ -48,6 +51,7 @@ void launch_abort(struct child *c);
  * the new program's allocator can be probed first. */
 enum launch_state launch_poll(struct child *c, struct symbolizer *sym);
 void launch_resume(struct child *c);
+void launch_let_exit(struct child *c);
 /* Whether the command got sig as well (the tracer's signal was sent to the
  * process group, or by the terminal): pending in it, or taken in the last
  * second and not matched yet. */

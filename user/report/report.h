@@ -9,6 +9,7 @@
 
 #include "curve.h"
 #include "memleak.h"
+#include "reach.h"
 #include "symbolize.h"
 #include "verdict.h"
 
@@ -21,6 +22,8 @@ struct stack_report {
 	double growth_bps; /* outstanding bytes per second: the floor's trend */
 	bool suspect;	   /* its own floor keeps rising */
 	double oldest_age_s; /* of its oldest live block; 0: not known */
+	bool scanned;		   /* the process's last scan found its blocks, */
+	struct reach_counts reach; /* by kind */
 	int nframes;
 	struct frame *frames; /* innermost first */
 };
@@ -40,6 +43,8 @@ struct proc_report {
 	double growth_bps;	       /* of the judged curve: heap, plus kernel with -k */
 	double kernel_growth_bps;
 	struct verdict verdict;
+	bool scanned; /* a scan of its memory has been made: the last one's */
+	struct reach_summary scan;
 	/* The first nshown stacks are the report's (-T): suspects first, by
 	 * growth; then by outstanding bytes. The rest follow them only when the
 	 * report was built for a profile (report_options.keep_all). */
@@ -110,6 +115,12 @@ static inline long long pages_resident(const struct proc_report *p)
 		if (!p->stacks[i].kernel)
 			sum += (long long)p->stacks[i].out_bytes;
 	return sum;
+}
+
+/* What a scan proves leaked: lost blocks and those only they reach. */
+static inline __u64 leaked_bytes(const struct reach_counts *k)
+{
+	return k->bytes[REACH_LOST] + k->bytes[REACH_INDIRECT];
 }
 
 static inline long long outstanding_allocs(const struct counts *c)

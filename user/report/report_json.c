@@ -44,6 +44,33 @@ static void print_unwind(FILE *out, const struct stack_report *s)
 		fputs("null", out);
 }
 
+/* A stack's blocks by reachability, in valgrind's kinds. */
+static void print_kinds(FILE *out, const struct reach_counts *k)
+{
+	static const char *const names[REACH_KINDS] = {"lost", "indirect", "possible",
+						       "reachable"};
+
+	for (int i = 0; i < REACH_KINDS; i++)
+		fprintf(out, "\"%s_bytes\":%llu,\"%s_allocs\":%llu,", names[i],
+			(unsigned long long)k->bytes[i], names[i],
+			(unsigned long long)k->allocs[i]);
+}
+
+static void print_scan(FILE *out, const struct reach_summary *s)
+{
+	char stamp[40];
+	time_t sec = (time_t)s->time;
+	struct tm tm;
+
+	gmtime_r(&sec, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	fprintf(out, "\"scan\":{\"time\":\"%s\",\"pause_ms\":%.1f,\"scanned_bytes\":%llu,"
+		"\"unread_bytes\":%llu,", stamp, s->pause_ms,
+		(unsigned long long)s->scanned_bytes, (unsigned long long)s->unread_bytes);
+	print_kinds(out, &s->total);
+	fprintf(out, "\"leaked_bytes\":%llu},", (unsigned long long)leaked_bytes(&s->total));
+}
+
 static void print_stack(FILE *out, const struct stack_report *s, bool pages)
 {
 	fputc('{', out);
@@ -58,6 +85,8 @@ static void print_stack(FILE *out, const struct stack_report *s, bool pages)
 		(unsigned long long)s->c.allocs, (unsigned long long)s->c.alloc_bytes,
 		s->growth_bps, s->oldest_age_s, s->suspect ? "true" : "false",
 		s->kernel ? "true" : "false");
+	if (s->scanned)
+		print_kinds(out, &s->reach);
 	print_unwind(out, s);
 	fputs(",\"frames\":[", out);
 	for (int i = 0; i < s->nframes; i++) {
@@ -122,6 +151,8 @@ static void print_proc(FILE *out, const struct proc_report *p)
 			outstanding_bytes(&p->kernel), outstanding_allocs(&p->kernel),
 			p->kernel_growth_bps);
 	print_verdict(out, &p->verdict);
+	if (p->scanned)
+		print_scan(out, &p->scan);
 	fprintf(out,
 		"\"stacks_rest\":{\"stacks\":%lld,\"outstanding_bytes\":%lld,"
 		"\"outstanding_allocs\":%lld},\"no_stack\":{\"outstanding_bytes\":%lld,"
