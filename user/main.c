@@ -536,21 +536,35 @@ static bool holds_blocks(const struct tracer *tr, const struct target *t)
 }
 
 /* Scan a process's memory: held already (its registers given: a command at
- * its end) or held for it now. */
+ * its end) or held for it now (the command by the ptrace it is under). */
 static void scan_target(struct tracer *tr, struct target *t, const struct user_regs_struct *held)
 {
+	bool command = tr->launched && t == &tr->targets.t[0];
 	double t0 = monotonic_s();
+	struct user_regs_struct *regs = NULL;
 	struct scan_result res;
+	struct freeze f = {0};
 	char err[512];
-	int e = held ? scan_held(&tr->targets.heap, t->pid, held, 1, &res, err, sizeof(err))
-		     : scan_live(&tr->targets.heap, t->pid, &res, err, sizeof(err));
+	int e;
 
+	if (held) {
+		e = scan_held(&tr->targets.heap, t->pid, held, 1, &res, err, sizeof(err));
+	} else if (command) {
+		launch_freeze(&tr->child, &f);
+		regs = xcalloc(f.n + 1, sizeof(*regs));
+		for (size_t i = 0; i < f.n; i++)
+			regs[i] = f.t[i].regs;
+		e = scan_held(&tr->targets.heap, t->pid, regs, f.n, &res, err, sizeof(err));
+		launch_thaw(&tr->child, &f);
+		free(regs);
+	} else {
+		e = scan_live(&tr->targets.heap, t->pid, &res, err, sizeof(err));
+	}
 	if (e) {
 		warnx_("%s", err);
 		return;
 	}
-	if (held)
-		res.sum.pause_ms = (monotonic_s() - t0) * 1000;
+	res.sum.pause_ms = (monotonic_s() - t0) * 1000;
 	scan_result_free(&t->scan);
 	t->scan = res;
 	t->scanned = true;
@@ -561,18 +575,9 @@ static void scan_target(struct tracer *tr, struct target *t, const struct user_r
 /* SIGUSR1, or the end with --scan: every traced process with blocks. */
 static void scan_all(struct tracer *tr)
 {
-	for (int i = 0; i < tr->targets.n; i++) {
-		struct target *t = &tr->targets.t[i];
-
-		if (!holds_blocks(tr, t))
-			continue;
-		if (tr->launched && i == 0) {
-			warnx_("pid %d (%s) is the command: it is scanned at its exit, not before",
-			       t->pid, t->comm);
-			continue;
-		}
-		scan_target(tr, t, NULL);
-	}
+	for (int i = 0; i < tr->targets.n; i++)
+		if (holds_blocks(tr, &tr->targets.t[i]))
+			scan_target(tr, &tr->targets.t[i], NULL);
 }
 
 /* --scan: a process with a growing stack, at most once per its seconds. */

@@ -198,7 +198,6 @@ int scan_held(const struct heap_maps *m, pid_t pid, const struct user_regs_struc
 int scan_live(const struct heap_maps *m, pid_t pid, struct scan_result *out, char *err,
 	      size_t errlen)
 {
-	double t0 = monotonic_s();
 	struct user_regs_struct *regs;
 	struct freeze f;
 	int e;
@@ -211,7 +210,6 @@ int scan_live(const struct heap_maps *m, pid_t pid, struct scan_result *out, cha
 	e = scan_held(m, pid, regs, f.n, out, err, errlen);
 	freeze_release(&f);
 	free(regs);
-	out->sum.pause_ms = (monotonic_s() - t0) * 1000;
 	return e;
 }
 

@@ -9,6 +9,8 @@
  *   tree_child       indirect   3 x 64     ... and the children only it reaches)
  *   cycle_node       lost+indirect 2 x 48 (two blocks pointing to each other)
  *   keep_on_stack    reachable  1 x 700   (a sleeping thread's local)
+ *   hold_in_register reachable  1 x 900   (live only: a spinning thread keeps
+ *                                          it in a register, nowhere else)
  * No stdio before the end: its buffers would be blocks of their own.
  * With "live" as its argument it sets up after a line on stdin, says
  * "set", and exits after another line; otherwise it exits at once.
@@ -87,8 +89,8 @@ void lose_cycle(void)
 {
 	void *volatile *a = cycle_node(), *volatile *b = cycle_node();
 
-	a[0] = b;
-	b[0] = a;
+	a[0] = (void *)b;
+	b[0] = (void *)a;
 }
 
 void *keep_on_stack(void *arg)
@@ -100,6 +102,18 @@ void *keep_on_stack(void *arg)
 	for (;;)
 		pause();
 	return (void *)mine;
+}
+
+void *hold_in_register(void *arg)
+{
+	register void *r asm("r12") = malloc(900);
+
+	(void)arg;
+	pthread_barrier_wait(&ready);
+	scrub(); /* where the barrier may have saved it */
+	for (;;)
+		asm volatile("pause" : "+r"(r));
+	return NULL;
 }
 
 static void wait_line(void)
@@ -117,8 +131,10 @@ int main(int argc, char **argv)
 
 	if (live)
 		wait_line();
-	pthread_barrier_init(&ready, NULL, 2);
+	pthread_barrier_init(&ready, NULL, live ? 3 : 2);
 	pthread_create(&t, NULL, keep_on_stack, NULL);
+	if (live)
+		pthread_create(&t, NULL, hold_in_register, NULL);
 	drop_pointers();
 	scrub();
 	keep_in_global();

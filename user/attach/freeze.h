@@ -14,7 +14,9 @@
 
 struct frozen_thread {
 	pid_t tid;
-	int sig; /* a signal that stopped it instead: delivered when it goes */
+	int sig;     /* a signal that stopped it instead: delivered when it goes */
+	bool listen; /* stopped by a signal (group stop): it stays so */
+	bool kept;   /* its stop (an exec, an exit) is its tracer's to serve */
 	struct user_regs_struct regs;
 };
 

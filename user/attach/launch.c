@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -211,27 +212,129 @@ static enum launch_state on_stop(struct child *c, pid_t tid, int st, struct symb
 	return LAUNCH_RUNNING;
 }
 
+/* One reaped wait: RUNNING if it needs no more from the caller. */
+static enum launch_state on_wait(struct child *c, pid_t tid, int st, struct symbolizer *sym)
+{
+	if (WIFEXITED(st) || WIFSIGNALED(st)) {
+		if (tid != c->pid)
+			return LAUNCH_RUNNING; /* a thread */
+		c->wstatus = st;
+		return LAUNCH_EXITED;
+	}
+	return WIFSTOPPED(st) ? on_stop(c, tid, st, sym) : LAUNCH_RUNNING;
+}
+
 enum launch_state launch_poll(struct child *c, struct symbolizer *sym)
 {
+	enum launch_state s;
 	int st;
 	pid_t tid;
 
-	/* Every thread is traced, so that an exec from any of them stops. */
-	while ((tid = waitpid(-1, &st, WNOHANG | __WALL)) > 0) {
-		if (WIFEXITED(st) || WIFSIGNALED(st)) {
-			if (tid != c->pid)
-				continue; /* a thread */
-			c->wstatus = st;
-			return LAUNCH_EXITED;
-		}
-		if (WIFSTOPPED(st)) {
-			enum launch_state s = on_stop(c, tid, st, sym);
-
-			if (s != LAUNCH_RUNNING)
-				return s;
-		}
+	while (c->nstash > 0) { /* reaped while its threads were held */
+		tid = c->stash[0].tid;
+		st = c->stash[0].status;
+		memmove(&c->stash[0], &c->stash[1], --c->nstash * sizeof(c->stash[0]));
+		if ((s = on_wait(c, tid, st, sym)) != LAUNCH_RUNNING)
+			return s;
 	}
+	/* Every thread is traced, so that an exec from any of them stops. */
+	while ((tid = waitpid(-1, &st, WNOHANG | __WALL)) > 0)
+		if ((s = on_wait(c, tid, st, sym)) != LAUNCH_RUNNING)
+			return s;
 	return LAUNCH_RUNNING;
+}
+
+static void stash(struct child *c, pid_t tid, int st)
+{
+	if (c->nstash < (int)(sizeof(c->stash) / sizeof(c->stash[0]))) {
+		c->stash[c->nstash].tid = tid;
+		c->stash[c->nstash++].status = st;
+	}
+}
+
+/* Stop one of the command's threads: false if it is gone. What stopped it
+ * first (a signal, an exec) is kept for its release or for launch_poll. */
+static bool interrupt(struct child *c, pid_t tid, struct frozen_thread *t)
+{
+	int st;
+
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0))
+		return false;
+	while (waitpid(tid, &st, __WALL) < 0)
+		if (errno != EINTR)
+			return false;
+	if (!WIFSTOPPED(st)) {
+		stash(c, tid, st);
+		return false;
+	}
+	*t = (struct frozen_thread){.tid = tid};
+	if (st >> 16 == PTRACE_EVENT_STOP)
+		t->listen = WSTOPSIG(st) != SIGTRAP;
+	else if (st >> 16)
+		t->kept = true, stash(c, tid, st);
+	else
+		t->sig = WSTOPSIG(st);
+	if (ptrace(PTRACE_GETREGS, tid, 0, &t->regs))
+		memset(&t->regs, 0, sizeof(t->regs));
+	return true;
+}
+
+static bool frozen(const struct freeze *f, pid_t tid)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->t[i].tid == tid)
+			return true;
+	return false;
+}
+
+void launch_freeze(struct child *c, struct freeze *f)
+{
+	bool more = true;
+	char path[64];
+
+	memset(f, 0, sizeof(*f));
+	f->pid = c->pid;
+	snprintf(path, sizeof(path), "/proc/%d/task", c->pid);
+	while (more) { /* until no thread is new: one may start another */
+		struct dirent *d;
+		DIR *dir = opendir(path);
+
+		more = false;
+		while (dir && (d = readdir(dir))) {
+			pid_t tid = (pid_t)atoi(d->d_name);
+			struct frozen_thread t;
+
+			if (tid <= 0 || frozen(f, tid) || !interrupt(c, tid, &t))
+				continue;
+			if (f->n == f->cap) {
+				f->cap = f->cap ? 2 * f->cap : 16;
+				f->t = xrealloc(f->t, f->cap * sizeof(*f->t));
+			}
+			f->t[f->n++] = t;
+			more = true;
+		}
+		if (dir)
+			closedir(dir);
+	}
+}
+
+void launch_thaw(struct child *c, struct freeze *f)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const struct frozen_thread *t = &f->t[i];
+
+		if (t->kept)
+			continue;
+		if (t->listen) {
+			ptrace(PTRACE_LISTEN, t->tid, 0, 0);
+			continue;
+		}
+		on_delivery(c, t->sig);
+		ptrace(PTRACE_CONT, t->tid, 0, t->sig);
+	}
+	free(f->t);
+	f->t = NULL;
+	f->n = f->cap = 0;
 }
 
 void launch_let_exit(struct child *c)

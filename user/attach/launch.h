@@ -15,6 +15,8 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include "freeze.h"
+
 struct symbolizer;
 
 struct child {
@@ -30,6 +32,12 @@ struct child {
 	double delivered_at[NSIG];
 	int claimed[NSIG]; /* seen pending, or sent by the tracer: their delivery is accounted for */
 	struct user_regs_struct exit_regs; /* the leader's, held at the process's end */
+	/* Waits reaped while its threads were held, for launch_poll to serve. */
+	struct {
+		pid_t tid;
+		int status;
+	} stash[64];
+	int nstash;
 };
 
 enum launch_state {
@@ -52,6 +60,10 @@ void launch_abort(struct child *c);
 enum launch_state launch_poll(struct child *c, struct symbolizer *sym);
 void launch_resume(struct child *c);
 void launch_let_exit(struct child *c);
+/* Every thread of the running command stopped where it is, with its
+ * registers (for a scan); launch_thaw lets each go as it was. */
+void launch_freeze(struct child *c, struct freeze *f);
+void launch_thaw(struct child *c, struct freeze *f);
 /* Whether the command got sig as well (the tracer's signal was sent to the
  * process group, or by the terminal): pending in it, or taken in the last
  * second and not matched yet. */

@@ -31,6 +31,22 @@ static void print_frame(FILE *out, const struct frame *f)
 	fputs(f->inlined ? ")  inlined\n" : ")\n", out);
 }
 
+/* A scan's kinds: those leaked (lost, indirect) and possible, or all. */
+static void print_kinds(FILE *out, const struct reach_counts *k, bool all)
+{
+	static const char *const names[REACH_KINDS] = {"lost", "indirect", "possible",
+						       "reachable"};
+	char bytes[32], n[32];
+
+	for (int i = 0; i < REACH_KINDS; i++) {
+		if (!k->allocs[i] || (!all && i == REACH_REACHABLE))
+			continue;
+		fprintf(out, "%s%s %s B in %s", all ? (i ? ", " : ": ") : "  ", names[i],
+			group_digits(k->bytes[i], bytes, sizeof(bytes)),
+			group_digits(k->allocs[i], n, sizeof(n)));
+	}
+}
+
 static void print_stack(FILE *out, const struct stack_report *s, bool pages)
 {
 	char n[32], bytes[32], rate[32];
@@ -44,9 +60,12 @@ static void print_stack(FILE *out, const struct stack_report *s, bool pages)
 		fprintf(out, "    %s B in %s allocs",
 			group_digits(s->out_bytes, bytes, sizeof(bytes)),
 			group_digits(s->out_allocs, n, sizeof(n)));
-	fprintf(out, "  %s%s/s  oldest %.1f s%s%s\n", s->growth_bps >= 0 ? "+" : "",
+	fprintf(out, "  %s%s/s  oldest %.1f s%s%s", s->growth_bps >= 0 ? "+" : "",
 		human_bytes(s->growth_bps, rate, sizeof(rate)), s->oldest_age_s,
 		s->kernel ? "  kernel" : "", s->suspect ? "  suspect" : "");
+	if (s->scanned)
+		print_kinds(out, &s->reach, false);
+	fputc('\n', out);
 	for (int i = 0; i < s->nframes; i++)
 		print_frame(out, &s->frames[i]);
 	if (!s->kernel && unwind_cut_name(s->how))
@@ -80,7 +99,11 @@ static void print_verdict(FILE *out, const struct verdict *v)
 		fputs("  warmup", out);
 		return;
 	case VERDICT_LEAK:
-		fprintf(out, "  LEAK since %02d:%02d:%02d", at / 3600, at / 60 % 60, at % 60);
+		if (at < 0) /* a scan proved it before the curve left a band */
+			fputs("  LEAK", out);
+		else
+			fprintf(out, "  LEAK since %02d:%02d:%02d", at / 3600, at / 60 % 60,
+				at % 60);
 		break;
 	case VERDICT_GROWING:
 		fputs("  growing", out);
@@ -155,6 +178,29 @@ static void print_headline(FILE *out, const char *stamp, const struct proc_repor
 	print_verdict(out, &p->verdict);
 	if (!p->probed && !p->pages)
 		fputs("  (watched: allocator not probed)", out);
+	if (p->scanned && leaked_bytes(&p->scan.total))
+		fprintf(out, "  LOST %s",
+			human_bytes((double)leaked_bytes(&p->scan.total), heap, sizeof(heap)));
+	else if (p->scanned)
+		fputs("  nothing lost", out);
+}
+
+/* Its last scan: when, what it cost, what it found. */
+static void print_scan(FILE *out, const struct reach_summary *s)
+{
+	char stamp[16], bytes[32];
+	time_t sec = (time_t)s->time;
+	struct tm tm;
+
+	localtime_r(&sec, &tm);
+	strftime(stamp, sizeof(stamp), "%H:%M:%S", &tm);
+	fprintf(out, "    scanned at %s (held %.1f ms, %s B read)", stamp, s->pause_ms,
+		group_digits(s->scanned_bytes, bytes, sizeof(bytes)));
+	print_kinds(out, &s->total, true);
+	if (s->unread_bytes)
+		fprintf(out, "; %s B could not be read",
+			group_digits(s->unread_bytes, bytes, sizeof(bytes)));
+	fputc('\n', out);
 }
 
 static void print_proc(FILE *out, const char *stamp, const struct proc_report *p)
@@ -171,6 +217,8 @@ static void print_proc(FILE *out, const char *stamp, const struct proc_report *p
 			group_digits(p->heap.allocs, allocs, sizeof(allocs)),
 			group_digits(p->heap.frees, frees, sizeof(frees)));
 	fputc('\n', out);
+	if (p->scanned)
+		print_scan(out, &p->scan);
 	for (int i = 0; i < p->nshown; i++)
 		print_stack(out, &p->stacks[i], p->pages);
 	print_rest_of_heap(out, p);
