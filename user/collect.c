@@ -138,7 +138,7 @@ static int for_each_block(const struct heap_maps *m, entry_fn fn, void *ctx)
 	for (size_t from = 0; from < m->block_slots; from += WALK_SLOTS) {
 		size_t n = m->block_slots - from < WALK_SLOTS ? m->block_slots - from : WALK_SLOTS;
 		size_t len = n * sizeof(struct block_slot);
-		const struct block_slot *slots = mmap(NULL, len, PROT_READ, MAP_SHARED, m->blocks,
+		const struct block_slot *slots = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, m->blocks,
 						      (off_t)(from * sizeof(struct block_slot)));
 
 		if (slots == MAP_FAILED)
@@ -164,34 +164,25 @@ static int for_each_block(const struct heap_maps *m, entry_fn fn, void *ctx)
 
 struct space_blocks {
 	__u32 space;
-	struct live_block *b;
-	size_t n, cap;
+	block_fn fn;
+	void *ctx;
 };
 
 static void of_space(const void *key, const void *val, void *ctx)
 {
 	const struct alloc_key *k = key;
 	const struct alloc_info *a = val;
-	struct space_blocks *sb = ctx;
+	const struct space_blocks *sb = ctx;
 
-	if (k->space != sb->space)
-		return;
-	if (sb->n == sb->cap) {
-		sb->cap = sb->cap ? 2 * sb->cap : 1024;
-		sb->b = xrealloc(sb->b, sb->cap * sizeof(*sb->b));
-	}
-	sb->b[sb->n++] = (struct live_block){.addr = k->addr, .size = a->size,
-					     .stack_id = a->stack_id};
+	if (k->space == sb->space)
+		sb->fn(sb->ctx, k->addr, a->size, a->stack_id);
 }
 
-int heap_blocks_of(const struct heap_maps *m, __u32 space, struct live_block **b, size_t *n)
+int heap_blocks_of(const struct heap_maps *m, __u32 space, block_fn fn, void *ctx)
 {
-	struct space_blocks sb = {.space = space};
-	int e = for_each_block(m, of_space, &sb);
+	struct space_blocks sb = {.space = space, .fn = fn, .ctx = ctx};
 
-	*b = sb.b;
-	*n = sb.n;
-	return e;
+	return for_each_block(m, of_space, &sb);
 }
 
 /* Ask BPF of one block (struct block_op): 1 if done, 0 if it is not live,

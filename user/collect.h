@@ -119,14 +119,10 @@ int snapshot_find_oldest(const struct heap_maps *m, const struct snapshot *s,
 /* Whether the block at k, allocated at time_ns at that stack, still lives. */
 bool snapshot_block_lives(const struct heap_maps *m, const struct alloc_key *k, __u64 stack_id,
 			  __u64 time_ns);
-/* A live block, as a scan takes it. */
-struct live_block {
-	__u64 addr, size, stack_id;
-};
-
-/* The live blocks of one address space (a process's: its tgid), in no
- * order: an array of *n, to free. */
-int heap_blocks_of(const struct heap_maps *m, __u32 space, struct live_block **b, size_t *n);
+/* Each live block of one address space (a process's: its tgid), in no
+ * order. */
+typedef void (*block_fn)(void *ctx, __u64 addr, __u64 size, __u64 stack_id);
+int heap_blocks_of(const struct heap_maps *m, __u32 space, block_fn fn, void *ctx);
 /* Delete every map entry of processes, as they ended (ended) or live: their
  * totals, their stacks' totals and the live allocations they own, in one
  * walk of each map, leaving the other image under the same pid (a newcomer's,

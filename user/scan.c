@@ -1,6 +1,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,16 +23,13 @@ struct remote {
 	pid_t pid;
 };
 
-static ssize_t read_remote(void *ctx, const struct iovec *iov, int n, void *buf)
+static ssize_t read_remote(void *ctx, __u64 addr, void *buf, size_t len)
 {
 	const struct remote *rm = ctx;
-	size_t len = 0;
-	struct iovec local;
+	struct iovec local = {.iov_base = buf, .iov_len = len};
+	struct iovec remote = {.iov_base = (void *)(uintptr_t)addr, .iov_len = len};
 
-	for (int i = 0; i < n; i++)
-		len += iov[i].iov_len;
-	local = (struct iovec){.iov_base = buf, .iov_len = len};
-	return process_vm_readv(rm->pid, &local, 1, iov, (unsigned long)n, 0);
+	return process_vm_readv(rm->pid, &local, 1, &remote, 1, 0);
 }
 
 /* Memory nothing of the program's can point into: the kernel's pages and
@@ -126,72 +124,126 @@ static int scan_areas(struct reach *r, pid_t pid, const struct user_regs_struct 
 	return 0;
 }
 
+struct block_list {
+	struct reach_block *b;
+	size_t n, cap;
+};
+
+static void add_block(void *ctx, __u64 addr, __u64 size, __u64 stack_id)
+{
+	struct block_list *l = ctx;
+
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 1024;
+		l->b = xrealloc(l->b, l->cap * sizeof(*l->b));
+	}
+	l->b[l->n++] = (struct reach_block){.addr = addr, .size = size, .stack_id = stack_id};
+}
+
 static int by_stack(const void *a, const void *b)
 {
-	const struct reach_block *x = a, *y = b;
+	const struct scan_stack *x = a, *y = b;
 
 	return x->stack_id < y->stack_id ? -1 : x->stack_id > y->stack_id;
 }
 
-static void sum_stacks(struct reach_block *b, size_t n, struct scan_result *out)
+/* Each stack's kinds, summed through a hash of the stacks (open
+ * addressing, grown at half full), then sorted by stack id. */
+static void sum_stacks(const struct reach_block *b, size_t n, struct scan_result *out)
 {
-	qsort(b, n, sizeof(*b), by_stack);
-	out->stacks = xcalloc(n ? n : 1, sizeof(*out->stacks));
-	for (size_t i = 0; i < n; i++) {
-		struct scan_stack *s;
+	size_t mask = 1023, used = 0;
+	struct scan_stack *t = xcalloc(mask + 1, sizeof(*t));
 
-		if (!out->nstacks || out->stacks[out->nstacks - 1].stack_id != b[i].stack_id)
-			out->stacks[out->nstacks++].stack_id = b[i].stack_id;
-		s = &out->stacks[out->nstacks - 1];
-		s->k.bytes[b[i].kind] += b[i].size;
-		s->k.allocs[b[i].kind]++;
+	for (size_t i = 0; i < n; i++) {
+		__u64 key = b[i].stack_id + 1; /* 0: an empty slot */
+		size_t k = (size_t)((key * 0x9e3779b97f4a7c15ULL) >> 40) & mask;
+
+		while (t[k].stack_id && t[k].stack_id != key)
+			k = (k + 1) & mask;
+		if (!t[k].stack_id) {
+			t[k].stack_id = key;
+			if (++used > mask / 2) { /* grow: every stack to its new slot */
+				struct scan_stack *old = t;
+				size_t old_mask = mask;
+
+				mask = 2 * mask + 1;
+				t = xcalloc(mask + 1, sizeof(*t));
+				for (size_t j = 0; j <= old_mask; j++) {
+					size_t h;
+
+					if (!old[j].stack_id)
+						continue;
+					h = (size_t)((old[j].stack_id * 0x9e3779b97f4a7c15ULL) >> 40) &
+					    mask;
+					while (t[h].stack_id)
+						h = (h + 1) & mask;
+					t[h] = old[j];
+				}
+				free(old);
+				i--; /* again, into the grown table */
+				continue;
+			}
+		}
+		t[k].k.bytes[b[i].kind] += b[i].size;
+		t[k].k.allocs[b[i].kind]++;
 		out->sum.total.bytes[b[i].kind] += b[i].size;
 		out->sum.total.allocs[b[i].kind]++;
 	}
+	out->stacks = xcalloc(used ? used : 1, sizeof(*out->stacks));
+	for (size_t j = 0; j <= mask; j++) {
+		if (!t[j].stack_id)
+			continue;
+		out->stacks[out->nstacks] = t[j];
+		out->stacks[out->nstacks++].stack_id--;
+	}
+	free(t);
+	qsort(out->stacks, out->nstacks, sizeof(*out->stacks), by_stack);
 }
 
 int scan_held(const struct heap_maps *m, pid_t pid, const struct user_regs_struct *regs, size_t n,
 	      struct scan_result *out, char *err, size_t errlen)
 {
+	struct counts c = snapshot_proc(m, (__u32)pid, VIEW_LIVE).c;
 	struct remote rm = {.pid = pid};
 	struct reach_mem mem = {.read = read_remote, .ctx = &rm};
-	struct live_block *live;
-	struct reach_block *b;
+	struct block_list l = {0};
 	struct timespec now;
 	struct reach r;
-	size_t nb;
 	int e;
 
 	memset(out, 0, sizeof(*out));
 	clock_gettime(CLOCK_REALTIME, &now);
 	out->sum.time = (double)now.tv_sec + now.tv_nsec / 1e9;
-	if ((e = heap_blocks_of(m, (__u32)pid, &live, &nb))) {
-		free(live);
+	/* Room for the blocks it holds, as counted, and some. */
+	l.cap = (size_t)(c.allocs - c.frees) + (size_t)(c.allocs - c.frees) / 16 + 1024;
+	l.b = xcalloc(l.cap, sizeof(*l.b));
+	if ((e = heap_blocks_of(m, (__u32)pid, add_block, &l))) {
+		free(l.b);
 		snprintf(err, errlen, "pid %d cannot be scanned: its blocks cannot be read: %s",
 			 pid, strerror(-e));
 		return -1;
 	}
-	b = xcalloc(nb ? nb : 1, sizeof(*b));
-	for (size_t i = 0; i < nb; i++)
-		b[i] = (struct reach_block){
-		    .addr = live[i].addr, .size = live[i].size, .stack_id = live[i].stack_id};
-	free(live);
-	if (reach_init(&r, b, nb, &mem)) {
-		free(b);
+	if (reach_init(&r, l.b, l.n, &mem)) {
+		free(l.b);
 		snprintf(err, errlen, "pid %d cannot be scanned: out of memory", pid);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++)
 		reach_words(&r, (const __u64 *)&regs[i], sizeof(regs[i]) / sizeof(__u64));
+	double T2 = monotonic_s();
 	e = scan_areas(&r, pid, regs, n, err, errlen);
+	double T3 = monotonic_s();
 	if (!e) {
 		reach_finish(&r);
+		double T4 = monotonic_s();
+		fprintf(stderr, "TIMING table %.1f init %.1f roots %.1f flood %.1f\n", (T1-T0)*1e3, (T2-T1)*1e3, (T3-T2)*1e3, (T4-T3)*1e3);
 		out->sum.scanned_bytes = r.scanned_bytes;
 		out->sum.unread_bytes = r.unread_bytes;
-		sum_stacks(b, nb, out);
 	}
 	reach_free(&r);
-	free(b);
+	if (!e)
+		sum_stacks(l.b, l.n, out);
+	free(l.b);
 	return e;
 }
 

@@ -3,17 +3,28 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "reach.h"
 
 #define PAGE_SHIFT 12
-#define READ_BYTES (1u << 20) /* read at once: a root's piece, or blocks */
-#define READ_IOVS  1024	      /* blocks read at once */
+#define READ_BYTES  (1u << 20) /* a root's piece read at once */
+#define CHUNK_SHIFT 16
+#define CHUNK_BYTES (1ULL << CHUNK_SHIFT) /* the memory holding blocks, kept in pieces */
+#define CHUNK_SLOTS (1u << 16)
+#define KEEP_LIMIT  (256ULL << 20) /* of the process's memory copied at once, at most */
 
 /* A page some block lies on: the first and the last of them (by address). */
 struct reach_page {
 	__u64 page; /* its number + 1; 0: an empty slot */
 	__u32 first, last;
+};
+
+/* A copy of CHUNK_BYTES of the process, where blocks lie. */
+struct reach_chunk {
+	__u64 key; /* its address / CHUNK_BYTES + 1; 0: an empty slot */
+	__u32 len; /* the bytes that could be read */
+	unsigned char *data;
 };
 
 /* A block's end; one of size 0 still holds a pointer to its start. */
@@ -39,11 +50,44 @@ static struct reach_page *page_of(const struct reach *r, __u64 page)
 	}
 }
 
-static int by_addr(const void *a, const void *b)
+/* Sort by address: a radix sort, 16 bits a pass over the 48 of a user
+ * address, a pass left out where every block has the same digit. */
+static int sort_by_addr(struct reach_block *b, size_t n)
 {
-	const struct reach_block *x = a, *y = b;
+	struct reach_block *tmp = malloc((n ? n : 1) * sizeof(*tmp)), *from = b, *to = tmp;
+	size_t *count = malloc(65536 * sizeof(*count));
 
-	return x->addr < y->addr ? -1 : x->addr > y->addr;
+	if (!tmp || !count) {
+		free(tmp);
+		free(count);
+		return -ENOMEM;
+	}
+	for (int shift = 0; shift < 48; shift += 16) {
+		size_t sum = 0;
+		bool one = false;
+
+		memset(count, 0, 65536 * sizeof(*count));
+		for (size_t i = 0; i < n; i++)
+			count[(from[i].addr >> shift) & 0xffff]++;
+		for (size_t d = 0; d < 65536; d++) {
+			size_t c = count[d];
+
+			one |= c == n;
+			count[d] = sum;
+			sum += c;
+		}
+		if (one)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			to[count[(from[i].addr >> shift) & 0xffff]++] = from[i];
+		to = from;
+		from = from == b ? tmp : b;
+	}
+	if (from != b)
+		memcpy(b, from, n * sizeof(*b));
+	free(tmp);
+	free(count);
+	return 0;
 }
 
 int reach_init(struct reach *r, struct reach_block *b, size_t n, const struct reach_mem *mem)
@@ -51,19 +95,34 @@ int reach_init(struct reach *r, struct reach_block *b, size_t n, const struct re
 	size_t entries = 0, slots = 16;
 
 	memset(r, 0, sizeof(*r));
-	qsort(b, n, sizeof(*b), by_addr);
+	if (sort_by_addr(b, n))
+		return -ENOMEM;
 	r->b = b;
 	r->n = n;
 	r->mem = mem;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) { /* the pages blocks lie on, each once */
+		__u64 first = b[i].addr >> PAGE_SHIFT, last = (end_of(&b[i]) - 1) >> PAGE_SHIFT;
+
+		if (i && first == (end_of(&b[i - 1]) - 1) >> PAGE_SHIFT)
+			first++;
 		b[i].kind = REACH_LOST;
-		entries += ((end_of(&b[i]) - 1) >> PAGE_SHIFT) - (b[i].addr >> PAGE_SHIFT) + 1;
+		entries += last >= first ? last - first + 1 : 0;
 	}
 	while (slots < 2 * entries)
 		slots *= 2;
 	r->pages = calloc(slots, sizeof(*r->pages));
+	r->chunks = calloc(CHUNK_SLOTS, sizeof(*r->chunks));
 	r->buf = malloc(READ_BYTES);
-	if (!r->pages || !r->buf) {
+	/* The copies in huge pages where the kernel gives them: a fault per
+	 * 2 MiB, not per 4 KiB. */
+	r->arena = mmap(NULL, KEEP_LIMIT, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (r->arena == MAP_FAILED)
+		r->arena = NULL;
+	else
+		madvise(r->arena, KEEP_LIMIT, MADV_HUGEPAGE);
+	r->keep_limit = r->arena ? KEEP_LIMIT : 0;
+	if (!r->pages || !r->chunks || !r->buf) {
 		reach_free(r);
 		return -ENOMEM;
 	}
@@ -90,6 +149,11 @@ int reach_init(struct reach *r, struct reach_block *b, size_t n, const struct re
 
 void reach_free(struct reach *r)
 {
+	if (r->arena)
+		munmap(r->arena, KEEP_LIMIT);
+	r->arena = NULL;
+	free(r->chunks);
+	r->chunks = NULL;
 	free(r->pages);
 	free(r->todo);
 	free(r->buf);
@@ -206,11 +270,45 @@ static size_t first_after(const struct reach *r, __u64 addr)
 	return lo;
 }
 
-static ssize_t read_one(struct reach *r, __u64 addr, size_t len)
+static ssize_t read_mem(struct reach *r, __u64 addr, void *buf, size_t len)
 {
-	struct iovec iov = {.iov_base = (void *)(uintptr_t)addr, .iov_len = len};
+	return r->mem->read(r->mem->ctx, addr, buf, len);
+}
 
-	return r->mem->read(r->mem->ctx, &iov, 1, r->buf);
+static struct reach_chunk *chunk_slot(const struct reach *r, __u64 base)
+{
+	__u64 key = (base >> CHUNK_SHIFT) + 1;
+
+	for (size_t i = page_slot(key, CHUNK_SLOTS - 1);; i = (i + 1) & (CHUNK_SLOTS - 1)) {
+		struct reach_chunk *c = &r->chunks[i];
+
+		if (c->key == key || !c->key)
+			return c;
+	}
+}
+
+/* Keep a copy of the chunk at base (len bytes of it could be read), if
+ * there is room. */
+static void chunk_keep(struct reach *r, __u64 base, const unsigned char *data, size_t len)
+{
+	struct reach_chunk *c = chunk_slot(r, base);
+
+	if (c->key || r->nchunks >= CHUNK_SLOTS / 2 || r->kept_bytes + CHUNK_BYTES > r->keep_limit)
+		return;
+	c->data = r->arena + r->kept_bytes;
+	memcpy(c->data, data, len);
+	c->key = (base >> CHUNK_SHIFT) + 1;
+	c->len = (__u32)len;
+	r->nchunks++;
+	r->kept_bytes += CHUNK_BYTES;
+}
+
+/* Whether some block lies in [start, end). */
+static bool holds_blocks(const struct reach *r, __u64 start, __u64 end)
+{
+	size_t j = first_after(r, start);
+
+	return j < r->n && r->b[j].addr < end;
 }
 
 void reach_range(struct reach *r, __u64 start, __u64 end)
@@ -219,7 +317,7 @@ void reach_range(struct reach *r, __u64 start, __u64 end)
 
 	while (start < end) {
 		__u64 stop = end - start > READ_BYTES ? start + READ_BYTES : end;
-		ssize_t got = read_one(r, start, (size_t)(stop - start));
+		ssize_t got = read_mem(r, start, r->buf, (size_t)(stop - start));
 		__u64 pos = start;
 
 		if (got < (ssize_t)(stop - start)) { /* a page that cannot be read: skip it */
@@ -235,6 +333,11 @@ void reach_range(struct reach *r, __u64 start, __u64 end)
 			}
 			stop = bad;
 		}
+		/* The whole chunks read that hold blocks: kept, for their scan. */
+		for (__u64 c = (start + CHUNK_BYTES - 1) & ~(CHUNK_BYTES - 1);
+		     c + CHUNK_BYTES <= stop; c += CHUNK_BYTES)
+			if (holds_blocks(r, c, c + CHUNK_BYTES))
+				chunk_keep(r, c, r->buf + (c - start), CHUNK_BYTES);
 		/* The bytes between the blocks. */
 		while (pos < stop) {
 			__u64 upto = stop;
@@ -250,68 +353,47 @@ void reach_range(struct reach *r, __u64 start, __u64 end)
 	}
 }
 
-/* One block's contents, in pieces of READ_BYTES (a large one). */
+/* [at, at + len) of the process, within one chunk: from the kept copy, or
+ * read (and kept, if there is room). NULL if it cannot be read. */
+static const unsigned char *chunk_bytes(struct reach *r, __u64 at, size_t len)
+{
+	__u64 base = at & ~(CHUNK_BYTES - 1);
+	struct reach_chunk *c = chunk_slot(r, base);
+	ssize_t got;
+
+	if (!c->key && r->nchunks < CHUNK_SLOTS / 2 && r->kept_bytes + CHUNK_BYTES <= r->keep_limit) {
+		got = read_mem(r, base, r->buf, CHUNK_BYTES);
+		if (got > 0)
+			chunk_keep(r, base, r->buf, (size_t)got);
+	}
+	if (c->key)
+		return at + len <= base + c->len ? c->data + (at - base) : NULL;
+	got = read_mem(r, at, r->buf, len);
+	return got == (ssize_t)len ? r->buf : NULL;
+}
+
+/* One block's contents, a chunk at a time. */
 static void scan_block(struct reach *r, size_t i, ssize_t clique)
 {
 	const struct reach_block *b = &r->b[i];
 
 	for (__u64 at = b->addr; at < b->addr + b->size;) {
-		size_t len = b->addr + b->size - at > READ_BYTES ? READ_BYTES
-								 : (size_t)(b->addr + b->size - at);
-		ssize_t got = read_one(r, at, len);
+		__u64 next = (at & ~(CHUNK_BYTES - 1)) + CHUNK_BYTES;
+		size_t len = (size_t)((next < b->addr + b->size ? next : b->addr + b->size) - at);
+		const unsigned char *bytes = chunk_bytes(r, at, len);
 
-		if (got < (ssize_t)len)
-			r->unread_bytes += len - (got > 0 ? (size_t)got : 0);
-		if (got > 0)
-			scan_bytes(r, at, r->buf, (size_t)got, b->kind == REACH_REACHABLE, clique);
-		if (got < (ssize_t)len)
-			return;
+		if (bytes)
+			scan_bytes(r, at, bytes, len, b->kind == REACH_REACHABLE, clique);
+		else
+			r->unread_bytes += len;
 		at += len;
 	}
 }
 
-/* Scan the blocks on the stack until it is empty: many blocks at a read. */
 static void drain(struct reach *r, ssize_t clique)
 {
-	struct iovec iov[READ_IOVS];
-	size_t which[READ_IOVS];
-
-	while (r->ntodo) {
-		size_t n = 0, bytes = 0;
-		ssize_t got;
-
-		while (r->ntodo && n < READ_IOVS) {
-			const struct reach_block *b = &r->b[r->todo[r->ntodo - 1]];
-
-			if (b->size > READ_BYTES - bytes)
-				break;
-			which[n] = r->todo[--r->ntodo];
-			iov[n].iov_base = (void *)(uintptr_t)b->addr;
-			iov[n++].iov_len = b->size;
-			bytes += b->size;
-		}
-		if (!n) { /* a block larger than a read */
-			scan_block(r, r->todo[--r->ntodo], clique);
-			continue;
-		}
-		got = r->mem->read(r->mem->ctx, iov, (int)n, r->buf);
-		if (got == (ssize_t)bytes) {
-			size_t off = 0;
-
-			for (size_t k = 0; k < n; k++) {
-				const struct reach_block *b = &r->b[which[k]];
-
-				scan_bytes(r, b->addr, r->buf + off, b->size,
-					   b->kind == REACH_REACHABLE, clique);
-				off += b->size;
-			}
-			continue;
-		}
-		/* One of them could not be read: each on its own (the buffer's
-		 * is reused, so the batch's reads are not kept). */
-		for (size_t k = 0; k < n; k++)
-			scan_block(r, which[k], clique);
-	}
+	while (r->ntodo)
+		scan_block(r, r->todo[--r->ntodo], clique);
 }
 
 void reach_finish(struct reach *r)

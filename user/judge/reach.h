@@ -18,7 +18,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
-#include <sys/uio.h>
 #include <linux/types.h>
 
 enum reach_kind {
@@ -49,11 +48,10 @@ struct reach_block {
 	enum reach_kind kind;
 };
 
-/* Where memory is read from: iov[0..n) (remote addresses) into buf,
- * back to back; returns the bytes read, which stop at the first range that
- * cannot be read (-1: none could). */
+/* Where memory is read from: [addr, addr + len) of the process into buf;
+ * returns the bytes read, which stop where it cannot be read (-1: none). */
 struct reach_mem {
-	ssize_t (*read)(void *ctx, const struct iovec *iov, int n, void *buf);
+	ssize_t (*read)(void *ctx, __u64 addr, void *buf, size_t len);
 	void *ctx;
 };
 
@@ -66,6 +64,10 @@ struct reach {
 	size_t *todo; /* blocks to scan: a stack */
 	size_t ntodo, todo_cap;
 	const struct reach_mem *mem;
+	struct reach_chunk *chunks; /* copies of the memory where blocks lie */
+	size_t nchunks;
+	unsigned char *arena; /* where the copies are */
+	__u64 kept_bytes, keep_limit;
 	unsigned char *buf;
 	__u64 scanned_bytes; /* words looked at, roots and blocks */
 	__u64 unread_bytes;  /* blocks and roots that could not be read */
