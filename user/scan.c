@@ -230,13 +230,9 @@ int scan_held(const struct heap_maps *m, pid_t pid, const struct user_regs_struc
 	}
 	for (size_t i = 0; i < n; i++)
 		reach_words(&r, (const __u64 *)&regs[i], sizeof(regs[i]) / sizeof(__u64));
-	double T2 = monotonic_s();
 	e = scan_areas(&r, pid, regs, n, err, errlen);
-	double T3 = monotonic_s();
 	if (!e) {
 		reach_finish(&r);
-		double T4 = monotonic_s();
-		fprintf(stderr, "TIMING table %.1f init %.1f roots %.1f flood %.1f\n", (T1-T0)*1e3, (T2-T1)*1e3, (T3-T2)*1e3, (T4-T3)*1e3);
 		out->sum.scanned_bytes = r.scanned_bytes;
 		out->sum.unread_bytes = r.unread_bytes;
 	}
