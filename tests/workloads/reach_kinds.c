@@ -13,7 +13,8 @@
  *                                          it in a register, nowhere else)
  * No stdio before the end: its buffers would be blocks of their own.
  * With "live" as its argument it sets up after a line on stdin, says
- * "set", and exits after another line; otherwise it exits at once.
+ * "set", and exits after another line; otherwise it exits at once. With
+ * "kept", only the reachable ones.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -127,6 +128,7 @@ static void wait_line(void)
 int main(int argc, char **argv)
 {
 	int live = argc > 1 && !strcmp(argv[1], "live");
+	int kept = argc > 1 && !strcmp(argv[1], "kept");
 	pthread_t t;
 
 	if (live)
@@ -135,14 +137,17 @@ int main(int argc, char **argv)
 	pthread_create(&t, NULL, keep_on_stack, NULL);
 	if (live)
 		pthread_create(&t, NULL, hold_in_register, NULL);
-	drop_pointers();
+	if (!kept)
+		drop_pointers();
 	scrub();
 	keep_in_global();
 	keep_in_tls();
-	keep_middle();
-	lose_tree();
-	scrub();
-	lose_cycle();
+	if (!kept) {
+		keep_middle();
+		lose_tree();
+		scrub();
+		lose_cycle();
+	}
 	scrub();
 	pthread_barrier_wait(&ready);
 	if (live) {

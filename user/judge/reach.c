@@ -113,6 +113,7 @@ int reach_init(struct reach *r, struct reach_block *b, size_t n, const struct re
 	r->pages = calloc(slots, sizeof(*r->pages));
 	r->chunks = calloc(CHUNK_SLOTS, sizeof(*r->chunks));
 	r->buf = malloc(READ_BYTES);
+	r->block_buf = malloc(CHUNK_BYTES);
 	/* The copies in huge pages where the kernel gives them: a fault per
 	 * 2 MiB, not per 4 KiB. */
 	r->arena = mmap(NULL, KEEP_LIMIT, PROT_READ | PROT_WRITE,
@@ -122,7 +123,7 @@ int reach_init(struct reach *r, struct reach_block *b, size_t n, const struct re
 	else
 		madvise(r->arena, KEEP_LIMIT, MADV_HUGEPAGE);
 	r->keep_limit = r->arena ? KEEP_LIMIT : 0;
-	if (!r->pages || !r->chunks || !r->buf) {
+	if (!r->pages || !r->chunks || !r->buf || !r->block_buf) {
 		reach_free(r);
 		return -ENOMEM;
 	}
@@ -157,6 +158,8 @@ void reach_free(struct reach *r)
 	free(r->pages);
 	free(r->todo);
 	free(r->buf);
+	free(r->block_buf);
+	r->block_buf = NULL;
 	r->pages = NULL;
 	r->todo = NULL;
 	r->buf = NULL;
@@ -202,6 +205,39 @@ static void push(struct reach *r, size_t i)
 	r->todo[r->ntodo++] = i;
 }
 
+static const unsigned char *chunk_bytes(struct reach *r, __u64 at, size_t len,
+					unsigned char *buf);
+
+/*
+ * An interior pointer that valgrind's leak check (its default heuristics)
+ * takes for a start pointer, as the shapes it knows keep one on purpose:
+ *   length64: 8 bytes in, past a header that holds the size after it (a
+ *             length-prefixed allocator's, as SQLite's);
+ *   stdstring: 24 bytes in, past a length, a capacity and a count (the
+ *             copy-on-write std::string's representation).
+ */
+static bool known_interior(struct reach *r, const struct reach_block *b, __u64 ptr)
+{
+	unsigned char buf[24];
+	const unsigned char *bytes;
+	__u64 head[3];
+
+	if (ptr == b->addr + 8 && b->size >= 8) {
+		if (!(bytes = chunk_bytes(r, b->addr, 8, buf)))
+			return false;
+		memcpy(head, bytes, 8);
+		return head[0] == b->size - 8;
+	}
+	if (ptr == b->addr + 24 && b->size >= 25 && (b->addr & ~(CHUNK_BYTES - 1)) ==
+							((b->addr + 23) & ~(CHUNK_BYTES - 1))) {
+		if (!(bytes = chunk_bytes(r, b->addr, 24, buf)))
+			return false;
+		memcpy(head, bytes, 24);
+		return head[0] <= head[1] && head[1] == b->size - 24 - 1;
+	}
+	return false;
+}
+
 /*
  * The words w[0..n), read from a root (definite, clique < 0), a block
  * reached (definite: by start pointers only), or a block of the lost tree
@@ -228,7 +264,7 @@ static void scan_words(struct reach *r, const __u64 *w, size_t n, bool definite,
 		}
 		if (b->kind == REACH_REACHABLE)
 			continue;
-		if (definite && w[k] == b->addr) {
+		if (definite && (w[k] == b->addr || known_interior(r, b, w[k]))) {
 			b->kind = REACH_REACHABLE;
 			push(r, (size_t)j);
 		} else if (b->kind == REACH_LOST) {
@@ -287,20 +323,19 @@ static struct reach_chunk *chunk_slot(const struct reach *r, __u64 base)
 	}
 }
 
-/* Keep a copy of the chunk at base (len bytes of it could be read), if
- * there is room. */
-static void chunk_keep(struct reach *r, __u64 base, const unsigned char *data, size_t len)
+/* Room for a copy of the chunk at base (none read yet), if there is room. */
+static struct reach_chunk *chunk_new(struct reach *r, __u64 base)
 {
 	struct reach_chunk *c = chunk_slot(r, base);
 
 	if (c->key || r->nchunks >= CHUNK_SLOTS / 2 || r->kept_bytes + CHUNK_BYTES > r->keep_limit)
-		return;
+		return NULL;
 	c->data = r->arena + r->kept_bytes;
-	memcpy(c->data, data, len);
 	c->key = (base >> CHUNK_SHIFT) + 1;
-	c->len = (__u32)len;
+	c->len = 0;
 	r->nchunks++;
 	r->kept_bytes += CHUNK_BYTES;
+	return c;
 }
 
 /* Whether some block lies in [start, end). */
@@ -334,10 +369,15 @@ void reach_range(struct reach *r, __u64 start, __u64 end)
 			stop = bad;
 		}
 		/* The whole chunks read that hold blocks: kept, for their scan. */
-		for (__u64 c = (start + CHUNK_BYTES - 1) & ~(CHUNK_BYTES - 1);
-		     c + CHUNK_BYTES <= stop; c += CHUNK_BYTES)
-			if (holds_blocks(r, c, c + CHUNK_BYTES))
-				chunk_keep(r, c, r->buf + (c - start), CHUNK_BYTES);
+		for (__u64 at = (start + CHUNK_BYTES - 1) & ~(CHUNK_BYTES - 1);
+		     at + CHUNK_BYTES <= stop; at += CHUNK_BYTES) {
+			struct reach_chunk *c;
+
+			if (holds_blocks(r, at, at + CHUNK_BYTES) && (c = chunk_new(r, at))) {
+				memcpy(c->data, r->buf + (at - start), CHUNK_BYTES);
+				c->len = CHUNK_BYTES;
+			}
+		}
 		/* The bytes between the blocks. */
 		while (pos < stop) {
 			__u64 upto = stop;
@@ -353,23 +393,25 @@ void reach_range(struct reach *r, __u64 start, __u64 end)
 	}
 }
 
-/* [at, at + len) of the process, within one chunk: from the kept copy, or
- * read (and kept, if there is room). NULL if it cannot be read. */
-static const unsigned char *chunk_bytes(struct reach *r, __u64 at, size_t len)
+/* [at, at + len) of the process, within one chunk: from its copy, read
+ * now if there is room for one, or else read into buf. NULL if it cannot
+ * be read. */
+static const unsigned char *chunk_bytes(struct reach *r, __u64 at, size_t len,
+					unsigned char *buf)
 {
 	__u64 base = at & ~(CHUNK_BYTES - 1);
 	struct reach_chunk *c = chunk_slot(r, base);
-	ssize_t got;
 
-	if (!c->key && r->nchunks < CHUNK_SLOTS / 2 && r->kept_bytes + CHUNK_BYTES <= r->keep_limit) {
-		got = read_mem(r, base, r->buf, CHUNK_BYTES);
-		if (got > 0)
-			chunk_keep(r, base, r->buf, (size_t)got);
+	if (!c->key && (c = chunk_new(r, base))) {
+		ssize_t got = read_mem(r, base, c->data, CHUNK_BYTES);
+
+		c->len = got > 0 ? (__u32)got : 0;
 	}
-	if (c->key)
-		return at + len <= base + c->len ? c->data + (at - base) : NULL;
-	got = read_mem(r, at, r->buf, len);
-	return got == (ssize_t)len ? r->buf : NULL;
+	/* A copy that stops short (the chunk's start or end is not mapped):
+	 * what it lacks is read on its own. */
+	if (c && c->key && at + len <= base + c->len)
+		return c->data + (at - base);
+	return read_mem(r, at, buf, len) == (ssize_t)len ? buf : NULL;
 }
 
 /* One block's contents, a chunk at a time. */
@@ -380,7 +422,7 @@ static void scan_block(struct reach *r, size_t i, ssize_t clique)
 	for (__u64 at = b->addr; at < b->addr + b->size;) {
 		__u64 next = (at & ~(CHUNK_BYTES - 1)) + CHUNK_BYTES;
 		size_t len = (size_t)((next < b->addr + b->size ? next : b->addr + b->size) - at);
-		const unsigned char *bytes = chunk_bytes(r, at, len);
+		const unsigned char *bytes = chunk_bytes(r, at, len, r->block_buf);
 
 		if (bytes)
 			scan_bytes(r, at, bytes, len, b->kind == REACH_REACHABLE, clique);

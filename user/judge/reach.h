@@ -68,7 +68,8 @@ struct reach {
 	size_t nchunks;
 	unsigned char *arena; /* where the copies are */
 	__u64 kept_bytes, keep_limit;
-	unsigned char *buf;
+	unsigned char *buf;	  /* a root's piece */
+	unsigned char *block_buf; /* a block's, where no copy is kept */
 	__u64 scanned_bytes; /* words looked at, roots and blocks */
 	__u64 unread_bytes;  /* blocks and roots that could not be read */
 };
