@@ -32,6 +32,7 @@ void test_median_is_a_sorts_middle(void);
 void test_profiles_add_up(void);
 void test_metrics_page(void);
 void test_unwinder_area_list(void);
+void test_reach_kinds(void);
 
 /* Split line at spaces into argv; the command, if any, points into it. */
 static enum parse_result parse(struct options *o, char *line, char *err)
@@ -303,6 +304,7 @@ int main(void)
 	    TEST(test_probe_site_prologues),
 	    TEST(test_unwind_table_walk_equals_backtrace),
 	    TEST(test_unwinder_area_list),
+	    TEST(test_reach_kinds),
 	    TEST(test_verdict_recorded_curves),
 	    TEST(test_pages_stack_judge_recorded),
 	};

@@ -14,6 +14,8 @@
  * helper() is inlined into leak(); 500 B in a stack after the top one (-T 1);
  * 24 B with no stack recorded; a stack that holds nothing but made 10 calls
  * of 100 B. Totals: 40 allocs, 5,000 B; outstanding 3,524 B in 6 blocks.
+ * A scan found the top stack's blocks lost (2,000 B in 2) and indirect
+ * (1,000 B in 1), and 24 B in 1 block lost elsewhere.
  */
 static struct frame frames_a[3] = {
     {.addr = 0x401010,
@@ -60,6 +62,9 @@ static void fill_report(struct report *r, struct proc_report *p, struct stack_re
 	    .c = {.allocs = 20, .alloc_bytes = 4000},
 	    .out_bytes = 3000,
 	    .out_allocs = 3,
+	    .scanned = true,
+	    .reach = {.bytes = {[REACH_LOST] = 2000, [REACH_INDIRECT] = 1000},
+		      .allocs = {[REACH_LOST] = 2, [REACH_INDIRECT] = 1}},
 	    .nframes = 3,
 	    .frames = frames_a};
 	s[1] = (struct stack_report){
@@ -78,6 +83,10 @@ static void fill_report(struct report *r, struct proc_report *p, struct stack_re
 	p->stacks = s, p->nstacks = 3, p->nshown = 1;
 	p->stacks_rest.stacks = 1, p->stacks_rest.bytes = 500, p->stacks_rest.allocs = 2;
 	p->no_stack.bytes = 24, p->no_stack.allocs = 1;
+	p->scanned = true;
+	p->scan.total = (struct reach_counts){
+	    .bytes = {[REACH_LOST] = 2024, [REACH_INDIRECT] = 1000, [REACH_REACHABLE] = 500},
+	    .allocs = {[REACH_LOST] = 3, [REACH_INDIRECT] = 1, [REACH_REACHABLE] = 2}};
 	r->procs = p, r->nprocs = 1, r->nfull = 1;
 }
 
@@ -122,7 +131,7 @@ static const char *str(const Perftools__Profiles__Profile *p, int64_t i)
 static void test_pprof(const struct report *r, const char *path)
 {
 	Perftools__Profiles__Profile *p;
-	int64_t sums[4] = {0};
+	int64_t sums[6] = {0};
 	bool inlined_ok = false;
 
 	CHECK(report_pprof(path, r) == 0);
@@ -130,22 +139,25 @@ static void test_pprof(const struct report *r, const char *path)
 	CHECK(p != NULL);
 	if (!p)
 		return;
-	CHECK(p->n_sample_type == 4 && !strcmp(str(p, p->sample_type[3]->type), "inuse_space") &&
-	      !strcmp(str(p, p->sample_type[0]->type), "alloc_objects"));
+	CHECK(p->n_sample_type == 6 && !strcmp(str(p, p->sample_type[3]->type), "inuse_space") &&
+	      !strcmp(str(p, p->sample_type[0]->type), "alloc_objects") &&
+	      !strcmp(str(p, p->sample_type[5]->type), "lost_space"));
 	CHECK(!strcmp(str(p, p->default_sample_type), "inuse_space"));
 	CHECK(p->n_sample == 4); /* three stacks and what no listed stack holds */
 	for (size_t i = 0; i < p->n_sample; i++) {
 		const Perftools__Profiles__Sample *s = p->sample[i];
 
-		CHECK(s->n_value == 4 && s->n_location_id >= 1 && s->n_label == 2);
-		for (int k = 0; k < 4 && s->n_value == 4; k++)
+		CHECK(s->n_value == 6 && s->n_location_id >= 1 && s->n_label == 2);
+		for (int k = 0; k < 6 && s->n_value == 6; k++)
 			sums[k] += s->value[k];
 		if (s->n_label == 2)
 			CHECK(!strcmp(str(p, s->label[0]->key), "pid") && s->label[0]->num == 42 &&
 			      !strcmp(str(p, s->label[1]->str), "srv x"));
 	}
-	/* Each figure sums to the process's: allocs, bytes, outstanding. */
+	/* Each figure sums to the process's: allocs, bytes, outstanding, what
+	 * the scan found unreachable. */
 	CHECK(sums[0] == 40 && sums[1] == 5000 && sums[2] == 6 && sums[3] == 3524);
+	CHECK(sums[4] == 4 && sums[5] == 3024);
 	for (size_t i = 0; i < p->n_location; i++) {
 		const Perftools__Profiles__Location *l = p->location[i];
 
@@ -190,7 +202,9 @@ void test_metrics_page(void)
 	     .alive = true,
 	     .heap = {.allocs = 10, .frees = 4, .alloc_bytes = 1000, .free_bytes = 400},
 	     .rss_bytes = 4096,
-	     .verdict = {.state = VERDICT_LEAK, .band_low = 1, .band_high = 2, .band_to_s = 5}},
+	     .verdict = {.state = VERDICT_LEAK, .band_low = 1, .band_high = 2, .band_to_s = 5},
+	     .scanned = true,
+	     .scan = {.total = {.bytes = {[REACH_LOST] = 64, [REACH_INDIRECT] = 32}}}},
 	    {.pid = 8,
 	     .comm = "other",
 	     .probed = true,
@@ -209,6 +223,7 @@ void test_metrics_page(void)
 	CHECK(strstr(page, "memleak_process_heap_bytes{pid=\"7\",comm=\"a\\\"b\\\\c\"} 600\n"));
 	CHECK(strstr(page, "memleak_process_heap_bytes{pid=\"other\",comm=\"\"} 20\n"));
 	CHECK(strstr(page, "memleak_process_rss_bytes{pid=\"other\",comm=\"\"} 8192\n"));
+	CHECK(strstr(page, "memleak_process_lost_bytes{pid=\"7\",comm=\"a\\\"b\\\\c\"} 96\n"));
 	CHECK(!strstr(page, "pid=\"8\""));
 	CHECK(strstr(page, "state=\"leak\"} 1\n") && strstr(page, "state=\"steady\"} 0\n"));
 	CHECK(strstr(page, "memleak_processes{state=\"warmup\"} 1\n"));

@@ -123,6 +123,11 @@ static inline __u64 leaked_bytes(const struct reach_counts *k)
 	return k->bytes[REACH_LOST] + k->bytes[REACH_INDIRECT];
 }
 
+static inline __u64 leaked_allocs(const struct reach_counts *k)
+{
+	return k->allocs[REACH_LOST] + k->allocs[REACH_INDIRECT];
+}
+
 static inline long long outstanding_allocs(const struct counts *c)
 {
 	return (long long)(c->allocs - c->frees);

@@ -79,6 +79,7 @@ enum field {
 	FREES,
 	ALLOC_BYTES,
 	FREE_BYTES,
+	LOST_BYTES,
 };
 
 static const struct metric {
@@ -109,6 +110,8 @@ static const struct metric {
 		     "Bytes allocated through the traced allocator.", false},
     [FREE_BYTES] = {"memleak_process_heap_freed_bytes_total", "counter",
 		    "Bytes of traced allocations freed.", false},
+    [LOST_BYTES] = {"memleak_process_lost_bytes", "gauge",
+		    "Heap bytes the last scan found nothing points to (lost and indirect).", true},
 };
 
 static bool has_field(const struct proc_report *p, enum field f)
@@ -131,6 +134,8 @@ static bool has_field(const struct proc_report *p, enum field f)
 		return verdict_has_band(&p->verdict);
 	case GROWTH:
 		return true;
+	case LOST_BYTES:
+		return p->scanned;
 	}
 	return false;
 }
@@ -162,6 +167,8 @@ static double field(const struct proc_report *p, enum field f)
 		return (double)p->heap.alloc_bytes;
 	case FREE_BYTES:
 		return (double)p->heap.free_bytes;
+	case LOST_BYTES:
+		return (double)leaked_bytes(&p->scan.total);
 	}
 	return 0;
 }
@@ -268,7 +275,7 @@ char *metrics_procs(const struct report *r, bool openmetrics)
 {
 	struct page pg = new_page(openmetrics);
 
-	for (enum field f = HEAP_BYTES; f <= FREE_BYTES; f++)
+	for (enum field f = HEAP_BYTES; f <= LOST_BYTES; f++)
 		put_field(&pg, r, f);
 	put_verdicts(&pg, r);
 	return pg.buf;

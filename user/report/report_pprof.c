@@ -223,16 +223,18 @@ static Label *label(struct pprof *pp, const char *key, const char *str, int64_t 
 }
 
 /* Values in the order of the sample types: alloc_objects, alloc_space,
- * inuse_objects, inuse_space. */
+ * inuse_objects, inuse_space, lost_objects, lost_space. */
+#define VALUES 6
+
 static Sample *sample(struct pprof *pp, const struct proc_report *p, bool kernel,
-		      const int64_t values[4])
+		      const int64_t values[VALUES])
 {
 	Sample *s = xcalloc(1, sizeof(*s));
 
 	perftools__profiles__sample__init(s);
-	s->value = xcalloc(4, sizeof(*s->value));
-	memcpy(s->value, values, 4 * sizeof(*s->value));
-	s->n_value = 4;
+	s->value = xcalloc(VALUES, sizeof(*s->value));
+	memcpy(s->value, values, VALUES * sizeof(*s->value));
+	s->n_value = VALUES;
 	APPEND(s->label, s->n_label, label(pp, "pid", NULL, p->pid));
 	APPEND(s->label, s->n_label, label(pp, "comm", p->comm, 0));
 	if (kernel)
@@ -244,8 +246,9 @@ static Sample *sample(struct pprof *pp, const struct proc_report *p, bool kernel
 static void add_stack(struct pprof *pp, const struct proc_report *p, const struct stack_report *st)
 {
 	const struct stack_report *c = st;
-	int64_t v[4] = {(int64_t)c->c.allocs, (int64_t)c->c.alloc_bytes, (int64_t)c->out_allocs,
-			(int64_t)c->out_bytes};
+	int64_t v[VALUES] = {(int64_t)c->c.allocs, (int64_t)c->c.alloc_bytes,
+			     (int64_t)c->out_allocs, (int64_t)c->out_bytes,
+			     (int64_t)leaked_allocs(&c->reach), (int64_t)leaked_bytes(&c->reach)};
 	Sample *s = sample(pp, p, st->kernel, v);
 
 	for (int i = 0; i < st->nframes;) {
@@ -265,17 +268,24 @@ static void add_stack(struct pprof *pp, const struct proc_report *p, const struc
 static void add_proc(struct pprof *pp, const struct proc_report *p)
 {
 	struct unlisted u = proc_unlisted(p);
+	/* What the scan found unreachable in no listed stack. */
+	int64_t lost_allocs = (int64_t)leaked_allocs(&p->scan.total);
+	int64_t lost_bytes = (int64_t)leaked_bytes(&p->scan.total);
 
-	for (int i = 0; i < p->nstacks; i++)
+	for (int i = 0; i < p->nstacks; i++) {
 		add_stack(pp, p, &p->stacks[i]);
-	if (u.bytes > 0 || u.alloc_count) {
-		int64_t v[4] = {(int64_t)u.alloc_count, (int64_t)u.alloc_bytes, u.allocs, u.bytes};
+		lost_allocs -= (int64_t)leaked_allocs(&p->stacks[i].reach);
+		lost_bytes -= (int64_t)leaked_bytes(&p->stacks[i].reach);
+	}
+	if (u.bytes > 0 || u.alloc_count || lost_bytes > 0) {
+		int64_t v[VALUES] = {(int64_t)u.alloc_count, (int64_t)u.alloc_bytes, u.allocs, u.bytes,
+				     lost_allocs, lost_bytes};
 		Sample *s = sample(pp, p, false, v);
 
 		APPEND(s->location_id, s->n_location_id, location_id(pp, p->pid, false, NULL, 0));
 	}
 	if (u.kernel_bytes > 0) {
-		int64_t v[4] = {0, 0, u.kernel_allocs, u.kernel_bytes};
+		int64_t v[VALUES] = {0, 0, u.kernel_allocs, u.kernel_bytes, 0, 0};
 		Sample *s = sample(pp, p, true, v);
 
 		APPEND(s->location_id, s->n_location_id, location_id(pp, p->pid, true, NULL, 0));
@@ -322,10 +332,9 @@ static void pprof_free(struct pprof *pp)
 
 int report_pprof(const char *path, const struct report *r)
 {
-	static const char *const types[4][2] = {{"alloc_objects", "count"},
-						{"alloc_space", "bytes"},
-						{"inuse_objects", "count"},
-						{"inuse_space", "bytes"}};
+	static const char *const types[VALUES][2] = {
+	    {"alloc_objects", "count"}, {"alloc_space", "bytes"}, {"inuse_objects", "count"},
+	    {"inuse_space", "bytes"},	{"lost_objects", "count"}, {"lost_space", "bytes"}};
 	struct pprof pp = {0};
 	uint8_t *buf;
 	size_t len;
@@ -334,7 +343,7 @@ int report_pprof(const char *path, const struct report *r)
 	pp.p = xcalloc(1, sizeof(*pp.p));
 	perftools__profiles__profile__init(pp.p);
 	string_id(&pp, ""); /* string 0 is the empty string */
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < VALUES; i++)
 		APPEND(pp.p->sample_type, pp.p->n_sample_type,
 		       value_type(&pp, types[i][0], types[i][1]));
 	pp.p->default_sample_type = string_id(&pp, "inuse_space");
