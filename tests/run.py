@@ -4,6 +4,7 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,9 +52,10 @@ def run_e2e(only, failures):
                 print("e2e: SKIP %s (%s)" % (label, reason))
                 skipped += 1
                 continue
+            start = time.time()
             try:
                 getattr(mod, fn)()
-                print("e2e: PASS " + label)
+                print("e2e: PASS %s (%.1f s)" % (label, time.time() - start))
                 passed += 1
             except Exception as e:  # a failed check or a crash: both fail the test
                 print("e2e: FAIL %s: %s" % (label, e))
