@@ -155,10 +155,13 @@ $(BUILD)/workloads/dlopen_leak: tests/workloads/dlopen_leak.c
 test: deps memleak-bpf $(BUILD)/unit_tests $(BUILD)/probe_sites $(BUILD)/live_blocks $(WORKLOAD_BIN)
 	@python3 tests/run.py
 
+# The demo's leak is called by its curve, proven by its exit scan: status 3.
 demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky
-	./memleak-bpf 5 -- $(BUILD)/workloads/demo_leaky
+	@./memleak-bpf --fail-on-leak 5 -- $(BUILD)/workloads/demo_leaky; status=$$?; \
+	echo "memleak-bpf exited with status $$status (3: a leak, with --fail-on-leak)"; \
+	test $$status = 3
 
-bench: deps memleak-bpf $(BUILD)/floor_probes $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/flood $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp
+bench: deps memleak-bpf $(BUILD)/floor_probes $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/flood $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp $(BUILD)/workloads/reach_many
 	@scripts/bench.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man page,

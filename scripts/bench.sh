@@ -241,3 +241,7 @@ printf '\nreport CPU at 1,000,000 outstanding allocations: median %s ms, max %s 
 # page programs' run time per event.
 echo
 scripts/pages_bench.sh
+
+# The pause of a live scan, on a process holding a million blocks in 100 MiB.
+echo
+/usr/bin/env python3 scripts/scan_bench.py

@@ -227,3 +227,11 @@ def test_lib_that_is_not_a_usable_allocator():
                        ["--lib /lib/x86_64-linux-gnu/libz.so.1: defines none of the allocator"])
     finally:
         shutil.rmtree(d)
+
+
+def test_scan_option_errors():
+    one_line_error(["--scan", "--no-scan"], 2, ["--scan and --no-scan cannot be combined"])
+    one_line_error(["--scan=0"], 2, ["invalid --scan '0'"])
+    one_line_error(["--scan=x", "-p", "1"], 2, ["invalid --scan 'x'"])
+    one_line_error(["--scan", "--", "true"], 2, ["--scan is for -p and system-wide"])
+    one_line_error(["--scan", "--pages", "-p", "1"], 2, ["--pages holds no blocks to scan"])

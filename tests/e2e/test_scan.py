@@ -332,3 +332,26 @@ def test_redis_exit_scan_finds_nothing_lost():
              "redis's lost and indirect bytes")
     check(proc["scan"]["reachable_bytes"] > 500000, "redis's reachable bytes: %r" % proc["scan"])
     check(sum(d["reachable"] for d in ours.values()) > 0, "no reachable stack")
+
+
+def test_scan_option_scans_at_the_final_report():
+    """-p with --scan and a COUNT: the final report carries a scan of the
+    process, which runs on untraced after it."""
+    prog = subprocess.Popen([KINDS_WORKLOAD, "live"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    tool = subprocess.Popen([TOOL, "--json", "--scan", "-T", "50", "1", "3", "-p",
+                             str(prog.pid)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_attached(tool)
+        say(prog)
+        check_eq(prog.stdout.readline(), "set\n", "the program's first line")
+        out, err = tool.communicate(timeout=60)
+        check_eq(tool.returncode, 0, "the tracer's status (stderr: %s)" % err[-300:])
+        say(prog)
+        check_eq(prog.stdout.read(), "done\n", "the program's output")
+        check_eq(prog.wait(timeout=30), 0, "the program's exit status")
+    finally:
+        kill_all(prog, tool)
+    check_expected(our_kinds(final_process(out, prog.pid)),
+                   dict(EXPECTED, hold_in_register={"reachable": 900}))

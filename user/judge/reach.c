@@ -1,5 +1,4 @@
 #include <errno.h>
-#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +49,8 @@ static struct reach_page *page_of(const struct reach *r, __u64 page)
 	}
 }
 
-/* Sort by address: a radix sort, 16 bits a pass over the 48 of a user
- * address, a pass left out where every block has the same digit. */
+/* Sort by address: a radix sort, 16 bits a pass, a pass left out where
+ * every block has the same digit (a user address's top 16 bits). */
 static int sort_by_addr(struct reach_block *b, size_t n)
 {
 	struct reach_block *tmp = malloc((n ? n : 1) * sizeof(*tmp)), *from = b, *to = tmp;
@@ -62,7 +61,7 @@ static int sort_by_addr(struct reach_block *b, size_t n)
 		free(count);
 		return -ENOMEM;
 	}
-	for (int shift = 0; shift < 48; shift += 16) {
+	for (int shift = 0; shift < 64; shift += 16) {
 		size_t sum = 0;
 		bool one = false;
 
