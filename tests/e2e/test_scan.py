@@ -355,3 +355,55 @@ def test_scan_option_scans_at_the_final_report():
         kill_all(prog, tool)
     check_expected(our_kinds(final_process(out, prog.pid)),
                    dict(EXPECTED, hold_in_register={"reachable": 900}))
+
+
+def next_scan(out, pid, after):
+    """The next report's scan of pid made at another time than after."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        line = out.wait_for('"scan"', 30)
+        procs = [p for p in reports(line)[0]["processes"] if p["pid"] == pid]
+        if procs and "scan" in procs[0] and procs[0]["scan"]["time"] != after:
+            return procs[0]["scan"]
+    raise AssertionError("no new scan of pid %d within 30 s" % pid)
+
+
+def test_redis_scanned_live_while_it_serves():
+    """-p on redis-server under redis-benchmark, scanned twice on SIGUSR1
+    while it serves: nothing lost, every request served, and a usual
+    shutdown."""
+    tmp = tempfile.mkdtemp()
+    server, port = os.path.join(tmp, "redis-server"), "6398"
+    os.symlink(shutil.which("redis-check-rdb"), server)
+    redis = subprocess.Popen([server, "--port", port, "--save", "", "--appendonly", "no"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tool = bench = None
+    try:
+        for _ in range(100):
+            if subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True,
+                              text=True).stdout.strip() == "PONG":
+                break
+            time.sleep(0.1)
+        tool = subprocess.Popen([TOOL, "--json", "-T", "5", "1", "-p", str(redis.pid)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_attached(tool)
+        bench = subprocess.Popen(["redis-benchmark", "-p", port, "-q", "-n", "40000", "-t",
+                                  "set,lpush", "-r", "10000"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        out, scans = Lines(tool.stdout), []
+        for _ in range(2):
+            time.sleep(0.5)
+            tool.send_signal(signal.SIGUSR1)
+            scans.append(next_scan(out, redis.pid, scans[-1]["time"] if scans else None))
+        bench_out, bench_err = bench.communicate(timeout=120)
+        check_eq(bench.returncode, 0, "redis-benchmark's status (%s)" % bench_err[-300:])
+        check("requests per second" in bench_out, "redis-benchmark: %r" % bench_out[-300:])
+        subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], capture_output=True)
+        check_eq(redis.wait(timeout=30), 0, "redis-server's exit status")
+        check_eq(tool.wait(timeout=30), 0, "the tracer's exit status")
+    finally:
+        kill_all(redis, tool, bench)
+        shutil.rmtree(tmp)
+    for scan in scans:
+        check_eq((scan["lost_bytes"], scan["indirect_bytes"]), (0, 0), "lost and indirect")
+        check(scan["reachable_bytes"] > 0 and scan["pause_ms"] < 1000, "the scan: %r" % scan)

@@ -2,7 +2,10 @@
  * What moves a process's resident pages, each step at its own function so
  * that pages mode's stacks tell them apart (sizes in pages of 4 KiB):
  *   touch_a     writes region A, 1024 pages;
- *   a child is forked and waits; rewrite_a writes A again: each page's
+ *   a child is forked and waits; own_stack writes 16 KiB of the stack
+ *               (the parent's copies of the stack pages it shares with the
+ *               child are its, whatever their offset: ASLR); rewrite_a
+ *               writes A again: each page's
  *               copy-on-write gives the parent a new page, and the old one
  *               stays the child's until it exits (the child is then let go
  *               and reaped);
@@ -47,6 +50,15 @@ static char *map(size_t len)
 			p[i] = byte;                                                               \
 	}
 
+/* Write 16 KiB below here on the stack: its pages copied now, not by
+ * whatever runs next at the depth where a page starts. */
+static void own_stack(void)
+{
+	volatile char pad[16384];
+
+	memset((char *)pad, 0, sizeof(pad));
+}
+
 TOUCHER(touch_a, 1)
 TOUCHER(rewrite_a, 2)
 TOUCHER(retouch_a, 3)
@@ -70,6 +82,7 @@ int main(int argc, char **argv)
 		_exit(0);
 	}
 	close(gate[0]);
+	own_stack();
 	rewrite_a(a, A_SIZE);
 	close(gate[1]);
 	waitpid(child, NULL, 0);

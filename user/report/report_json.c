@@ -63,9 +63,9 @@ static void print_scan(FILE *out, const struct reach_summary *s)
 	struct tm tm;
 
 	gmtime_r(&sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(out, "\"scan\":{\"time\":\"%s\",\"pause_ms\":%.1f,\"scanned_bytes\":%llu,"
-		"\"unread_bytes\":%llu,", stamp, s->pause_ms,
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(out, "\"scan\":{\"time\":\"%s.%03dZ\",\"pause_ms\":%.1f,\"scanned_bytes\":%llu,"
+		"\"unread_bytes\":%llu,", stamp, (int)((s->time - (double)sec) * 1000), s->pause_ms,
 		(unsigned long long)s->scanned_bytes, (unsigned long long)s->unread_bytes);
 	print_kinds(out, &s->total);
 	fprintf(out, "\"leaked_bytes\":%llu},", (unsigned long long)leaked_bytes(&s->total));
