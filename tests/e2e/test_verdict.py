@@ -79,8 +79,14 @@ def test_server_drip_is_a_leak_within_35_s():
     left = final["verdict"]["left_band_at_s"]
     # (Earlier if the band held no burst yet: never before the drip.)
     check(left is not None and 15 <= left <= 38, "left the band at %r" % left)
+    # The band is the steady time's floors (each window's lowest) plus the
+    # margin: a window that falls wholly inside an 8 MiB burst lifts it to
+    # hold the bursts (10-12 MiB), but whether one does depends on where the
+    # samples fall against the bursts' seconds (one run in a few has none:
+    # about 5 MiB). Either way it holds the cache and never a drip's floor.
     high = final["verdict"]["band_high_bytes"]
-    check(10 * 2**20 <= high <= 12 * 2**20, "band %r" % final["verdict"])
+    check(2 * 2**20 < high <= 12 * 2**20 and final["verdict"]["band_low_bytes"] >= 2 * 2**20,
+          "band %r" % final["verdict"])
     check_eq(suspects(final)[:1], ["drip"], "head suspect")
     named = next((r for r in rs if suspects(r["processes"][0])[:1] == ["drip"]), None)
     check(named is not None and named["elapsed_s"] <= 30,
