@@ -117,6 +117,16 @@ def wait_attached(tool):
     check("tracing" in lines[-1], "tool did not attach: %r" % lines)
 
 
+def wait_for_redis(port):
+    """Until the redis-server on port answers PING (10 s at most)."""
+    import time
+    for _ in range(100):
+        if subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True,
+                          text=True).stdout.strip() == "PONG":
+            return
+        time.sleep(0.1)
+
+
 def traced_redis(tool_args, port, bench_args):
     """memleak-bpf TOOL_ARGS -- redis-server (Debian's redis-check-rdb through a
     symlink of that name) on port, under redis-benchmark BENCH_ARGS, then shut
@@ -131,11 +141,7 @@ def traced_redis(tool_args, port, bench_args):
                                                   "--appendonly", "no"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(100):
-            if subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True,
-                              text=True).stdout.strip() == "PONG":
-                break
-            time.sleep(0.1)
+        wait_for_redis(port)
         bench = subprocess.run(["redis-benchmark", "-p", port, "-q"] + bench_args,
                                capture_output=True, text=True, timeout=300)
         check_eq(bench.returncode, 0, "redis-benchmark status")

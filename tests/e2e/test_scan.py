@@ -10,7 +10,7 @@ import tempfile
 import time
 
 from harness import (TOOL, Lines, check, check_eq, final_process, reports, run_tool,
-                     traced_redis, wait_attached, workload)
+                     traced_redis, wait_attached, wait_for_redis, workload)
 from test_profiles import pprof_top
 
 KINDS = ("lost", "indirect", "possible", "reachable")
@@ -379,11 +379,7 @@ def test_redis_scanned_live_while_it_serves():
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tool = bench = None
     try:
-        for _ in range(100):
-            if subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True,
-                              text=True).stdout.strip() == "PONG":
-                break
-            time.sleep(0.1)
+        wait_for_redis(port)
         tool = subprocess.Popen([TOOL, "--json", "-T", "5", "1", "-p", str(redis.pid)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_attached(tool)
