@@ -551,9 +551,7 @@ static void scan_target(struct tracer *tr, struct target *t, const struct user_r
 		e = scan_held(&tr->targets.heap, t->pid, held, 1, &res, err, sizeof(err));
 	} else if (command) {
 		launch_freeze(&tr->child, &f);
-		regs = xcalloc(f.n + 1, sizeof(*regs));
-		for (size_t i = 0; i < f.n; i++)
-			regs[i] = f.t[i].regs;
+		regs = freeze_regs(&f);
 		e = scan_held(&tr->targets.heap, t->pid, regs, f.n, &res, err, sizeof(err));
 		launch_thaw(&tr->child, &f);
 		free(regs);

@@ -252,9 +252,7 @@ int scan_live(const struct heap_maps *m, pid_t pid, struct scan_result *out, cha
 
 	if (freeze_process(pid, &f, err, errlen))
 		return -1;
-	regs = xcalloc(f.n, sizeof(*regs));
-	for (size_t i = 0; i < f.n; i++)
-		regs[i] = f.t[i].regs;
+	regs = freeze_regs(&f);
 	e = scan_held(m, pid, regs, f.n, out, err, errlen);
 	freeze_release(&f);
 	free(regs);

@@ -124,6 +124,15 @@ int freeze_process(pid_t pid, struct freeze *f, char *err, size_t errlen)
 	return 0;
 }
 
+struct user_regs_struct *freeze_regs(const struct freeze *f)
+{
+	struct user_regs_struct *regs = xcalloc(f->n + 1, sizeof(*regs));
+
+	for (size_t i = 0; i < f->n; i++)
+		regs[i] = f->t[i].regs;
+	return regs;
+}
+
 void freeze_release(struct freeze *f)
 {
 	for (size_t i = 0; i < f->n; i++)

@@ -29,6 +29,8 @@ struct freeze {
 /* Stop every thread of pid; on failure (traced by another: a debugger), the
  * reason, and every thread already held is let go. */
 int freeze_process(pid_t pid, struct freeze *f, char *err, size_t errlen);
+/* The held threads' registers, one after another: an array of f->n, to free. */
+struct user_regs_struct *freeze_regs(const struct freeze *f);
 /* Let every thread go. */
 void freeze_release(struct freeze *f);
 
