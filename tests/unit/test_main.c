@@ -26,6 +26,7 @@ void test_pages_stack_judge_recorded(void);
 void test_verdict_warmup_and_band(void);
 void test_verdict_band_does_not_absorb_a_leak(void);
 void test_verdict_recovery_needs_the_floor_back(void);
+void test_verdict_climb_through_a_stall_never_reads_steady(void);
 void test_curve_bounded_keeps_extremes(void);
 void test_curve_flat_stretch_keeps_its_ends(void);
 void test_median_is_a_sorts_middle(void);
@@ -289,6 +290,7 @@ int main(void)
 	    TEST(test_verdict_warmup_and_band),
 	    TEST(test_verdict_band_does_not_absorb_a_leak),
 	    TEST(test_verdict_recovery_needs_the_floor_back),
+	    TEST(test_verdict_climb_through_a_stall_never_reads_steady),
 	    TEST(test_verdict_synthetic),
 	    TEST(test_curve_bounded_keeps_extremes),
 	    TEST(test_curve_flat_stretch_keeps_its_ends),

@@ -270,6 +270,32 @@ void test_verdict_recovery_needs_the_floor_back(void)
 	CHECK(v.state == VERDICT_RECOVERED);
 }
 
+/* The demo's climb (25 KiB/s from the start, a request's 4 KiB in flight
+ * now and then) judged every 0.5 s while the tracer stalls for 2.5 s at any
+ * point: a few floors repeat, and the climb still never reads steady. */
+void test_verdict_climb_through_a_stall_never_reads_steady(void)
+{
+	static double t[40], y[40];
+	int runs = 0, steady = 0;
+
+	for (int stall = 0; stall < 160; stall++)
+		for (int phase = 0; phase < 5; phase++, runs++) {
+			struct verdict v = {0};
+			size_t n = 0;
+
+			for (double at = phase / 10.0; at < 17; at += 0.5) {
+				if (at >= stall / 10.0 && at < stall / 10.0 + 2.5)
+					continue;
+				t[n] = at;
+				y[n] = 25600 * floor(at * 10) / 10 + 4352 * (fmod(at * 7.3, 1) > 0.5);
+				verdict_update(&v, t, y, ++n);
+				steady += v.state == VERDICT_STEADY;
+			}
+		}
+	printf("  %d runs, %d steady readings\n", runs, steady);
+	CHECK(runs == 800 && steady == 0);
+}
+
 static int by_value(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;

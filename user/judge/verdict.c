@@ -180,9 +180,11 @@ static double mann_kendall_z(const double *t, const double *y, size_t n, double 
 		if (i + 1 < n)
 			c1 += d * (y[i + 1] - slope * t[i + 1] - mean);
 	}
-	r = c0 > 0 ? c1 / c0 : 0;
-	r = fmin(fmax(r, 0), 0.9);
-	var *= (1 + r) / (1 - r);
+	r = c0 > 0 ? fmin(c1 / c0, 0.9) : 0;
+	/* Only a significant autocorrelation widens the variance (Hamed and
+	 * Rao's 5% bound): over a few floors r is mostly noise. */
+	if (r > (-1 + 1.96 * sqrt(n - 2.0)) / (n - 1.0))
+		var *= (1 + r) / (1 - r);
 	return s > 0 ? (s - 1) / sqrt(var) : 0;
 }
 
