@@ -122,6 +122,7 @@ static int load_bpf(struct tracer *tr, char *err, size_t errlen)
 	skel->rodata->frame_pointers_only =
 	    getenv("MEMLEAK_BPF_UNWIND") && strcmp(getenv("MEMLEAK_BPF_UNWIND"), "fp") == 0;
 	pages_prepare(skel, tr->pages);
+	probes_prepare(skel);
 	e = bpf_map__set_max_entries(skel->maps.unwind_rows, unwind_rows(tr));
 	if (!e)
 		e = heap_maps_size(&heap, tr->opt.max_allocs, tr->opt.max_stacks);
@@ -523,7 +524,7 @@ static void reprobe(struct tracer *tr, struct target *t)
 	t->probes = fresh;
 	add_tables(tr, &objs);
 	objlist_free(&objs);
-	probes_detach(&old);
+	probes_detach_later(&old);
 	target_refresh(t);
 }
 
@@ -539,7 +540,7 @@ static bool holds_blocks(const struct tracer *tr, const struct target *t)
  * its end) or held for it now (the command by the ptrace it is under). */
 static void scan_target(struct tracer *tr, struct target *t, const struct user_regs_struct *held)
 {
-	bool command = tr->launched && t == &tr->targets.t[0];
+	bool ours = tr->launched; /* the command or a descendant: under our ptrace */
 	double t0 = monotonic_s();
 	struct user_regs_struct *regs = NULL;
 	struct scan_result res;
@@ -549,8 +550,8 @@ static void scan_target(struct tracer *tr, struct target *t, const struct user_r
 
 	if (held) {
 		e = scan_held(&tr->targets.heap, t->pid, held, 1, &res, err, sizeof(err));
-	} else if (command) {
-		launch_freeze(&tr->child, &f);
+	} else if (ours) {
+		launch_freeze(&tr->child, t->pid, &f);
 		regs = freeze_regs(&f);
 		e = scan_held(&tr->targets.heap, t->pid, regs, f.n, &res, err, sizeof(err));
 		launch_thaw(&tr->child, &f);
@@ -597,27 +598,70 @@ static void scan_due(struct tracer *tr)
 	}
 }
 
-/* The command's stops served, its execs probed; true once it has exited. */
+/* A process the command or a descendant started, held at its birth:
+ * probed before its first instruction. */
+static void follow_birth(struct tracer *tr, pid_t pid)
+{
+	struct probes probes = {0};
+	struct objlist objs = {0};
+	char what[64], err[512] = "its memory map cannot be read";
+	struct target *t;
+
+	snprintf(what, sizeof(what), "PID %d", pid);
+	if (discover_pid(pid, &objs) ||
+	    attach_objects(tr, &objs, pid, &probes, what, err, sizeof(err)))
+		warnx_("pid %d, started by the command, cannot be traced: %s", pid, err);
+	objlist_free(&objs);
+	if (tr->kmem)
+		kmem_trace(tr->kmem, pid);
+	unwinder_add_pid(&tr->unwind, pid);
+	t = targets_add(&tr->targets, pid);
+	t->probes = probes;
+	t->pages = tr->pages;
+}
+
+/* The stops of the command and its descendants served: births and execs
+ * probed, ends scanned. True once all of them have exited. */
 static bool serve_command(struct tracer *tr)
 {
-	switch (launch_poll(&tr->child, &tr->targets.t[0].sym)) {
-	case LAUNCH_EXITED:
-		target_exited(&tr->targets.t[0]);
-		return true;
-	case LAUNCH_EXECED:
-		if (!tr->finished)
-			reprobe(tr, &tr->targets.t[0]);
-		launch_resume(&tr->child);
-		break;
-	case LAUNCH_EXITING: /* its memory whole, for the last time */
-		if (!tr->opt.no_scan && !tr->finished && holds_blocks(tr, &tr->targets.t[0]))
-			scan_target(tr, &tr->targets.t[0], &tr->child.exit_regs);
-		launch_let_exit(&tr->child);
-		break;
-	case LAUNCH_RUNNING:
-		break;
+	struct child *c = &tr->child;
+	enum launch_state s;
+
+	while ((s = launch_poll(c)) != LAUNCH_RUNNING) {
+		struct target *t = targets_find(&tr->targets, c->event);
+
+		switch (s) {
+		case LAUNCH_EXITED:
+			target_exited(&tr->targets.t[0]);
+			break;
+		case LAUNCH_BORN:
+			if (!tr->finished)
+				follow_birth(tr, c->event);
+			launch_resume(c);
+			break;
+		case LAUNCH_EXECED:
+			if (t && !tr->finished)
+				reprobe(tr, t);
+			launch_resume(c);
+			break;
+		case LAUNCH_EXITING: /* its memory whole, for the last time */
+			if (t)
+				symbolizer_refresh(&t->sym);
+			if (t && !tr->opt.no_scan && !tr->finished && holds_blocks(tr, t))
+				scan_target(tr, t, &c->exit_regs);
+			launch_let_exit(c);
+			break;
+		case LAUNCH_GONE:
+			if (t) {
+				target_exited(t);
+				probes_detach_later(&t->probes);
+			}
+			break;
+		case LAUNCH_RUNNING:
+			break;
+		}
 	}
-	return false;
+	return !tr->targets.t[0].alive && c->nprocs == 0;
 }
 
 /* A signal to the tracer is the command's to act on, as it would be
@@ -822,7 +866,7 @@ static bool finish(struct tracer *tr)
 	if (!cmd || !cmd->alive)
 		return false;
 	for (int i = 0; i < tr->targets.n; i++)
-		probes_detach(&tr->targets.t[i].probes);
+		probes_detach_later(&tr->targets.t[i].probes);
 	return true;
 }
 
@@ -921,6 +965,7 @@ static int start(struct tracer *tr)
 			return -1;
 		}
 		tr->launched = true;
+		tr->child.follow = !tr->opt.no_follow;
 	}
 	tr->out = stdout;
 	if (tr->opt.output_path && !(tr->out = fopen(tr->opt.output_path, "we"))) {
@@ -1048,9 +1093,10 @@ int main(int argc, char **argv)
 		fclose(tr.curve_csv);
 	if (tr.out && tr.out != stdout)
 		fclose(tr.out);
-	probes_detach(&tr.probes);
+	probes_detach_later(&tr.probes);
 	unwinder_free(&tr.unwind);
 	targets_free(&tr.targets);
+	probes_settle();
 	if (tr.kmem)
 		kmem_stop(tr.kmem);
 	memleak_bpf__destroy(tr.skel);

@@ -23,6 +23,7 @@ enum long_only {
 	OPT_FAIL_ON_LEAK,
 	OPT_SCAN,
 	OPT_NO_SCAN,
+	OPT_NO_FOLLOW,
 	OPT_ALL_STACKS,
 	OPT_PAGES,
 	OPT_EXACT,
@@ -51,6 +52,7 @@ static const struct option long_options[] = {
     {"fail-on-leak", no_argument, NULL, OPT_FAIL_ON_LEAK},
     {"scan", optional_argument, NULL, OPT_SCAN},
     {"no-scan", no_argument, NULL, OPT_NO_SCAN},
+    {"no-follow", no_argument, NULL, OPT_NO_FOLLOW},
     {"all-stacks", no_argument, NULL, OPT_ALL_STACKS},
     {"pages", no_argument, NULL, OPT_PAGES},
     {"exact", no_argument, NULL, OPT_EXACT},
@@ -122,6 +124,7 @@ void options_usage(FILE *out)
 	      "                          per SECONDS (default 60), and every one at the end\n"
 	      "                          (SIGUSR1: scan every traced process now)\n"
 	      "      --no-scan           no scan: not even of COMMAND's memory at its exit\n"
+	      "      --no-follow         trace COMMAND alone, not the processes it starts\n"
 	      "  -h, --help              this help\n"
 	      "      --version           the version\n"
 	      "\n"
@@ -304,6 +307,9 @@ static enum parse_result parse_option(struct options *o, int c, const char *arg,
 		return PARSE_OK;
 	case OPT_NO_SCAN:
 		o->no_scan = true;
+		return PARSE_OK;
+	case OPT_NO_FOLLOW:
+		o->no_follow = true;
 		return PARSE_OK;
 	case OPT_ALL_STACKS:
 		o->all_stacks = true;

@@ -36,6 +36,7 @@ struct options {
 	bool fail_on_leak;
 	double scan_s; /* --scan: seconds between scans of a process; 0: none but SIGUSR1's */
 	bool no_scan;  /* no scan at all, not even at a command's exit */
+	bool no_follow; /* -- COMMAND: not the processes it starts */
 	bool all_stacks;     /* system-wide: probe every allocator from the start */
 	bool pages;	     /* attribute resident pages (kernel events), no allocator probes */
 	bool exact;	     /* system-wide: probe the allocator of a process that grows */

@@ -123,3 +123,22 @@ int cmp_u32(const void *a, const void *b)
 
 	return x < y ? -1 : x > y;
 }
+
+int proc_status_int(pid_t pid, const char *field)
+{
+	char path[64], line[128];
+	size_t len = strlen(field);
+	int v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", pid);
+	if (!(f = fopen(path, "re")))
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, field, len) == 0 && line[len] == ':') {
+			v = atoi(line + len + 1);
+			break;
+		}
+	fclose(f);
+	return v;
+}

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -27,5 +28,8 @@ void *xrealloc(void *p, size_t size);
 char *xstrdup(const char *s);
 /* qsort and bsearch order of uint32_t values (process ids). */
 int cmp_u32(const void *a, const void *b);
+
+/* A number field of /proc/PID/status ("Tgid", "TracerPid"); 0 if it cannot be read. */
+int proc_status_int(pid_t pid, const char *field);
 
 #endif

@@ -17,22 +17,6 @@ static bool held(const struct freeze *f, pid_t tid)
 	return false;
 }
 
-/* The pid of the process tracing pid, 0 if none. */
-static pid_t tracer_of(pid_t pid)
-{
-	char path[64], line[128];
-	pid_t by = 0;
-	FILE *fp;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	if (!(fp = fopen(path, "re")))
-		return 0;
-	while (fgets(line, sizeof(line), fp))
-		if (sscanf(line, "TracerPid: %d", &by) == 1)
-			break;
-	fclose(fp);
-	return by;
-}
 
 /* Seize one thread and wait for its stop: 1 held, 0 gone, -errno. */
 static int hold(struct freeze *f, pid_t tid)
@@ -85,7 +69,7 @@ static int hold_listed(struct freeze *f, char *err, size_t errlen)
 			continue;
 		r = hold(f, tid);
 		if (r < 0) {
-			pid_t by = tracer_of(f->pid);
+			pid_t by = proc_status_int(f->pid, "TracerPid");
 
 			if (by)
 				snprintf(err, errlen,

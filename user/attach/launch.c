@@ -11,14 +11,20 @@
 #include <unistd.h>
 
 #include "launch.h"
-#include "symbolize.h"
 #include "util.h"
 
 extern char **environ;
 
-/* The leader stops at its exit too; its other threads only at exec. */
+/* The leader stops at its exit too; its other threads only at exec.
+ * Following, the processes they start are traced from birth. */
 #define THREAD_OPTIONS (PTRACE_O_TRACEEXEC | PTRACE_O_TRACECLONE)
 #define LEADER_OPTIONS (THREAD_OPTIONS | PTRACE_O_TRACEEXIT)
+#define FOLLOW_OPTIONS (PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK)
+
+static int options(const struct child *c, bool leader)
+{
+	return (leader ? LEADER_OPTIONS : THREAD_OPTIONS) | (c->follow ? FOLLOW_OPTIONS : 0);
+}
 
 static int resolve_command(const char *name, char *out, char *err, size_t errlen)
 {
@@ -116,7 +122,7 @@ int launch_release(struct child *c, char *err, size_t errlen)
 	/* Traced only to stop it at its leader's exit, while its memory map
 	 * still exists, and at its execs, from whichever thread (its threads
 	 * are traced too, each without the exit stop: on_stop). */
-	ptrace(PTRACE_SEIZE, c->pid, 0, LEADER_OPTIONS);
+	ptrace(PTRACE_SEIZE, c->pid, 0, options(c, true));
 	if (write(c->gate, "", 1) != 1) {
 		snprintf(err, errlen, "cannot start '%s': %s", c->path, strerror(errno));
 		return -1;
@@ -135,28 +141,43 @@ int launch_release(struct child *c, char *err, size_t errlen)
 	return 0;
 }
 
-/* Whether task tid is one of process pid's threads. */
-static bool thread_of(pid_t pid, pid_t tid)
-{
-	char path[64];
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d", pid, tid);
-	return access(path, F_OK) == 0;
+static int followed(const struct child *c, pid_t pid)
+{
+	for (int i = 0; i < c->nprocs; i++)
+		if (c->procs[i] == pid)
+			return i;
+	return -1;
 }
 
-/* A task's first stop: a thread of the command's stays traced for its
- * execs, but its exit does not stop (only the leader's, for the final map);
- * another process (a clone without SIGCHLD, which the clone option also
- * attaches) is let go. */
-static void on_new_task(struct child *c, pid_t tid)
+static bool in_command(const struct child *c, pid_t tid)
 {
-	if (tid != c->pid && !thread_of(c->pid, tid)) {
-		ptrace(PTRACE_DETACH, tid, 0, 0);
-		return;
+	return tid == c->pid || proc_status_int(tid, "Tgid") == c->pid;
+}
+
+/* A task's first stop: a thread of a traced process stays traced for its
+ * execs, but its exit does not stop (only a leader's, for the final map).
+ * Another process (a fork, a vfork, a clone of a process) is a descendant:
+ * followed, it is held for its probes (BORN); otherwise let go. */
+static enum launch_state on_new_task(struct child *c, pid_t tid)
+{
+	pid_t tgid = proc_status_int(tid, "Tgid");
+
+	if (tgid == tid && tid != c->pid) {
+		if (!c->follow) {
+			ptrace(PTRACE_DETACH, tid, 0, 0);
+			return LAUNCH_RUNNING;
+		}
+		ptrace(PTRACE_SETOPTIONS, tid, 0, options(c, true));
+		c->procs = xrealloc(c->procs, (size_t)(c->nprocs + 1) * sizeof(*c->procs));
+		c->procs[c->nprocs++] = tid;
+		c->event = tid;
+		return LAUNCH_BORN;
 	}
 	if (tid != c->pid)
-		ptrace(PTRACE_SETOPTIONS, tid, 0, THREAD_OPTIONS);
+		ptrace(PTRACE_SETOPTIONS, tid, 0, options(c, false));
 	ptrace(PTRACE_CONT, tid, 0, 0);
+	return LAUNCH_RUNNING;
 }
 
 /* A signal delivered to the command: noted, so that the same signal sent to
@@ -174,37 +195,42 @@ static void on_delivery(struct child *c, int sig)
 }
 
 /* One thread's stop, each resumed as if untraced (a signal delivered, a
- * group stop kept); an exec of the child's after its first is held. */
-static enum launch_state on_stop(struct child *c, pid_t tid, int st, struct symbolizer *sym)
+ * group stop kept); an exec of the child's after its first, or of a
+ * descendant's, is held, and so is a process's end. */
+static enum launch_state on_stop(struct child *c, pid_t tid, int st)
 {
 	switch (st >> 16) {
 	case PTRACE_EVENT_EXIT:
-		if (tid != c->pid)
+		if (tid != c->pid && followed(c, tid) < 0)
 			break;
-		symbolizer_refresh(sym);
 		/* Its process ends (not only its leader: exit_group, or a
 		 * signal's end): held for a scan of its memory. */
 		if (!ptrace(PTRACE_GETREGS, tid, 0, &c->exit_regs) &&
-		    c->exit_regs.orig_rax != SYS_exit)
+		    c->exit_regs.orig_rax != SYS_exit) {
+			c->event = tid;
 			return LAUNCH_EXITING;
+		}
 		break;
 	case PTRACE_EVENT_EXEC: /* reported as the leader, whichever thread exec'd */
-		ptrace(PTRACE_SETOPTIONS, tid, 0, LEADER_OPTIONS); /* a thread's, it may be */
-		if (c->execs++ > 0)
+		ptrace(PTRACE_SETOPTIONS, tid, 0, options(c, true)); /* a thread's, it may be */
+		c->event = tid;
+		if (tid != c->pid || c->execs++ > 0)
 			return LAUNCH_EXECED;
 		break;
 	case PTRACE_EVENT_CLONE:
-		break;
+	case PTRACE_EVENT_FORK:
+	case PTRACE_EVENT_VFORK:
+		break; /* the new task stops on its own */
 	case PTRACE_EVENT_STOP:
 		/* A group stop: stay stopped until SIGCONT. */
 		if (WSTOPSIG(st) != SIGTRAP) {
 			ptrace(PTRACE_LISTEN, tid, 0, 0);
 			return LAUNCH_RUNNING;
 		}
-		on_new_task(c, tid);
-		return LAUNCH_RUNNING;
+		return on_new_task(c, tid);
 	default: /* a signal on its way: deliver it */
-		on_delivery(c, WSTOPSIG(st));
+		if (in_command(c, tid))
+			on_delivery(c, WSTOPSIG(st));
 		ptrace(PTRACE_CONT, tid, 0, WSTOPSIG(st));
 		return LAUNCH_RUNNING;
 	}
@@ -213,18 +239,26 @@ static enum launch_state on_stop(struct child *c, pid_t tid, int st, struct symb
 }
 
 /* One reaped wait: RUNNING if it needs no more from the caller. */
-static enum launch_state on_wait(struct child *c, pid_t tid, int st, struct symbolizer *sym)
+static enum launch_state on_wait(struct child *c, pid_t tid, int st)
 {
+	int i;
+
 	if (WIFEXITED(st) || WIFSIGNALED(st)) {
-		if (tid != c->pid)
+		if (tid == c->pid) {
+			c->wstatus = st;
+			return LAUNCH_EXITED;
+		}
+		if ((i = followed(c, tid)) < 0)
 			return LAUNCH_RUNNING; /* a thread */
-		c->wstatus = st;
-		return LAUNCH_EXITED;
+		c->procs[i] = c->procs[--c->nprocs];
+		c->event = tid;
+		c->event_status = st;
+		return LAUNCH_GONE;
 	}
-	return WIFSTOPPED(st) ? on_stop(c, tid, st, sym) : LAUNCH_RUNNING;
+	return WIFSTOPPED(st) ? on_stop(c, tid, st) : LAUNCH_RUNNING;
 }
 
-enum launch_state launch_poll(struct child *c, struct symbolizer *sym)
+enum launch_state launch_poll(struct child *c)
 {
 	enum launch_state s;
 	int st;
@@ -234,12 +268,12 @@ enum launch_state launch_poll(struct child *c, struct symbolizer *sym)
 		tid = c->stash[0].tid;
 		st = c->stash[0].status;
 		memmove(&c->stash[0], &c->stash[1], --c->nstash * sizeof(c->stash[0]));
-		if ((s = on_wait(c, tid, st, sym)) != LAUNCH_RUNNING)
+		if ((s = on_wait(c, tid, st)) != LAUNCH_RUNNING)
 			return s;
 	}
 	/* Every thread is traced, so that an exec from any of them stops. */
 	while ((tid = waitpid(-1, &st, WNOHANG | __WALL)) > 0)
-		if ((s = on_wait(c, tid, st, sym)) != LAUNCH_RUNNING)
+		if ((s = on_wait(c, tid, st)) != LAUNCH_RUNNING)
 			return s;
 	return LAUNCH_RUNNING;
 }
@@ -287,14 +321,14 @@ static bool frozen(const struct freeze *f, pid_t tid)
 	return false;
 }
 
-void launch_freeze(struct child *c, struct freeze *f)
+void launch_freeze(struct child *c, pid_t pid, struct freeze *f)
 {
 	bool more = true;
 	char path[64];
 
 	memset(f, 0, sizeof(*f));
-	f->pid = c->pid;
-	snprintf(path, sizeof(path), "/proc/%d/task", c->pid);
+	f->pid = pid;
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
 	while (more) { /* until no thread is new: one may start another */
 		struct dirent *d;
 		DIR *dir = opendir(path);
@@ -329,7 +363,8 @@ void launch_thaw(struct child *c, struct freeze *f)
 			ptrace(PTRACE_LISTEN, t->tid, 0, 0);
 			continue;
 		}
-		on_delivery(c, t->sig);
+		if (f->pid == c->pid)
+			on_delivery(c, t->sig);
 		ptrace(PTRACE_CONT, t->tid, 0, t->sig);
 	}
 	free(f->t);
@@ -339,12 +374,12 @@ void launch_thaw(struct child *c, struct freeze *f)
 
 void launch_let_exit(struct child *c)
 {
-	ptrace(PTRACE_CONT, c->pid, 0, 0);
+	ptrace(PTRACE_CONT, c->event, 0, 0);
 }
 
 void launch_resume(struct child *c)
 {
-	ptrace(PTRACE_CONT, c->pid, 0, 0);
+	ptrace(PTRACE_CONT, c->event, 0, 0);
 }
 
 /* Whether sig waits in the process's shared or its leader's pending set. */

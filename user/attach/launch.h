@@ -2,8 +2,9 @@
  * Starting `-- COMMAND` and standing beside it: forked before the tracer
  * changes anything a child inherits (signal mask, limits, threads), held at
  * a gate until the probes are attached, then exec'd; traced (ptrace) only to
- * stop it at its execs and its leader's exit; a signal the tracer gets is
- * passed on unless the command got it too.
+ * stop it at its execs and its leader's exit, and (following) each process
+ * it or its descendants start at its birth, execs and exit; a signal the
+ * tracer gets is passed on unless the command got it too.
  */
 #ifndef LAUNCH_H
 #define LAUNCH_H
@@ -16,8 +17,6 @@
 #include <sys/user.h>
 
 #include "freeze.h"
-
-struct symbolizer;
 
 struct child {
 	pid_t pid;
@@ -38,6 +37,11 @@ struct child {
 		int status;
 	} stash[64];
 	int nstash;
+	bool follow;	/* its descendants too */
+	pid_t *procs;	/* the descendants followed, alive */
+	int nprocs;
+	pid_t event;	/* the process a held state is about */
+	int event_status; /* LAUNCH_GONE: its wait status */
 };
 
 enum launch_state {
@@ -45,6 +49,8 @@ enum launch_state {
 	LAUNCH_EXITED,
 	LAUNCH_EXECED, /* it ran a new program and is held until launch_resume */
 	LAUNCH_EXITING, /* it is ending, its memory whole: held until launch_let_exit */
+	LAUNCH_BORN,	/* a descendant, held before its first instruction until launch_resume */
+	LAUNCH_GONE,	/* a descendant has exited (event_status) */
 };
 
 /* Resolve the command as execvp would, fork, and hold the child at the gate. */
@@ -54,15 +60,16 @@ int launch_release(struct child *c, char *err, size_t errlen);
 /* The child is not to run: killed and reaped. */
 void launch_abort(struct child *c);
 /* Reap or resume the child without blocking; c->wstatus is set once it has
- * exited. At its exit stop, sym gets its final map. An exec (from any of its
- * threads) holds it before the new program's first instruction, so that
- * the new program's allocator can be probed first. */
-enum launch_state launch_poll(struct child *c, struct symbolizer *sym);
+ * exited. An exec (from any of its threads) holds it before the new
+ * program's first instruction, so that the new program's allocator can be
+ * probed first; so does a descendant's birth. A held state is about
+ * c->event, which launch_resume or launch_let_exit lets go. */
+enum launch_state launch_poll(struct child *c);
 void launch_resume(struct child *c);
 void launch_let_exit(struct child *c);
-/* Every thread of the running command stopped where it is, with its
- * registers (for a scan); launch_thaw lets each go as it was. */
-void launch_freeze(struct child *c, struct freeze *f);
+/* Every thread of process pid (the command or a descendant) stopped where
+ * it is, with its registers (for a scan); launch_thaw lets each go as it was. */
+void launch_freeze(struct child *c, pid_t pid, struct freeze *f);
 void launch_thaw(struct child *c, struct freeze *f);
 /* Whether the command got sig as well (the tracer's signal was sent to the
  * process group, or by the terminal): pending in it, or taken in the last

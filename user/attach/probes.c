@@ -3,6 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "elf_file.h"
@@ -66,6 +72,20 @@ static const struct alloc_fn {
 
 #define NFUNCS ARRAY_SIZE(alloc_fns)
 
+/* uprobe_multi links (Linux 6.6), which libbpf 1.1 and its headers predate:
+ * BPF_LINK_CREATE's attributes for them. */
+#define UPROBE_MULTI	    48 /* BPF_TRACE_UPROBE_MULTI */
+#define UPROBE_MULTI_RETURN 1u /* BPF_F_UPROBE_MULTI_RETURN */
+
+union multi_attr {
+	struct {
+		__u32 prog_fd, target_fd, attach_type, flags;
+		__u64 path, offsets, ref_ctr_offsets, cookies;
+		__u32 cnt, flags_multi, pid;
+	} link;
+	union bpf_attr all; /* its size */
+};
+
 /* How many integer arguments an entry program reads. */
 static int entry_args(enum entry e)
 {
@@ -106,24 +126,33 @@ static struct bpf_program *entry_prog(struct memleak_bpf *skel, enum entry e)
 	return NULL;
 }
 
+/*
+ * The probes of one object are planned first, then attached as one
+ * uprobe_multi link per program: one link costs about as much to take
+ * down as one single probe (a grace period), where a perf-event probe per
+ * site cost 0.1 s each.
+ */
+struct site {
+	struct bpf_program *prog;
+	bool ret;	/* a return probe */
+	bool call_end; /* it sees calls end (a return probe, a ret instruction's) */
+	uint64_t offset, cookie;
+};
+
+struct plan {
+	struct site s[NFUNCS * 2 + MAX_RET_SITES * 4];
+	int n;
+};
+
 /* A probe at site (file offset) in function fn; the cookie tells the
  * program the function's size and how far into it the site is. */
-static int add_link(struct probes *p, struct bpf_program *prog, bool ret, pid_t pid,
-		    const char *path, const struct elf_func *fn, uint64_t site, const char *name,
-		    char *err, size_t errlen)
+static void plan_site(struct plan *pl, struct bpf_program *prog, bool ret, bool call_end,
+		      const struct elf_func *fn, uint64_t site)
 {
-	LIBBPF_OPTS(bpf_uprobe_opts, opts, .retprobe = ret,
-		    .bpf_cookie = fn->size | (site - fn->offset) << 32);
-	struct bpf_link *link = bpf_program__attach_uprobe_opts(prog, pid, path, site, &opts);
-
-	if (!link) {
-		snprintf(err, errlen, "cannot attach a uprobe to %s in %s: %s", name, path,
-			 strerror(errno));
-		return -1;
-	}
-	p->links = xrealloc(p->links, (p->nlinks + 1) * sizeof(*p->links));
-	p->links[p->nlinks++] = link;
-	return 0;
+	if (pl->n < (int)ARRAY_SIZE(pl->s))
+		pl->s[pl->n++] = (struct site){.prog = prog, .ret = ret, .call_end = call_end,
+					       .offset = site,
+					       .cookie = fn->size | (site - fn->offset) << 32};
 }
 
 /* The functions path defines, with aliases of one address kept once. */
@@ -155,10 +184,9 @@ static bool is_wrapper(const struct elf_func *funcs, enum entry e)
 }
 
 /* The ret instructions of an allocator's own new, each probed once: how
- * many it has, -1 if they cannot be found, -2 if one cannot be probed. */
-static int attach_ret_sites(struct memleak_bpf *skel, const char *path, const struct elf_func *fn,
-			    const char *name, pid_t pid, struct probes *p, uint64_t *done,
-			    int *ndone, char *err, size_t errlen)
+ * many it has, -1 if they cannot be found. */
+static int plan_ret_sites(struct memleak_bpf *skel, const char *path, const struct elf_func *fn,
+			  struct plan *pl, uint64_t *done, int *ndone)
 {
 	uint64_t sites[MAX_RET_SITES];
 	int n = ret_sites(path, fn->offset, fn->size, sites, MAX_RET_SITES);
@@ -172,9 +200,7 @@ static int attach_ret_sites(struct memleak_bpf *skel, const char *path, const st
 		if (seen || *ndone == MAX_RET_SITES * 4)
 			continue;
 		done[(*ndone)++] = sites[i];
-		if (add_link(p, skel->progs.alloc_ret_site, false, pid, path, &site, sites[i], name,
-			     err, errlen))
-			return -2;
+		plan_site(pl, skel->progs.alloc_ret_site, false, true, &site, sites[i]);
 	}
 	return n;
 }
@@ -182,9 +208,8 @@ static int attach_ret_sites(struct memleak_bpf *skel, const char *path, const st
 /* How each allocating function's result is seen: a return probe, or probes
  * on its ret instructions (operator new of an allocator); wrappers and frees
  * need neither. */
-static int attach_returns(struct memleak_bpf *skel, const char *path, const struct elf_func *funcs,
-			  const uint64_t *sites, pid_t pid, struct probes *p, char *err,
-			  size_t errlen)
+static void plan_returns(struct memleak_bpf *skel, const char *path, const struct elf_func *funcs,
+			 const uint64_t *sites, struct plan *pl)
 {
 	uint64_t done[MAX_RET_SITES * 4];
 	int ndone = 0;
@@ -197,24 +222,21 @@ static int attach_returns(struct memleak_bpf *skel, const char *path, const stru
 			continue;
 		/* A nothrow new cannot throw: a return probe is safe on it. */
 		if (e == E_NEW && !strstr(alloc_fns[i].name, "nothrow"))
-			n = attach_ret_sites(skel, path, &funcs[i], alloc_fns[i].name, pid, p, done,
-					     &ndone, err, errlen);
-		if (n == -2)
-			return -1;
+			n = plan_ret_sites(skel, path, &funcs[i], pl, done, &ndone);
 		if (n == -1)
 			warnx_("%s in %s: its returns cannot be found; it gets a return probe, "
 			       "and a new that throws there would end the program",
 			       alloc_fns[i].name, path);
 		/* At the entry probe's site: one trap for both. */
-		if (n <= 0 && add_link(p, skel->progs.alloc_return, true, pid, path, &funcs[i],
-				       sites[i], alloc_fns[i].name, err, errlen))
-			return -1;
+		if (n <= 0)
+			plan_site(pl, skel->progs.alloc_return, true, true, &funcs[i], sites[i]);
 	}
-	return 0;
 }
 
-static int attach_object(struct memleak_bpf *skel, const char *path, const struct elf_func *funcs,
-			 pid_t pid, struct probes *p, char *err, size_t errlen)
+/* Returns first (and off last): an entry seen without its return would
+ * leave a call in flight that never returns. */
+static void plan_object(struct memleak_bpf *skel, const char *path, const struct elf_func *funcs,
+			struct plan *pl, int *nfuncs)
 {
 	uint64_t sites[NFUNCS];
 
@@ -222,10 +244,7 @@ static int attach_object(struct memleak_bpf *skel, const char *path, const struc
 		sites[i] = funcs[i].offset ? probe_site(path, funcs[i].offset, funcs[i].size,
 							entry_args(alloc_fns[i].entry))
 					   : 0;
-	/* Returns first (and off last): an entry seen without its return would
-	 * leave a call in flight that never returns. */
-	if (attach_returns(skel, path, funcs, sites, pid, p, err, errlen))
-		return -1;
+	plan_returns(skel, path, funcs, sites, pl);
 	for (size_t i = 0; i < NFUNCS; i++) {
 		struct bpf_program *entry = is_wrapper(funcs, alloc_fns[i].entry)
 						? skel->progs.new_wrapper_enter
@@ -233,10 +252,58 @@ static int attach_object(struct memleak_bpf *skel, const char *path, const struc
 
 		if (!funcs[i].offset)
 			continue;
-		if (add_link(p, entry, false, pid, path, &funcs[i], sites[i], alloc_fns[i].name,
-			     err, errlen))
+		plan_site(pl, entry, false, false, &funcs[i], sites[i]);
+		(*nfuncs)++;
+	}
+}
+
+/* The sites of the plan that prog runs at, as one link; its fd or -errno. */
+static int multi_link(const struct plan *pl, int first, const char *path, pid_t pid)
+{
+	unsigned long offsets[ARRAY_SIZE(pl->s)];
+	__u64 cookies[ARRAY_SIZE(pl->s)];
+	struct bpf_program *prog = pl->s[first].prog;
+	union multi_attr a;
+	int n = 0, fd;
+
+	for (int i = first; i < pl->n; i++)
+		if (pl->s[i].prog == prog && pl->s[i].ret == pl->s[first].ret) {
+			offsets[n] = pl->s[i].offset;
+			cookies[n++] = pl->s[i].cookie;
+		}
+	memset(&a, 0, sizeof(a));
+	a.link.prog_fd = (__u32)bpf_program__fd(prog);
+	a.link.attach_type = UPROBE_MULTI;
+	a.link.path = (unsigned long)path;
+	a.link.offsets = (unsigned long)offsets;
+	a.link.cookies = (unsigned long)cookies;
+	a.link.cnt = (__u32)n;
+	a.link.flags_multi = pl->s[first].ret ? UPROBE_MULTI_RETURN : 0;
+	a.link.pid = pid > 0 ? (__u32)pid : 0;
+	fd = (int)syscall(SYS_bpf, BPF_LINK_CREATE, &a, sizeof(a));
+	return fd < 0 ? -errno : fd;
+}
+
+static int attach_plan(const struct plan *pl, const char *path, pid_t pid, struct probes *p,
+		       char *err, size_t errlen)
+{
+	for (int i = 0; i < pl->n; i++) {
+		bool first = true;
+		int fd;
+
+		for (int k = 0; k < i; k++)
+			first &= pl->s[k].prog != pl->s[i].prog || pl->s[k].ret != pl->s[i].ret;
+		if (!first)
+			continue;
+		if ((fd = multi_link(pl, i, path, pid)) < 0) {
+			snprintf(err, errlen, "cannot attach uprobes to %s (%s): %s", path,
+				 bpf_program__name(pl->s[i].prog), strerror(-fd));
 			return -1;
-		p->nfuncs++;
+		}
+		p->fds = xrealloc(p->fds, (p->nlinks + 1) * sizeof(*p->fds));
+		p->rets = xrealloc(p->rets, (p->nlinks + 1) * sizeof(*p->rets));
+		p->fds[p->nlinks] = fd;
+		p->rets[p->nlinks++] = pl->s[i].call_end;
 	}
 	return 0;
 }
@@ -248,20 +315,112 @@ int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pi
 	int objects = 0;
 
 	for (int i = 0; i < objs->n; i++) {
+		struct plan pl = {0};
+
 		if (resolve(objs->paths[i], funcs) <= 0)
 			continue;
-		if (attach_object(skel, objs->paths[i], funcs, pid, p, err, errlen))
+		plan_object(skel, objs->paths[i], funcs, &pl, &p->nfuncs);
+		if (attach_plan(&pl, objs->paths[i], pid, p, err, errlen))
 			return -1;
 		objects++;
 	}
 	return objects;
 }
 
+static void *close_fd(void *fd)
+{
+	close((int)(long)fd);
+	return NULL;
+}
+
+/* Closing a link waits out a grace period: all of one kind at once. */
+static void close_all(const struct probes *p, bool rets)
+{
+	pthread_t *th = xcalloc((size_t)p->nlinks, sizeof(*th));
+	bool *started = xcalloc((size_t)p->nlinks, sizeof(*started));
+	sigset_t all, was;
+
+	/* No signal of the tracer's is ever delivered to one of them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
+	for (int i = 0; i < p->nlinks; i++)
+		if (p->rets[i] == rets && pthread_create(&th[i], NULL, close_fd, (void *)(long)p->fds[i]))
+			close(p->fds[i]);
+		else if (p->rets[i] == rets)
+			started[i] = true;
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+	for (int i = 0; i < p->nlinks; i++)
+		if (started[i])
+			pthread_join(th[i], NULL);
+	free(started);
+	free(th);
+}
+
 void probes_detach(struct probes *p)
 {
-	/* Entry probes off first: see attach_object. */
-	for (int i = p->nlinks - 1; i >= 0; i--)
-		bpf_link__destroy(p->links[i]);
-	free(p->links);
+	/* Entry probes off first: see plan_object. */
+	close_all(p, false);
+	close_all(p, true);
+	free(p->fds);
+	free(p->rets);
 	memset(p, 0, sizeof(*p));
+}
+
+/* Detachments under way in the background, until probes_settle. */
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pending_done = PTHREAD_COND_INITIALIZER;
+static int pending;
+
+static void *detach_thread(void *arg)
+{
+	probes_detach(arg);
+	free(arg);
+	pthread_mutex_lock(&pending_lock);
+	if (--pending == 0)
+		pthread_cond_broadcast(&pending_done);
+	pthread_mutex_unlock(&pending_lock);
+	return NULL;
+}
+
+void probes_detach_later(struct probes *p)
+{
+	struct probes *copy = xcalloc(1, sizeof(*copy));
+	pthread_attr_t attr;
+	sigset_t all, was;
+	bool started;
+	pthread_t th;
+
+	*copy = *p;
+	memset(p, 0, sizeof(*p));
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
+	pthread_mutex_lock(&pending_lock);
+	started = pthread_create(&th, &attr, detach_thread, copy) == 0;
+	pending += started;
+	pthread_mutex_unlock(&pending_lock);
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+	pthread_attr_destroy(&attr);
+	if (!started) { /* no thread: here and now */
+		probes_detach(copy);
+		free(copy);
+	}
+}
+
+void probes_settle(void)
+{
+	pthread_mutex_lock(&pending_lock);
+	while (pending > 0)
+		pthread_cond_wait(&pending_done, &pending_lock);
+	pthread_mutex_unlock(&pending_lock);
+}
+
+void probes_prepare(struct memleak_bpf *skel)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, skel->obj)
+		if (bpf_program__type(prog) == BPF_PROG_TYPE_KPROBE)
+			bpf_program__set_expected_attach_type(prog, UPROBE_MULTI);
 }

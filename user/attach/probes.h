@@ -2,16 +2,19 @@
 #ifndef PROBES_H
 #define PROBES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
 #include "discover.h"
 
 struct memleak_bpf;
-struct bpf_link;
 
+/* One uprobe_multi link per (object, program): its fd, and whether it
+ * sees calls end (taken down after the entries). */
 struct probes {
-	struct bpf_link **links;
+	int *fds;
+	bool *rets;
 	int nlinks;
 	int nfuncs; /* allocator functions attached */
 };
@@ -24,5 +27,11 @@ struct probes {
 int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pid, struct probes *p,
 		  char *err, size_t errlen);
 void probes_detach(struct probes *p);
+/* The same in the background (p is emptied now): for a process that has
+ * exited or runs another program. probes_settle waits for all of them. */
+void probes_detach_later(struct probes *p);
+void probes_settle(void);
+/* Before the BPF object is loaded: its uprobe programs are for uprobe_multi links. */
+void probes_prepare(struct memleak_bpf *skel);
 
 #endif
