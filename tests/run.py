@@ -10,7 +10,7 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 E2E_MODULES = ["test_accounting", "test_harm", "test_launch", "test_faults", "test_errors", "test_system", "test_verdict", "test_kernel",
-               "test_unwind", "test_report", "test_profiles", "test_exporter", "test_pages", "test_scan", "test_install"]
+               "test_unwind", "test_report", "test_profiles", "test_exporter", "test_pages", "test_scan", "test_children", "test_install"]
 
 
 def run_unit(failures):
