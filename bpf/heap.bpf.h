@@ -442,31 +442,6 @@ static __always_inline int put_block(const struct alloc_key *key, __u32 home,
 	return -1;
 }
 
-/* The loader asks of one block with a test run, op as context; the answer
- * is left in block_answer (the verifier lets no write through a pointer
- * into the context that the compiler may make). */
-struct block_op block_answer;
-
-SEC("syscall")
-int block_op(struct block_op *ctx)
-{
-	struct block_op *op = &block_answer;
-	struct block_slot *s;
-	__u32 state, home;
-
-	*op = *ctx;
-	op->done = 0;
-	home = block_home(&op->key, blocks_mask);
-	if (op->op == BLOCK_OP_FORGET) {
-		op->done = take_block(&op->key, home, op->info.time_ns, &op->info) == 0;
-	} else if ((s = find_block(&op->key, home, &state))) {
-		op->info = s->info;
-		asm volatile("" ::: "memory"); /* the record before the state again */
-		op->done = s->state == state;
-	}
-	return 0;
-}
-
 /* Forget the live block at key (home: its home slot) if it was allocated at
  * time_ns (any, if 0); one we never saw allocated is ignored. */
 static __always_inline void release_at(const struct alloc_key *key, __u32 home, __u64 time_ns)
@@ -551,6 +526,35 @@ static __always_inline void record_at(__u32 space, __u32 owner, __u64 addr, __u6
 	__sync_fetch_and_add(&p->c.alloc_bytes, size);
 	if (c)
 		count_in_stack(c, &info);
+}
+
+/* The loader asks of one block with a test run, op as context; the answer
+ * is left in block_answer (the verifier lets no write through a pointer
+ * into the context that the compiler may make). */
+struct block_op block_answer;
+
+SEC("syscall")
+int block_op(struct block_op *ctx)
+{
+	struct block_op *op = &block_answer;
+	struct block_slot *s;
+	__u32 state, home;
+
+	*op = *ctx;
+	op->done = 0;
+	home = block_home(&op->key, blocks_mask);
+	if (op->op == BLOCK_OP_FORGET) {
+		op->done = take_block(&op->key, home, op->info.time_ns, &op->info) == 0;
+	} else if (op->op == BLOCK_OP_INHERIT) {
+		record_at(op->key.space, op->info.owner, op->key.addr, op->info.size,
+			  op->info.stack_id, op->info.time_ns, NULL);
+		op->done = 1;
+	} else if ((s = find_block(&op->key, home, &state))) {
+		op->info = s->info;
+		asm volatile("" ::: "memory"); /* the record before the state again */
+		op->done = s->state == state;
+	}
+	return 0;
 }
 
 static __always_inline void record(__u32 space, __u32 owner, __u64 addr, __u64 size, __u64 stack_id)

@@ -107,6 +107,8 @@ enum block_op_kind {
 	BLOCK_OP_FIND = 1, /* is it live: its record */
 	BLOCK_OP_FORGET,   /* take it out if allocated at info.time_ns, uncounted (its
 			    * process is forgotten) */
+	BLOCK_OP_INHERIT,  /* record it as key.space's, owned by info.owner, allocated
+			    * at info.time_ns (a forked child's copy of its parent's) */
 };
 
 struct block_op {

@@ -198,6 +198,41 @@ static int block_op(const struct heap_maps *m, struct block_op *op)
 	return op->done;
 }
 
+struct inherited {
+	__u32 parent;
+	struct block_op *ops;
+	size_t n, cap;
+};
+
+static void of_parent(const void *key, const void *val, void *ctx)
+{
+	const struct alloc_key *k = key;
+	struct inherited *in = ctx;
+
+	if (k->space != in->parent)
+		return;
+	if (in->n == in->cap) {
+		in->cap = in->cap ? 2 * in->cap : 256;
+		in->ops = xrealloc(in->ops, in->cap * sizeof(*in->ops));
+	}
+	in->ops[in->n++] = (struct block_op){.key = *k, .info = *(const struct alloc_info *)val};
+}
+
+int heap_inherit(const struct heap_maps *m, __u32 parent, __u32 child)
+{
+	struct inherited in = {.parent = parent};
+	int e = for_each_block(m, of_parent, &in);
+
+	for (size_t i = 0; !e && i < in.n; i++) {
+		in.ops[i].key.space = child;
+		in.ops[i].info.owner = child;
+		in.ops[i].op = BLOCK_OP_INHERIT;
+		e = block_op(m, &in.ops[i]) < 0 ? -EIO : 0;
+	}
+	free(in.ops);
+	return e ? e : (int)in.n;
+}
+
 /* A sorted set of processes. */
 struct tgid_set {
 	const __u32 *tgids;

@@ -123,6 +123,10 @@ bool snapshot_block_lives(const struct heap_maps *m, const struct alloc_key *k, 
  * order. */
 typedef void (*block_fn)(void *ctx, __u64 addr, __u64 size, __u64 stack_id);
 int heap_blocks_of(const struct heap_maps *m, __u32 space, block_fn fn, void *ctx);
+/* A forked child's copy of its parent's live blocks, as valgrind's child
+ * has: each recorded as the child's, with its stack and time. How many, or
+ * -errno. */
+int heap_inherit(const struct heap_maps *m, __u32 parent, __u32 child);
 /* Delete every map entry of processes, as they ended (ended) or live: their
  * totals, their stacks' totals and the live allocations they own, in one
  * walk of each map, leaving the other image under the same pid (a newcomer's,

@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <linux/kcmp.h>
 #include <bpf/libbpf.h>
 
 #include "discover.h"
@@ -505,8 +506,10 @@ static bool all_exited(const struct target_set *ts)
 
 /* A traced process ran a new program, from whichever thread: the new
  * program's allocator is probed (it may be another one), then the old
- * probes come off. Both sets count each call once, so nothing is lost or
- * counted twice in between. */
+ * probes come off, in the background. Both sets count each call once, so
+ * nothing is lost or counted twice in between. The old ones cannot be
+ * kept: after an exec from another thread than the leader, they are bound
+ * to the leader that is gone. */
 static void reprobe(struct tracer *tr, struct target *t)
 {
 	struct probes fresh = {0}, old = t->probes;
@@ -598,15 +601,29 @@ static void scan_due(struct tracer *tr)
 	}
 }
 
-/* A process the command or a descendant started, held at its birth:
- * probed before its first instruction. */
+/* Whether two processes share one memory (a vfork's child, clone(CLONE_VM)). */
+static bool same_memory(pid_t a, pid_t b)
+{
+	return syscall(SYS_kcmp, a, b, KCMP_VM, 0, 0) == 0;
+}
+
+/* A process the command or a descendant started, held at its birth (and
+ * the thread that forked it, at the fork): probed before its first
+ * instruction, with a copy of its parent's live blocks if it has a memory
+ * of its own, as valgrind's child has. */
 static void follow_birth(struct tracer *tr, pid_t pid)
 {
 	struct probes probes = {0};
 	struct objlist objs = {0};
 	char what[64], err[512] = "its memory map cannot be read";
-	struct target *t;
+	pid_t parent = proc_status_int(pid, "PPid");
+	struct target *t, *from = targets_find(&tr->targets, parent);
+	int e;
 
+	if (from && holds_blocks(tr, from) && !same_memory(parent, pid) &&
+	    (e = heap_inherit(&tr->targets.heap, (__u32)parent, (__u32)pid)) < 0)
+		warnx_("pid %d: the blocks it inherits from pid %d cannot be copied: %s", pid,
+		       parent, strerror(-e));
 	snprintf(what, sizeof(what), "PID %d", pid);
 	if (discover_pid(pid, &objs) ||
 	    attach_objects(tr, &objs, pid, &probes, what, err, sizeof(err)))
@@ -783,7 +800,7 @@ static void reprobe_execs(struct tracer *tr)
 		if (!t->exec_pending)
 			continue;
 		t->exec_pending = false;
-		if (t->alive && t->probes.nlinks && !(tr->launched && i == 0))
+		if (t->alive && t->probes.nlinks && !tr->launched) /* held at their execs */
 			reprobe(tr, t);
 	}
 }

@@ -99,6 +99,23 @@ def test_fork_without_exec_leaks_in_the_child_alone():
     check_eq(parent["scan"]["leaked_bytes"], 0, "the parent's scan")
 
 
+def test_forked_child_inherits_its_parents_blocks():
+    """The parent keeps 20 x 100 B, forks; the child frees 5 of them and
+    leaks 10 x 1337 B of its own. As valgrind says: the parent holds its 20
+    at exit, the child the 15 it inherited and its 10, each block with the
+    stack that allocated it."""
+    argv = [workload("fork_inherit")]
+    want = valgrind_children(argv)
+    status, out, err = run_tool(["--json", "5", "--"] + argv)
+    check_eq(status, 0, "exit status: " + err[-300:])
+    parent, child = sorted(final_procs(out), key=lambda p: p["pid"])
+    check_eq([figures(parent), figures(child)], [w for _, w in want], "against valgrind")
+    check_eq((figures(parent), figures(child)), ((2000, 20), (1500 + 13370, 25)),
+             "known figures")
+    check_eq(leaks_by_function(child).get("keep_in_parent"), [1500, 15], "inherited blocks")
+    check_eq(leaks_by_function(child).get("leak_in_child"), [13370, 10], "its own")
+
+
 def test_prefork_server_one_worker_leaks():
     """A pre-forking server: 4 workers serve for 12 s, worker 2 loses 1 in
     10 of its 512-byte headers (600 of them). It alone is a leak, at

@@ -217,10 +217,21 @@ static enum launch_state on_stop(struct child *c, pid_t tid, int st)
 		if (tid != c->pid || c->execs++ > 0)
 			return LAUNCH_EXECED;
 		break;
-	case PTRACE_EVENT_CLONE:
 	case PTRACE_EVENT_FORK:
 	case PTRACE_EVENT_VFORK:
-		break; /* the new task stops on its own */
+	case PTRACE_EVENT_CLONE: {
+		unsigned long born = 0;
+
+		/* The new task stops on its own. A new process not born yet:
+		 * its parent waits for it (launch_resume). */
+		if (!c->follow || ptrace(PTRACE_GETEVENTMSG, tid, 0, &born) || followed(c, born) >= 0 ||
+		    proc_status_int((pid_t)born, "Tgid") != (pid_t)born)
+			break;
+		c->forks = xrealloc(c->forks, (size_t)(c->nforks + 1) * sizeof(*c->forks));
+		c->forks[c->nforks].parent = tid;
+		c->forks[c->nforks++].child = (pid_t)born;
+		return LAUNCH_RUNNING;
+	}
 	case PTRACE_EVENT_STOP:
 		/* A group stop: stay stopped until SIGCONT. */
 		if (WSTOPSIG(st) != SIGTRAP) {
@@ -248,6 +259,11 @@ static enum launch_state on_wait(struct child *c, pid_t tid, int st)
 			c->wstatus = st;
 			return LAUNCH_EXITED;
 		}
+		for (int k = 0; k < c->nforks; k++)
+			if (c->forks[k].child == tid) { /* gone before its birth was seen */
+				ptrace(PTRACE_CONT, c->forks[k].parent, 0, 0);
+				c->forks[k--] = c->forks[--c->nforks];
+			}
 		if ((i = followed(c, tid)) < 0)
 			return LAUNCH_RUNNING; /* a thread */
 		c->procs[i] = c->procs[--c->nprocs];
@@ -292,6 +308,13 @@ static bool interrupt(struct child *c, pid_t tid, struct frozen_thread *t)
 {
 	int st;
 
+	for (int i = 0; i < c->nforks; i++)
+		if (c->forks[i].parent == tid) { /* held already, until its child's birth */
+			*t = (struct frozen_thread){.tid = tid, .kept = true};
+			if (ptrace(PTRACE_GETREGS, tid, 0, &t->regs))
+				memset(&t->regs, 0, sizeof(t->regs));
+			return true;
+		}
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0))
 		return false;
 	while (waitpid(tid, &st, __WALL) < 0)
@@ -380,6 +403,11 @@ void launch_let_exit(struct child *c)
 void launch_resume(struct child *c)
 {
 	ptrace(PTRACE_CONT, c->event, 0, 0);
+	for (int i = 0; i < c->nforks; i++)
+		if (c->forks[i].child == c->event) {
+			ptrace(PTRACE_CONT, c->forks[i].parent, 0, 0);
+			c->forks[i--] = c->forks[--c->nforks];
+		}
 }
 
 /* Whether sig waits in the process's shared or its leader's pending set. */

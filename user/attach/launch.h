@@ -40,6 +40,12 @@ struct child {
 	bool follow;	/* its descendants too */
 	pid_t *procs;	/* the descendants followed, alive */
 	int nprocs;
+	/* Threads held at the fork that made a process not yet born (its
+	 * parent's blocks are copied at its birth, as they were). */
+	struct {
+		pid_t parent, child;
+	} *forks;
+	int nforks;
 	pid_t event;	/* the process a held state is about */
 	int event_status; /* LAUNCH_GONE: its wait status */
 };
