@@ -19,7 +19,7 @@ LIB_OBJ  := $(filter-out $(BUILD)/user/main.o,$(USER_OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 SKELS    := $(BUILD)/memleak.skel.h $(BUILD)/kmem.skel.h
 
-WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je new_fails_tc storm many_stacks survivor fork_exec realloc_race realloc_unknown signal_alloc clone_noexit signal_count thread_exit chatty clone_vm_free thread_churn pid_reuse deep_nofp deep_fp thread_leak inline_nest deep_split cxx_template dlopen_leak libdlleak.so recurse deep_dbgframe static_stripped oldest two_callers page_drip page_events reach_kinds reach_many prefork fork_leak fork_inherit
+WORKLOADS := leaky_all leaky_all_vg leaky_cxx leaky_cxx_je threads attach_target demo_leaky bench_pairs flood server_like pipe_holder short_lived map_reader fill_then_hold exec_thread new_fails new_fails_je new_fails_tc storm many_stacks survivor fork_exec realloc_race realloc_unknown signal_alloc clone_noexit signal_count thread_exit chatty clone_vm_free thread_churn pid_reuse deep_nofp deep_fp thread_leak inline_nest deep_split cxx_template dlopen_leak libdlleak.so recurse deep_dbgframe static_stripped oldest two_callers page_drip page_events reach_kinds reach_many prefork fork_leak
 WORKLOAD_BIN := $(addprefix $(BUILD)/workloads/,$(WORKLOADS))
 WL_CFLAGS := -O1 -g -fno-builtin -fno-omit-frame-pointer -fno-optimize-sibling-calls -fno-inline
 

@@ -104,7 +104,7 @@ def test_forked_child_inherits_its_parents_blocks():
     leaks 10 x 1337 B of its own. As valgrind says: the parent holds its 20
     at exit, the child the 15 it inherited and its 10, each block with the
     stack that allocated it."""
-    argv = [workload("fork_inherit")]
+    argv = [workload("fork_leak"), "inherit"]
     want = valgrind_children(argv)
     status, out, err = run_tool(["--json", "5", "--"] + argv)
     check_eq(status, 0, "exit status: " + err[-300:])
