@@ -293,7 +293,44 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 		t->pages = tr->pages;
 		t->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	}
+	if (tr->opt.no_follow)
+		return 0;
+	/* Their children, as the lifecycle tracepoint tells of them. */
+	tr->targets.follow = true;
+	tr->skel->links.process_forked = bpf_program__attach(tr->skel->progs.process_forked);
+	if (!tr->skel->links.process_forked) {
+		snprintf(err, errlen, "cannot trace process lifecycle (sched tracepoints): %s",
+			 strerror(errno));
+		return -1;
+	}
 	return 0;
+}
+
+/* -p: a traced process's new child, seen at a sample: probed from now on
+ * (what it did before is not counted, as for -p itself). */
+static void probe_born(struct tracer *tr)
+{
+	for (int i = 0; i < tr->targets.n; i++) {
+		struct target *t = &tr->targets.t[i];
+		struct objlist objs = {0};
+		char what[64], err[512] = "its memory map cannot be read";
+
+		if (!t->born)
+			continue;
+		t->born = false;
+		snprintf(what, sizeof(what), "PID %d", t->pid);
+		if (discover_pid(t->pid, &objs) ||
+		    attach_objects(tr, &objs, t->pid, &t->probes, what, err, sizeof(err)))
+			warnx_("pid %d, a child of a traced process, cannot be traced: %s", t->pid,
+			       err);
+		objlist_free(&objs);
+		if (tr->kmem)
+			kmem_trace(tr->kmem, t->pid);
+		t->pages = tr->pages;
+		t->pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
+		unwinder_add_pid(&tr->unwind, t->pid);
+		target_refresh(t);
+	}
 }
 
 static int start_system(struct tracer *tr, char *err, size_t errlen)
@@ -838,6 +875,7 @@ static void sample(struct tracer *tr)
 	tr->samples++;
 	follow_maps(tr);
 	watch_lifecycle(&tr->targets, bpf_map__fd(tr->skel->maps.lifecycle));
+	probe_born(tr);
 	reprobe_execs(tr);
 	if (tr->samples % SWEEP_SAMPLES == 0)
 		targets_sweep_stacks(&tr->targets);

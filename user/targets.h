@@ -33,6 +33,7 @@ struct target {
 	bool watched;	   /* judged on its anonymous RSS: its allocator is probed once it grows */
 	bool probed;	   /* a watched process whose allocator probes are attached */
 	bool exec_pending; /* ran a new program: its own probes are to be redone */
+	bool born;	   /* -p: a traced process's new child, to be probed */
 	bool pages;	   /* --pages: its resident pages are counted, not its heap */
 	struct probes probes; /* a watched process's own, while probed */
 	double probed_at;
@@ -66,6 +67,7 @@ struct target_set {
 	int n;
 	bool every_process; /* system-wide: add every process that allocates */
 	bool watching;	    /* new targets are watched (system-wide, no --all-stacks) */
+	bool follow;	    /* -p: the children of traced processes are traced too */
 	double start_time;
 	long samples; /* taken so far */
 	struct heap_maps heap;	 /* the user heap's accounting */

@@ -25,6 +25,15 @@ static bool is_user_process(pid_t pid)
 	return size > 0;
 }
 
+/* Whether pid's parent is a traced process, alive. */
+static bool born_of_target(struct target_set *ts, pid_t pid)
+{
+	pid_t parent = proc_status_int(pid, "PPid");
+	const struct target *t = parent > 0 ? targets_find(ts, parent) : NULL;
+
+	return t && t->alive && t->pid != KERNEL_OWNER;
+}
+
 void watch_scan(struct target_set *ts)
 {
 	DIR *d = opendir("/proc");
@@ -92,6 +101,8 @@ void watch_lifecycle(struct target_set *ts, int fd)
 		if (ts->watching && !t && pid != self && is_user_process(pid) &&
 		    targets_newcomer(ts, pid))
 			targets_add(ts, pid);
+		else if (ts->follow && !t && (lives[i].events & LIFE_BORN) && born_of_target(ts, pid))
+			targets_add(ts, pid)->born = true;
 	}
 	free(lives);
 }

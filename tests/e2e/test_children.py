@@ -7,7 +7,8 @@ import re
 import signal
 import subprocess
 
-from harness import TOOL, check, check_eq, leaks_by_function, reports, run_tool, workload
+from harness import (TOOL, check, check_eq, leaks_by_function, reports, run_tool, wait_attached,
+                     workload)
 from test_accounting import CXX_EH_POOL
 
 
@@ -188,3 +189,39 @@ def test_a_thousand_short_children_none_missing():
     seen = {(p["pid"], p["comm"]) for r in rs for p in r["processes"]}
     check_eq(sum(1 for _, c in seen if c == "true"), 1000, "children in the reports")
     check_eq({k: v for k, v in rs[-1]["dropped"].items() if v}, {}, "dropped")
+
+
+def attached_to_a_shell(extra):
+    """-p on a shell that starts demo_leaky (2 s, from its first request
+    on, one 256-byte header in 10 lost) once the tracer is ready."""
+    shell = subprocess.Popen(["sh", "-c", "read go; %s 2000 1; true" % workload("demo_leaky")],
+                             stdin=subprocess.PIPE, text=True)
+    tool = subprocess.Popen([TOOL, "--json", "-p", str(shell.pid), "1"] + extra,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_attached(tool)
+        shell.stdin.write("go\n")
+        shell.stdin.close()
+        out, err = tool.communicate(timeout=60)
+    finally:
+        for p in (shell, tool):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    check_eq(tool.returncode, 0, "exit status (stderr: %s)" % err[-300:])
+    return by_comm(final_procs(out)), shell.pid
+
+
+def test_attached_process_children_followed():
+    """-p follows the children its process starts after attaching: each is
+    probed when the tracer sees it (within a sample), and counted from then
+    on, as -p counts; --no-follow leaves them alone."""
+    got, pid = attached_to_a_shell([])
+    check_eq(sorted(got), ["demo_leaky", "sh"], "processes traced")
+    check_eq(got["sh"][0]["pid"], pid, "the shell")
+    child = got["demo_leaky"][0]
+    lost = leaks_by_function(child).get("parse_header")
+    check(lost and lost[0] == 256 * lost[1] and 150 <= lost[1] <= 200,
+          "parse_header's lost copies, counted from the probe on: %r" % lost)
+    got, _ = attached_to_a_shell(["--no-follow"])
+    check_eq(sorted(got), ["sh"], "--no-follow: processes traced")
