@@ -250,6 +250,7 @@ static int start_command(struct tracer *tr, char *err, size_t errlen)
 		return -1;
 	}
 	t = targets_add(&tr->targets, tr->child.pid);
+	t->kept = true;
 	t->probes = probes;
 	t->pages = tr->pages;
 	snprintf(t->comm, sizeof(t->comm), "%s", strrchr(tr->child.path, '/') + 1);
@@ -725,6 +726,11 @@ static bool pass_on(struct tracer *tr, const bool *got)
 {
 	bool exited = serve_command(tr);
 
+	/* The command is gone, descendants live on (a daemon): an end asked
+	 * of the tracer is its own. They run on, untraced. */
+	if (!exited && !tr->targets.t[0].alive &&
+	    (got[SIGINT] || got[SIGTERM] || got[SIGHUP] || got[SIGQUIT]))
+		return true;
 	for (int sig = 1; sig < NSIG && !exited; sig++) {
 		if (!got[sig] || launch_got_too(&tr->child, sig))
 			continue;

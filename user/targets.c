@@ -910,7 +910,7 @@ void targets_report(struct target_set *ts, const struct report_options *ro, stru
 		if (t->gone)
 			continue;
 		build_proc(ts, t, snap, ro, now, &r->procs[r->nprocs++]);
-		t->gone = !t->alive && !r->final;
+		t->gone = !t->alive && !r->final && !t->kept;
 	}
 	qsort(r->procs, r->nprocs, sizeof(*r->procs), by_concern);
 	add_oldest(ts, r, snap, ro->max_procs, now);

@@ -30,6 +30,7 @@ struct target {
 	char comm[17];
 	bool alive;
 	bool gone;	   /* exited and shown in a report since: no longer listed */
+	bool kept;	   /* listed to the end, exited or not (a launched command: targets.t[0]) */
 	bool watched;	   /* judged on its anonymous RSS: its allocator is probed once it grows */
 	bool probed;	   /* a watched process whose allocator probes are attached */
 	bool exec_pending; /* ran a new program: its own probes are to be redone */

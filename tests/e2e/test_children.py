@@ -2,13 +2,14 @@
 (fork, vfork, clone of a process, exec), each its own process in the
 reports; --no-follow traces the command alone. The figures of each are
 checked against valgrind --trace-children=yes on the same run."""
+import json
 import os
 import re
 import signal
 import subprocess
 
-from harness import (TOOL, check, check_eq, leaks_by_function, reports, run_tool, wait_attached,
-                     workload)
+from harness import (TOOL, Lines, check, check_eq, leaks_by_function, reports, run_tool,
+                     wait_attached, workload)
 from test_accounting import CXX_EH_POOL
 
 
@@ -225,3 +226,34 @@ def test_attached_process_children_followed():
           "parse_header's lost copies, counted from the probe on: %r" % lost)
     got, _ = attached_to_a_shell(["--no-follow"])
     check_eq(sorted(got), ["sh"], "--no-follow: processes traced")
+
+
+def test_daemon_outlives_the_command():
+    """A grandchild that daemonises outlives the command: the run goes on
+    while it lives, SIGINT ends it with a final report that lists it
+    alive, and it runs on, untraced and unharmed."""
+    tool = subprocess.Popen([TOOL, "--json", "1", "--", "sh", "-c",
+                             "setsid sleep 60 </dev/null >/dev/null 2>&1 & echo started"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    daemon = None
+    try:
+        out = Lines(tool.stdout)
+        out.wait_for("started", 30)
+        line = out.wait_for('"seq":2,', 30)  # reports go on after the shell's exit
+        daemon = [p for p in json.loads(line)["processes"] if p["comm"] == "sleep"]
+        check(daemon and daemon[0]["alive"], "the daemon in the second report: %s" % line[:300])
+        daemon = daemon[0]["pid"]
+        tool.send_signal(signal.SIGINT)
+        check_eq(tool.wait(timeout=30), 0, "the tracer's status (the shell's)")
+        last = json.loads([l for l in out.rest() if l.startswith("{")][-1])
+        check(last["final"], "no final report")
+        check_eq([(p["comm"], p["alive"]) for p in last["processes"] if p["pid"] == daemon],
+                 [("sleep", True)], "the daemon in the final report")
+        status = dict(l.split(":", 1) for l in open("/proc/%d/status" % daemon))
+        check_eq((status["State"].split()[0], status["TracerPid"].strip()), ("S", "0"),
+                 "the daemon after the tracer")
+    finally:
+        if tool.poll() is None:
+            tool.kill()
+        if daemon:
+            os.kill(daemon, signal.SIGKILL)
