@@ -23,6 +23,7 @@ static void decimate(struct curve *c)
 					       .last = b.last};
 	}
 	c->n /= 2;
+	c->merged = true;
 }
 
 static bool flat_at(const struct curve_point *p, double value)
@@ -55,6 +56,7 @@ void curve_judge(const struct curve *c, struct verdict *v)
 		t[i] = c->p[i].t;
 		y[i] = c->p[i].low;
 	}
+	v->raw = !c->merged;
 	verdict_update(v, t, y, c->n);
 	free(t);
 	free(y);

@@ -19,6 +19,7 @@ struct curve {
 	size_t n;
 	size_t room; /* points allocated; grows up to cap */
 	size_t cap;  /* points kept at most; a power of two */
+	bool merged; /* some points are merged pairs, spans (not samples) */
 };
 
 void curve_init(struct curve *c, size_t cap);

@@ -99,7 +99,7 @@ double verdict_median(double *v, size_t n)
 	return (below + v[n / 2]) / 2;
 }
 
-static void make_floors(const double *t, const double *y, size_t n, struct floors *f)
+static void make_floors(const double *t, const double *y, size_t n, bool raw, struct floors *f)
 {
 	double span = t[n - 1] - t[0];
 	double w = span / WINDOWS > MIN_WINDOW_S ? span / WINDOWS : MIN_WINDOW_S;
@@ -116,10 +116,12 @@ static void make_floors(const double *t, const double *y, size_t n, struct floor
 
 		if (k >= cap)
 			k = cap - 1;
-		/* Between samples the curve holds its last value: empty windows too. */
+		/* Between points the curve holds its last value: empty windows
+		 * too; but between two samples that differ nothing was seen (a
+		 * stall): those windows are left out (NAN), not read as flat. */
 		while (f->n < k) {
 			f->t[f->n] = t[0] + f->n * w;
-			f->low[f->n] = f->high[f->n] = y[i - 1];
+			f->low[f->n] = f->high[f->n] = raw && y[i - 1] != y[i] ? NAN : y[i - 1];
 			f->n++;
 		}
 		if (k >= f->n) {
@@ -133,6 +135,11 @@ static void make_floors(const double *t, const double *y, size_t n, struct floor
 	/* A last window with only a few samples is not a fair minimum. */
 	if (f->n > 1 && t[n - 1] - f->t[f->n - 1] < w / 2)
 		f->n--;
+	for (size_t k = 0, windows = f->n, j = f->n = 0; k < windows; k++)
+		if (!isnan(f->low[k])) {
+			f->t[j] = f->t[k], f->low[j] = f->low[k], f->high[j] = f->high[k];
+			f->n = ++j;
+		}
 	/* The lowest of two windows: a burst held for most of a window (1 s
 	 * in a 2 s period, sampled at 0.5 s) lifts a window's minimum, not
 	 * this. */
@@ -180,11 +187,9 @@ static double mann_kendall_z(const double *t, const double *y, size_t n, double 
 		if (i + 1 < n)
 			c1 += d * (y[i + 1] - slope * t[i + 1] - mean);
 	}
-	r = c0 > 0 ? fmin(c1 / c0, 0.9) : 0;
-	/* Only a significant autocorrelation widens the variance (Hamed and
-	 * Rao's 5% bound): over a few floors r is mostly noise. */
-	if (r > (-1 + 1.96 * sqrt(n - 2.0)) / (n - 1.0))
-		var *= (1 + r) / (1 - r);
+	r = c0 > 0 ? c1 / c0 : 0;
+	r = fmin(fmax(r, 0), 0.9);
+	var *= (1 + r) / (1 - r);
 	return s > 0 ? (s - 1) / sqrt(var) : 0;
 }
 
@@ -305,7 +310,7 @@ static bool climbing_out(struct verdict *v, const struct floors *f, double margi
  * steady curve's band is its recent floors', another's its first third's.
  */
 static void read_curve(const double *t, const double *y, size_t n, const struct verdict *held,
-		       struct verdict *v)
+		       bool raw, struct verdict *v)
 {
 	double from_s = held ? held->band_from_s : 0, to_s = held ? held->band_to_s : 0;
 	struct floors f;
@@ -318,7 +323,7 @@ static void read_curve(const double *t, const double *y, size_t n, const struct 
 	v->band_to_s = to_s;
 	if (n < 2 || t[n - 1] - t[0] < VERDICT_WARMUP_S)
 		return;
-	make_floors(t, y, n, &f);
+	make_floors(t, y, n, raw, &f);
 	recent = f.n / 2 > MIN_RECENT ? f.n / 2 : MIN_RECENT;
 	if (f.n < recent + 2) {
 		free_floors(&f);
@@ -362,14 +367,14 @@ static void read_curve(const double *t, const double *y, size_t n, const struct 
 
 void judge_curve(const double *t, const double *y, size_t n, struct verdict *v)
 {
-	read_curve(t, y, n, NULL, v);
+	read_curve(t, y, n, NULL, v->raw, v);
 }
 
 void verdict_update(struct verdict *v, const double *t, const double *y, size_t n)
 {
 	struct verdict now;
 
-	read_curve(t, y, n, v, &now);
+	read_curve(t, y, n, v, v->raw, &now);
 	switch (v->state) {
 	case VERDICT_LEAK:
 		/* Its band and departure stay; it is withdrawn only when its floor
@@ -418,6 +423,7 @@ void verdict_update(struct verdict *v, const double *t, const double *y, size_t 
 		v->leak_since_s = 0; /* steady a while: a single reading does not end it */
 	}
 	now.leak_since_s = v->leak_since_s;
+	now.raw = v->raw;
 	now.settled_s = v->settled_s;
 	now.steady_since_s = v->steady_since_s;
 	*v = now;

@@ -28,6 +28,9 @@ struct verdict {
 	double band_from_s;    /* the band covers the floors of this time: when the */
 	double band_to_s;      /* curve read steady and flat (0: not yet); it only extends */
 	bool climbing;	       /* the reading: out of that band since, and still climbing */
+	bool raw; /* set by the caller: the curve's points are samples, not spans (merged
+		   * ones): a window none falls in between two that differ is unknown
+		   * (the tracer stalled), not the earlier one held */
 };
 
 #define VERDICT_WARMUP_S 10.0
