@@ -141,7 +141,7 @@ int launch_release(struct child *c, char *err, size_t errlen)
 	return 0;
 }
 
-
+/* Its index among the descendants followed, or -1. */
 static int followed(const struct child *c, pid_t pid)
 {
 	for (int i = 0; i < c->nprocs; i++)
