@@ -307,29 +307,42 @@ static int start_pids(struct tracer *tr, char *err, size_t errlen)
 	return 0;
 }
 
+/* A new process traced from now on: the allocator of each object it maps
+ * probed, its kernel allocations counted with -k, its unwind tables read.
+ * whose: what it is, for the line that says it cannot be. */
+static struct target *trace_new(struct tracer *tr, pid_t pid, const char *whose)
+{
+	struct probes probes = {0};
+	struct objlist objs = {0};
+	char what[64], err[512] = "its memory map cannot be read";
+	struct target *t;
+
+	snprintf(what, sizeof(what), "PID %d", pid);
+	if (discover_pid(pid, &objs) ||
+	    attach_objects(tr, &objs, pid, &probes, what, err, sizeof(err)))
+		warnx_("pid %d, %s, cannot be traced: %s", pid, whose, err);
+	objlist_free(&objs);
+	if (tr->kmem)
+		kmem_trace(tr->kmem, pid);
+	unwinder_add_pid(&tr->unwind, pid);
+	t = targets_add(&tr->targets, pid);
+	t->probes = probes;
+	t->pages = tr->pages;
+	return t;
+}
+
 /* -p: a traced process's new child, seen at a sample: probed from now on
  * (what it did before is not counted, as for -p itself). */
 static void probe_born(struct tracer *tr)
 {
 	for (int i = 0; i < tr->targets.n; i++) {
 		struct target *t = &tr->targets.t[i];
-		struct objlist objs = {0};
-		char what[64], err[512] = "its memory map cannot be read";
 
 		if (!t->born)
 			continue;
 		t->born = false;
-		snprintf(what, sizeof(what), "PID %d", t->pid);
-		if (discover_pid(t->pid, &objs) ||
-		    attach_objects(tr, &objs, t->pid, &t->probes, what, err, sizeof(err)))
-			warnx_("pid %d, a child of a traced process, cannot be traced: %s", t->pid,
-			       err);
-		objlist_free(&objs);
-		if (tr->kmem)
-			kmem_trace(tr->kmem, t->pid);
-		t->pages = tr->pages;
+		t = trace_new(tr, t->pid, "a child of a traced process"); /* the same target */
 		t->pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
-		unwinder_add_pid(&tr->unwind, t->pid);
 		target_refresh(t);
 	}
 }
@@ -651,28 +664,15 @@ static bool same_memory(pid_t a, pid_t b)
  * of its own, as valgrind's child has. */
 static void follow_birth(struct tracer *tr, pid_t pid)
 {
-	struct probes probes = {0};
-	struct objlist objs = {0};
-	char what[64], err[512] = "its memory map cannot be read";
 	pid_t parent = proc_status_int(pid, "PPid");
-	struct target *t, *from = targets_find(&tr->targets, parent);
+	struct target *from = targets_find(&tr->targets, parent);
 	int e;
 
 	if (from && holds_blocks(tr, from) && !same_memory(parent, pid) &&
 	    (e = heap_inherit(&tr->targets.heap, (__u32)parent, (__u32)pid)) < 0)
 		warnx_("pid %d: the blocks it inherits from pid %d cannot be copied: %s", pid,
 		       parent, strerror(-e));
-	snprintf(what, sizeof(what), "PID %d", pid);
-	if (discover_pid(pid, &objs) ||
-	    attach_objects(tr, &objs, pid, &probes, what, err, sizeof(err)))
-		warnx_("pid %d, started by the command, cannot be traced: %s", pid, err);
-	objlist_free(&objs);
-	if (tr->kmem)
-		kmem_trace(tr->kmem, pid);
-	unwinder_add_pid(&tr->unwind, pid);
-	t = targets_add(&tr->targets, pid);
-	t->probes = probes;
-	t->pages = tr->pages;
+	trace_new(tr, pid, "started by the command");
 }
 
 /* The stops of the command and its descendants served: births and execs
