@@ -327,6 +327,25 @@ int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pi
 	return objects;
 }
 
+/* A thread that never takes a signal of the tracer's; false if none could
+ * be started. */
+static bool start_thread(pthread_t *th, void *(*fn)(void *), void *arg, bool detached)
+{
+	pthread_attr_t attr;
+	sigset_t all, was;
+	bool started;
+
+	pthread_attr_init(&attr);
+	if (detached)
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &was);
+	started = pthread_create(th, &attr, fn, arg) == 0;
+	pthread_sigmask(SIG_SETMASK, &was, NULL);
+	pthread_attr_destroy(&attr);
+	return started;
+}
+
 static void *close_fd(void *fd)
 {
 	close((int)(long)fd);
@@ -338,17 +357,11 @@ static void close_all(const struct probes *p, bool rets)
 {
 	pthread_t *th = xcalloc((size_t)p->nlinks, sizeof(*th));
 	bool *started = xcalloc((size_t)p->nlinks, sizeof(*started));
-	sigset_t all, was;
 
-	/* No signal of the tracer's is ever delivered to one of them. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &was);
 	for (int i = 0; i < p->nlinks; i++)
-		if (p->rets[i] == rets && pthread_create(&th[i], NULL, close_fd, (void *)(long)p->fds[i]))
+		if (p->rets[i] == rets &&
+		    !(started[i] = start_thread(&th[i], close_fd, (void *)(long)p->fds[i], false)))
 			close(p->fds[i]);
-		else if (p->rets[i] == rets)
-			started[i] = true;
-	pthread_sigmask(SIG_SETMASK, &was, NULL);
 	for (int i = 0; i < p->nlinks; i++)
 		if (started[i])
 			pthread_join(th[i], NULL);
@@ -384,24 +397,21 @@ static void *detach_thread(void *arg)
 
 void probes_detach_later(struct probes *p)
 {
-	struct probes *copy = xcalloc(1, sizeof(*copy));
-	pthread_attr_t attr;
-	sigset_t all, was;
-	bool started;
+	struct probes *copy;
 	pthread_t th;
+	bool started;
 
+	if (!p->nlinks) { /* nothing to wait for */
+		probes_detach(p);
+		return;
+	}
+	copy = xcalloc(1, sizeof(*copy));
 	*copy = *p;
 	memset(p, 0, sizeof(*p));
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &was);
 	pthread_mutex_lock(&pending_lock);
-	started = pthread_create(&th, &attr, detach_thread, copy) == 0;
+	started = start_thread(&th, detach_thread, copy, true);
 	pending += started;
 	pthread_mutex_unlock(&pending_lock);
-	pthread_sigmask(SIG_SETMASK, &was, NULL);
-	pthread_attr_destroy(&attr);
 	if (!started) { /* no thread: here and now */
 		probes_detach(copy);
 		free(copy);
