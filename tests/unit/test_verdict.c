@@ -273,7 +273,7 @@ void test_verdict_recovery_needs_the_floor_back(void)
 /* The demo's climb (25 KiB/s from the start, a request's 4 KiB in flight
  * now and then) judged every 0.5 s while the tracer stalls for up to 2.5 s at
  * any point: the windows it saw nothing in are left out, not read as flat,
- * and the climb never reads steady. */
+ * and the climb never reads steady; nor when the program stalls. */
 void test_verdict_climb_through_a_stall_never_reads_steady(void)
 {
 	static double t[40], y[40];
@@ -288,13 +288,38 @@ void test_verdict_climb_through_a_stall_never_reads_steady(void)
 				if (at >= stall / 10.0 && at < stall / 10.0 + 0.5 + phase * 0.5)
 					continue;
 				t[n] = at;
-				y[n] = 25600 * floor(at * 10) / 10 + 4352 * (fmod(at * 7.3, 1) > 0.5);
+				y[n] =
+				    25600 * floor(at * 10) / 10 + 4352 * (fmod(at * 7.3, 1) > 0.5);
 				verdict_update(&v, t, y, ++n);
 				steady += v.state == VERDICT_STEADY;
 			}
 		}
 	printf("  %d runs, %d steady readings\n", runs, steady);
 	CHECK(runs == 800 && steady == 0);
+	/* The program stalls instead (its floor holds for up to 1 s, sampled
+	 * all the while): a floor that held once in a climb is not a wandering
+	 * one; its autocorrelation does not make the climb steady. */
+	runs = steady = 0;
+	for (int stall = 0; stall < 160; stall++)
+		for (int len = 1; len <= 2; len++)
+			for (int phase = 0; phase < 5; phase++, runs++) {
+				struct verdict v = {.raw = true};
+				double from = stall / 10.0, until = from + len * 0.5;
+				size_t n = 0;
+
+				for (double at = phase / 10.0; at < 17; at += 0.5) {
+					double ran = at < from	  ? at
+						     : at < until ? from
+								  : at - len * 0.5;
+
+					t[n] = at;
+					y[n] = 25600 * floor(ran * 10) / 10;
+					verdict_update(&v, t, y, ++n);
+					steady += v.state == VERDICT_STEADY;
+				}
+			}
+	printf("  %d runs with the program stalled, %d steady readings\n", runs, steady);
+	CHECK(runs == 1600 && steady == 0);
 }
 
 static int by_value(const void *a, const void *b)

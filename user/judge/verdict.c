@@ -174,10 +174,13 @@ static double theil_sen(const double *t, const double *y, size_t n)
 static double mann_kendall_z(const double *t, const double *y, size_t n, double slope)
 {
 	double s = 0, var = n * (n - 1.0) * (2.0 * n + 5) / 18, mean = 0, c0 = 0, c1 = 0, r;
+	size_t falls = 0;
 
 	for (size_t i = 0; i < n; i++)
-		for (size_t j = i + 1; j < n; j++)
+		for (size_t j = i + 1; j < n; j++) {
 			s += (y[j] > y[i]) - (y[j] < y[i]);
+			falls += y[j] < y[i];
+		}
 	for (size_t i = 0; i < n; i++)
 		mean += (y[i] - slope * t[i]) / n;
 	for (size_t i = 0; i < n; i++) {
@@ -187,7 +190,9 @@ static double mann_kendall_z(const double *t, const double *y, size_t n, double 
 		if (i + 1 < n)
 			c1 += d * (y[i + 1] - slope * t[i + 1] - mean);
 	}
-	r = c0 > 0 ? c1 / c0 : 0;
+	/* A series that never fell below an earlier value is not noise that
+	 * wanders (a step keeps its ties and is judged by s alone). */
+	r = c0 > 0 && falls ? c1 / c0 : 0;
 	r = fmin(fmax(r, 0), 0.9);
 	var *= (1 + r) / (1 - r);
 	return s > 0 ? (s - 1) / sqrt(var) : 0;
@@ -402,12 +407,17 @@ void verdict_update(struct verdict *v, const double *t, const double *y, size_t 
 	}
 	/* A leak is called once the readings have said so for a while: longer
 	 * for a curve never seen settled (a cache filling from the start). */
-	if (now.state != VERDICT_STEADY)
+	if (now.state != VERDICT_STEADY) {
 		v->steady_since_s = 0;
-	else if (!v->steady_since_s)
-		v->steady_since_s = t[n - 1];
-	else if (!v->settled_s && t[n - 1] - v->steady_since_s >= VERDICT_SETTLE_S)
-		v->settled_s = t[n - 1];
+	} else {
+		if (!v->steady_since_s)
+			v->steady_since_s = t[n - 1];
+		/* Settled: read steady that long, or seen flat that long (the
+		 * time its band covers; the first readings look back). */
+		if (!v->settled_s && (t[n - 1] - v->steady_since_s >= VERDICT_SETTLE_S ||
+				      now.band_to_s - now.band_from_s >= VERDICT_SETTLE_S))
+			v->settled_s = t[n - 1];
+	}
 	if (now.state == VERDICT_LEAK) {
 		if (!v->leak_since_s)
 			v->leak_since_s = t[n - 1];

@@ -23,7 +23,7 @@ struct verdict {
 	double floor;	       /* the curve's latest floor */
 	double leak_since_s;   /* when the readings began to say leak; 0: they do not */
 	double steady_since_s; /* when its readings last turned steady; 0: they are not */
-	double settled_s;      /* when it had first been steady VERDICT_SETTLE_S; 0: not yet */
+	double settled_s;      /* when it had been steady (or flat) VERDICT_SETTLE_S; 0: not yet */
 	double back_since_s;   /* a leak: since when its floor is back in the band's lower half */
 	double band_from_s;    /* the band covers the floors of this time: when the */
 	double band_to_s;      /* curve read steady and flat (0: not yet); it only extends */
