@@ -6,9 +6,9 @@
  *    returns within a window does not move its minimum.
  * 2. The trend: over the recent half of the floors, the Theil-Sen slope (the
  *    median of pairwise slopes) and a Mann-Kendall test, its variance inflated
- *    for lag-1 autocorrelation (not when the floor never fell). Growth must be significant (z > 2.33, p < 1%)
- *    and larger than a margin: a tenth of the curve's typical in-window swing,
- *    at least 16 KiB.
+ *    for lag-1 autocorrelation (not when the floor never fell). Growth must
+ *    be significant (z > 2.33, p < 1%) and larger than a margin: a tenth of
+ *    the curve's typical in-window swing, at least 16 KiB.
  * 3. The band: the floors of the time the curve read steady and flat (rose
  *    less than a quarter of the margin over the recent half and over its
  *    newest half), plus the
