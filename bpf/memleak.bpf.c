@@ -154,8 +154,10 @@ static __always_inline __u64 stack_of(struct pt_regs *ctx, struct call_state *st
  * CLONE_THREAD (a vfork child, posix_spawn's, a runtime's), the memory of
  * the parent it shares: the nearest ancestor with another memory map ends
  * the climb (a few steps; a parent gone reparents it, and its own is used).
+ * A global function: the verifier checks its loads of task pointers (each
+ * a search of the kernel's BTF) once, not on every path to it.
  */
-static __always_inline __u32 heap_space(void)
+__noinline __u32 heap_space(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *mm = task->mm;
@@ -226,6 +228,23 @@ static __always_inline __u64 wrapper_caller(struct call_state *st, struct frame_
 	return in_span(&st->wrapper.inner, f->ret) ? caller : 0;
 }
 
+/*
+ * realloc's lookups of the block it was given, as global functions: the
+ * verifier checks each once, apart from the states of the loops of the
+ * programs that call them. Inlined, each realloc entry took 0.1 s to
+ * verify and alloc_end 30 ms more, paid at every launch.
+ */
+__noinline __u64 realloc_old_time(__u64 ptr)
+{
+	return alloc_time(heap_space(), ptr);
+}
+
+__noinline int realloc_release(__u32 space, __u64 ptr, __u64 time_ns)
+{
+	release_same(space, ptr, time_ns);
+	return 0;
+}
+
 /* Remember an allocator call unless it runs inside another one. The return
  * address is read only if a call is in flight or an operator new may have
  * made this one: the return probe matches a call by its stack pointer, and
@@ -268,7 +287,7 @@ static __always_inline int call_enter(struct pt_regs *ctx, __u32 kind, __u64 siz
 	c->size = size;
 	c->ptr = ptr;
 	c->kind = kind;
-	c->old_time = kind == CALL_REALLOC ? alloc_time(heap_space(), ptr) : 0;
+	c->old_time = kind == CALL_REALLOC ? realloc_old_time(ptr) : 0;
 	return 0;
 }
 
@@ -369,24 +388,51 @@ int BPF_KPROBE(new_wrapper_enter)
 	return 0;
 }
 
-SEC("uretprobe")
-int BPF_KRETPROBE(alloc_return, __u64 ret)
+/*
+ * Where an allocator call ends, one program for both ways (each program's
+ * verification is paid at every launch): a return probe on the function
+ * (cookie 0), or an entry probe on a ret instruction (cookie END_AT_RET).
+ * An allocator's own operator new (jemalloc's) may throw, so it has no
+ * return probe: the loader finds its ret instructions (and those of the
+ * code it jumps to). There the stack pointer is back at the slot holding
+ * the return address the call was entered with. Only the outermost call
+ * comes back to the very place it was called from.
+ */
+SEC("uprobe")
+int BPF_KPROBE(alloc_end)
 {
-	struct call_state *st;
+	bool at_ret = bpf_get_attach_cookie(ctx) == END_AT_RET;
+	__u64 sp = PT_REGS_SP(ctx), ret = 0, addr = PT_REGS_RC(ctx), caller;
 	__u32 tgid = current_tgid(), space;
-	__u64 addr = ret;
+	struct call_state *st;
 	struct call *c;
 	int i;
 
 	if (tgid == self_tgid)
 		return 0;
 	st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
-	/* Only the outermost call comes back to the very place it was called from. */
-	if (!st || (i = find_call(st, PT_REGS_SP(ctx) - 8, PT_REGS_IP(ctx))) < 0)
+	if (!st || !st->depth)
+		return 0;
+	if (!at_ret)
+		sp -= 8, ret = PT_REGS_IP(ctx); /* back in the caller: the address popped */
+	else if (bpf_probe_read_user(&ret, sizeof(ret), (void *)sp) ||
+		 ret == uretprobe_trampoline()) /* a call with a return probe jumped here */
+		return 0;
+	if ((i = find_call(st, sp, ret)) < 0)
 		return 0;
 	c = &st->calls[i & (MAX_CALLS - 1)];
+	caller = c->caller;
+	if (at_ret) {
+		/* The code may be shared with malloc's tail calls: only an
+		 * allocation ends here (realloc and posix_memalign keep their
+		 * return probes). The walk starts in the allocator: the first
+		 * frame is its caller. */
+		if (c->kind != CALL_ALLOC)
+			return 0;
+		if (!caller)
+			caller = ret;
+	}
 	space = heap_space();
-
 	switch (c->kind) {
 	case CALL_REALLOC:
 		/* Success moves the block; realloc(p, 0) may free it and return NULL.
@@ -394,59 +440,19 @@ int BPF_KRETPROBE(alloc_return, __u64 ret)
 		 * freed it, another thread may have been handed the same address
 		 * (and a block never seen allocated has nothing to release). */
 		if (c->old_time && (addr || c->size == 0))
-			release_same(space, c->ptr, c->old_time);
+			realloc_release(space, c->ptr, c->old_time);
 		break;
 	case CALL_POSIX_MEMALIGN:
-		addr = 0;
-		if (ret == 0)
+		if (addr == 0) /* it returns 0 on success, the block at *memptr */
 			bpf_probe_read_user(&addr, sizeof(addr), (void *)c->ptr);
+		else
+			addr = 0;
 		break;
 	}
 	if (addr) {
 		__u64 now = bpf_ktime_get_ns();
 
-		record_at(space, tgid, addr, c->size, stack_of(ctx, st, c->size, c->caller, now),
-			  now, &st->hint);
-	}
-	st->depth = i;
-	return 0;
-}
-
-/*
- * An allocator's own operator new (jemalloc's) may throw too, so it has no
- * return probe either: this program sits on each of its ret instructions
- * (and those of the code it jumps to), found by the loader. There the stack
- * pointer is back at the slot holding the return address the call was
- * entered with: only the outermost call's own return matches.
- */
-SEC("uprobe")
-int BPF_KPROBE(alloc_ret_site)
-{
-	struct call_state *st;
-	__u32 tgid = current_tgid();
-	__u64 sp = PT_REGS_SP(ctx), ret = 0, addr = PT_REGS_RC(ctx);
-	struct call *c;
-	int i;
-
-	if (tgid == self_tgid)
-		return 0;
-	st = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
-	if (!st || !st->depth || bpf_probe_read_user(&ret, sizeof(ret), (void *)sp))
-		return 0;
-	/* A call with a return probe ends there (a probed call jumped here). */
-	if (ret == uretprobe_trampoline() || (i = find_call(st, sp, ret)) < 0)
-		return 0;
-	c = &st->calls[i & (MAX_CALLS - 1)];
-	/* The code it sits in may be shared with malloc's tail calls: only an
-	 * allocation ends here (realloc and posix_memalign keep their return probes). */
-	if (c->kind != CALL_ALLOC)
-		return 0;
-	/* The walk starts in the allocator: the first frame is its caller. */
-	if (addr) {
-		__u64 now = bpf_ktime_get_ns();
-
-		record_at(heap_space(), tgid, addr, c->size,
-			  stack_of(ctx, st, c->size, c->caller ? c->caller : ret, now), now,
+		record_at(space, tgid, addr, c->size, stack_of(ctx, st, c->size, caller, now), now,
 			  &st->hint);
 	}
 	st->depth = i;

@@ -20,6 +20,8 @@ enum call_kind {
 	CALL_REALLOC,	     /* moves `ptr` to the returned block of `size` bytes */
 	CALL_POSIX_MEMALIGN, /* stores the new block through the pointer `ptr` */
 };
+/* alloc_end's attach cookie where it sits on a ret instruction (0: a return probe). */
+#define END_AT_RET 1
 
 /* What happened to a process since the loader last looked (system-wide). */
 enum life_event {

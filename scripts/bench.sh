@@ -118,7 +118,7 @@ walk_cost() { # env... -- workload: "ns per probe run, ns per pair"
 		grep -qE '^[0-9.]+$' "$out" && break
 		sleep 0.2
 	done
-	bpftool prog show name alloc_return --json | python3 -c '
+	bpftool prog show name alloc_end --json | python3 -c '
 import json, sys
 progs = json.load(sys.stdin)
 p = progs[0] if isinstance(progs, list) else progs

@@ -23,7 +23,7 @@ for p in json.load(sys.stdin):
         print(p["name"], "%.0f" % (p["run_time_ns"] / p["run_cnt"]))' "$@"
 }
 
-# Traced by memleak-bpf: "malloc_enter alloc_return free_enter pair_ns".
+# Traced by memleak-bpf: "malloc_enter alloc_end free_enter pair_ns".
 traced() { # workload args...
 	local out stats
 	out=$(mktemp)
@@ -32,12 +32,12 @@ traced() { # workload args...
 	local tool=$!
 	# The programs go with the tracer: their figures are read while it runs.
 	while kill -0 $tool 2>/dev/null; do
-		prog_ns malloc_enter alloc_return free_enter >"$stats.new" || true
+		prog_ns malloc_enter alloc_end free_enter >"$stats.new" || true
 		[ "$(wc -l <"$stats.new")" = 3 ] && mv "$stats.new" "$stats"
 		sleep 0.2
 	done
 	wait $tool || true
-	awk '{ns[$1] = $2} END {printf "%s %s %s ", ns["malloc_enter"], ns["alloc_return"], ns["free_enter"]}' "$stats"
+	awk '{ns[$1] = $2} END {printf "%s %s %s ", ns["malloc_enter"], ns["alloc_end"], ns["free_enter"]}' "$stats"
 	grep -E '^[0-9.]+$' "$out"
 	rm -f "$out" "$stats" "$stats.new"
 }

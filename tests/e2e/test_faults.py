@@ -11,7 +11,7 @@ import time
 
 from harness import TOOL, Lines, check, check_eq, leaks_by_function, reports, workload
 
-OUR_PROGS = {"malloc_enter", "calloc_enter", "realloc_enter", "free_enter", "alloc_return",
+OUR_PROGS = {"malloc_enter", "calloc_enter", "realloc_enter", "free_enter", "alloc_end",
              "new_wrapper_ent", "memalign_enter", "pvalloc_enter", "reallocarray_en",
              "posix_memalign_"}
 

@@ -155,6 +155,16 @@ static void plan_site(struct plan *pl, struct bpf_program *prog, bool ret, bool 
 					       .cookie = fn->size | (site - fn->offset) << 32};
 }
 
+/* Where a call ends, seen by alloc_end: a return probe at the entry's site,
+ * or an entry probe on a ret instruction. */
+static void plan_end(struct plan *pl, struct memleak_bpf *skel, bool at_ret, uint64_t site)
+{
+	if (pl->n < (int)ARRAY_SIZE(pl->s))
+		pl->s[pl->n++] = (struct site){.prog = skel->progs.alloc_end, .ret = !at_ret,
+					       .call_end = true, .offset = site,
+					       .cookie = at_ret ? END_AT_RET : 0};
+}
+
 /* The functions path defines, with aliases of one address kept once. */
 static int resolve(const char *path, struct elf_func *funcs)
 {
@@ -192,7 +202,6 @@ static int plan_ret_sites(struct memleak_bpf *skel, const char *path, const stru
 	int n = ret_sites(path, fn->offset, fn->size, sites, MAX_RET_SITES);
 
 	for (int i = 0; i < n; i++) {
-		struct elf_func site = {.offset = sites[i]};
 		bool seen = false;
 
 		for (int k = 0; k < *ndone; k++)
@@ -200,7 +209,7 @@ static int plan_ret_sites(struct memleak_bpf *skel, const char *path, const stru
 		if (seen || *ndone == MAX_RET_SITES * 4)
 			continue;
 		done[(*ndone)++] = sites[i];
-		plan_site(pl, skel->progs.alloc_ret_site, false, true, &site, sites[i]);
+		plan_end(pl, skel, true, sites[i]);
 	}
 	return n;
 }
@@ -229,7 +238,7 @@ static void plan_returns(struct memleak_bpf *skel, const char *path, const struc
 			       alloc_fns[i].name, path);
 		/* At the entry probe's site: one trap for both. */
 		if (n <= 0)
-			plan_site(pl, skel->progs.alloc_return, true, true, &funcs[i], sites[i]);
+			plan_end(pl, skel, false, sites[i]);
 	}
 }
 
