@@ -578,7 +578,7 @@ static void reprobe(struct tracer *tr, struct target *t)
 	t->probes = fresh;
 	add_tables(tr, &objs);
 	objlist_free(&objs);
-	probes_detach_later(&old);
+	probes_detach_later(&old, false);
 	target_refresh(t);
 }
 
@@ -686,8 +686,9 @@ static bool serve_command(struct tracer *tr)
 		struct target *t = targets_find(&tr->targets, c->event);
 
 		switch (s) {
-		case LAUNCH_EXITED:
+		case LAUNCH_EXITED: /* its links go while the last report is made */
 			target_exited(&tr->targets.t[0]);
+			probes_detach_later(&tr->targets.t[0].probes, true);
 			break;
 		case LAUNCH_BORN:
 			if (!tr->finished)
@@ -709,7 +710,7 @@ static bool serve_command(struct tracer *tr)
 		case LAUNCH_GONE:
 			if (t) {
 				target_exited(t);
-				probes_detach_later(&t->probes);
+				probes_detach_later(&t->probes, true);
 			}
 			break;
 		case LAUNCH_RUNNING:
@@ -927,7 +928,7 @@ static bool finish(struct tracer *tr)
 	if (!cmd || !cmd->alive)
 		return false;
 	for (int i = 0; i < tr->targets.n; i++)
-		probes_detach_later(&tr->targets.t[i].probes);
+		probes_detach_later(&tr->targets.t[i].probes, !tr->targets.t[i].alive);
 	return true;
 }
 
@@ -1154,7 +1155,7 @@ int main(int argc, char **argv)
 		fclose(tr.curve_csv);
 	if (tr.out && tr.out != stdout)
 		fclose(tr.out);
-	probes_detach_later(&tr.probes);
+	probes_detach_later(&tr.probes, false);
 	unwinder_free(&tr.unwind);
 	targets_free(&tr.targets);
 	probes_settle();

@@ -678,7 +678,7 @@ static void target_free(struct target *t)
 {
 	retired_free(t->retired);
 	symbolizer_free(&t->sym);
-	probes_detach_later(&t->probes);
+	probes_detach_later(&t->probes, !t->alive);
 	free_stacks(t, false);
 	curve_free(&t->mem);
 	curve_free(&t->kernel);

@@ -361,14 +361,16 @@ static void *close_fd(void *fd)
 	return NULL;
 }
 
-/* Closing a link waits out a grace period: all of one kind at once. */
-static void close_all(const struct probes *p, bool rets)
+enum links { ENTRIES = 1, RETURNS = 2 };
+
+/* Closing a link waits out a grace period: all of the kinds asked at once. */
+static void close_all(const struct probes *p, enum links which)
 {
 	pthread_t *th = xcalloc((size_t)p->nlinks, sizeof(*th));
 	bool *started = xcalloc((size_t)p->nlinks, sizeof(*started));
 
 	for (int i = 0; i < p->nlinks; i++)
-		if (p->rets[i] == rets &&
+		if ((which & (p->rets[i] ? RETURNS : ENTRIES)) &&
 		    !(started[i] = start_thread(&th[i], close_fd, (void *)(long)p->fds[i], false)))
 			close(p->fds[i]);
 	for (int i = 0; i < p->nlinks; i++)
@@ -378,14 +380,23 @@ static void close_all(const struct probes *p, bool rets)
 	free(th);
 }
 
-void probes_detach(struct probes *p)
+/* Entry probes off first (see plan_object), unless the process is gone. */
+static void detach(struct probes *p, bool gone)
 {
-	/* Entry probes off first: see plan_object. */
-	close_all(p, false);
-	close_all(p, true);
+	if (gone) {
+		close_all(p, ENTRIES | RETURNS);
+	} else {
+		close_all(p, ENTRIES);
+		close_all(p, RETURNS);
+	}
 	free(p->fds);
 	free(p->rets);
 	memset(p, 0, sizeof(*p));
+}
+
+void probes_detach(struct probes *p)
+{
+	detach(p, false);
 }
 
 /* Detachments under way in the background, until probes_settle. */
@@ -393,10 +404,17 @@ static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pending_done = PTHREAD_COND_INITIALIZER;
 static int pending;
 
+struct detach_job {
+	struct probes p;
+	bool gone;
+};
+
 static void *detach_thread(void *arg)
 {
-	probes_detach(arg);
-	free(arg);
+	struct detach_job *job = arg;
+
+	detach(&job->p, job->gone);
+	free(job);
 	pthread_mutex_lock(&pending_lock);
 	if (--pending == 0)
 		pthread_cond_broadcast(&pending_done);
@@ -404,26 +422,27 @@ static void *detach_thread(void *arg)
 	return NULL;
 }
 
-void probes_detach_later(struct probes *p)
+void probes_detach_later(struct probes *p, bool gone)
 {
-	struct probes *copy;
+	struct detach_job *job;
 	pthread_t th;
 	bool started;
 
 	if (!p->nlinks) { /* nothing to wait for */
-		probes_detach(p);
+		detach(p, gone);
 		return;
 	}
-	copy = xcalloc(1, sizeof(*copy));
-	*copy = *p;
+	job = xcalloc(1, sizeof(*job));
+	job->p = *p;
+	job->gone = gone;
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_lock(&pending_lock);
-	started = start_thread(&th, detach_thread, copy, true);
+	started = start_thread(&th, detach_thread, job, true);
 	pending += started;
 	pthread_mutex_unlock(&pending_lock);
 	if (!started) { /* no thread: here and now */
-		probes_detach(copy);
-		free(copy);
+		detach(&job->p, gone);
+		free(job);
 	}
 }
 

@@ -28,8 +28,10 @@ int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pi
 		  char *err, size_t errlen);
 void probes_detach(struct probes *p);
 /* The same in the background (p is emptied now): for a process that has
- * exited or runs another program. probes_settle waits for all of them. */
-void probes_detach_later(struct probes *p);
+ * exited (gone: its links close all at once, no order to keep) or runs
+ * another program, or a tracer about to exit. probes_settle waits for all
+ * of them. */
+void probes_detach_later(struct probes *p, bool gone);
 void probes_settle(void);
 /* Before the BPF object is loaded: its uprobe programs are for uprobe_multi links. */
 void probes_prepare(struct memleak_bpf *skel);
