@@ -892,6 +892,7 @@ static void sample(struct tracer *tr)
 			watch_scan(&tr->targets);
 		probe_growing(tr);
 		unprobe_settled(tr);
+		targets_forget_unprobed(&tr->targets);
 	}
 	targets_sample(&tr->targets);
 	publish_metrics(tr);

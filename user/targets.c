@@ -430,6 +430,8 @@ static void build_stacks(struct target_set *ts, struct target *t, const struct s
 	if (t->retired) {
 		heap = t->retired->stacks[0], nheap = t->retired->nstacks[0];
 		kernel = t->retired->stacks[1], nkernel = t->retired->nstacks[1];
+	} else if (t->unprobing) {
+		nheap = 0;
 	}
 	n = nheap + nkernel;
 	all = xcalloc(n, sizeof(*all));
@@ -504,6 +506,8 @@ static void build_proc(struct target_set *ts, struct target *t, const struct sna
 	p->probed = !t->pages && (!t->watched || t->probed);
 	if (t->retired)
 		p->heap = t->retired->heap.c;
+	else if (t->unprobing) /* not yet forgotten */
+		p->heap = (struct counts){0};
 	else if (!snapshot_counts(&snap[0], (__u32)t->pid, &p->heap))
 		p->heap = snapshot_proc(&ts->heap, (__u32)t->pid, VIEW_LIVE).c;
 	p->has_kernel = targets_kernel(ts);
@@ -663,15 +667,35 @@ static void free_stacks(struct target *t, bool heap_only)
 	t->nstacks = t->stacks_cap = t->index_slots = 0;
 }
 
+/* The probes come off in the background (the sampling goes on); its heap
+ * records go once they are off (targets_forget_unprobed), not before: a
+ * probe still running would record anew. Meanwhile its heap is not reported. */
 void target_unprobe(struct target_set *ts, struct target *t)
 {
-	__u32 pid = (__u32)t->pid;
-
-	probes_detach(&t->probes);
-	snapshot_forget(&ts->heap, &pid, 1, false, NULL);
+	t->unprobe_ticket = probes_detach_later(&t->probes, false);
+	t->unprobing = true;
 	free_stacks(t, true); /* its kernel stacks are still counted */
 	t->probed = false;
 	t->heap_bytes = 0;
+	targets_forget_unprobed(ts);
+}
+
+void targets_forget_unprobed(struct target_set *ts)
+{
+	__u32 *pids = xcalloc(ts->n + 1, sizeof(*pids));
+	size_t n = 0;
+
+	for (int i = 0; i < ts->n; i++) {
+		struct target *t = &ts->t[i];
+
+		if (!t->unprobing || !probes_done(t->unprobe_ticket))
+			continue;
+		t->unprobing = false;
+		if (t->alive) /* an exited one's go when it is retired */
+			pids[n++] = (__u32)t->pid;
+	}
+	snapshot_forget(&ts->heap, pids, n, false, NULL); /* one walk for all */
+	free(pids);
 }
 
 static void target_free(struct target *t)

@@ -37,6 +37,8 @@ struct target {
 	bool born;	   /* -p: a traced process's new child, to be probed */
 	bool pages;	   /* --pages: its resident pages are counted, not its heap */
 	struct probes probes; /* a watched process's own, while probed */
+	bool unprobing;	      /* its probes are coming off: its heap records go when they are */
+	unsigned unprobe_ticket;
 	double probed_at;
 	int pidfd; /* -1 if not watched through one */
 	unsigned long long rss_bytes;
@@ -98,8 +100,11 @@ bool targets_newcomer(const struct target_set *ts, pid_t pid);
 /* Reread what /proc says of a live target: name, RSS, memory map. */
 void target_refresh(struct target *t);
 void target_exited(struct target *t);
-/* A watched process's probes come off: its heap figures and stacks are dropped. */
+/* A watched process's probes come off, in the background: its heap figures
+ * and stacks are dropped, from the maps too once the probes are off, which
+ * targets_forget_unprobed (at each sample) sees to. */
 void target_unprobe(struct target_set *ts, struct target *t);
+void targets_forget_unprobed(struct target_set *ts);
 
 struct report_options {
 	int top;

@@ -115,5 +115,6 @@ bool watch_settled(const struct target *t, double now)
 
 bool watch_wants_probe(const struct target *t)
 {
-	return t->watched && !t->probed && t->alive && t->verdict.state >= VERDICT_GROWING;
+	return t->watched && !t->probed && !t->unprobing && t->alive &&
+	       t->verdict.state >= VERDICT_GROWING;
 }

@@ -399,14 +399,15 @@ void probes_detach(struct probes *p)
 	detach(p, false);
 }
 
-/* Detachments under way in the background, until probes_settle. */
+/* Detachments under way in the background, by ticket, until probes_settle. */
 static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pending_done = PTHREAD_COND_INITIALIZER;
-static int pending;
+static unsigned *pending, npending, last_ticket;
 
 struct detach_job {
 	struct probes p;
 	bool gone;
+	unsigned ticket;
 };
 
 static void *detach_thread(void *arg)
@@ -414,42 +415,65 @@ static void *detach_thread(void *arg)
 	struct detach_job *job = arg;
 
 	detach(&job->p, job->gone);
-	free(job);
 	pthread_mutex_lock(&pending_lock);
-	if (--pending == 0)
+	for (unsigned i = 0; i < npending; i++)
+		if (pending[i] == job->ticket) {
+			pending[i] = pending[--npending];
+			break;
+		}
+	if (npending == 0)
 		pthread_cond_broadcast(&pending_done);
 	pthread_mutex_unlock(&pending_lock);
+	free(job);
 	return NULL;
 }
 
-void probes_detach_later(struct probes *p, bool gone)
+unsigned probes_detach_later(struct probes *p, bool gone)
 {
 	struct detach_job *job;
+	unsigned ticket = 0;
 	pthread_t th;
-	bool started;
 
 	if (!p->nlinks) { /* nothing to wait for */
 		detach(p, gone);
-		return;
+		return 0;
 	}
 	job = xcalloc(1, sizeof(*job));
 	job->p = *p;
 	job->gone = gone;
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_lock(&pending_lock);
-	started = start_thread(&th, detach_thread, job, true);
-	pending += started;
+	if (++last_ticket == 0) /* 0 is no ticket */
+		last_ticket = 1;
+	job->ticket = last_ticket;
+	if (start_thread(&th, detach_thread, job, true)) {
+		pending = xrealloc(pending, (npending + 1) * sizeof(*pending));
+		ticket = pending[npending++] = job->ticket;
+		job = NULL; /* the thread's */
+	}
 	pthread_mutex_unlock(&pending_lock);
-	if (!started) { /* no thread: here and now */
+	if (job) { /* no thread: here and now */
 		detach(&job->p, gone);
 		free(job);
 	}
+	return ticket;
+}
+
+bool probes_done(unsigned ticket)
+{
+	bool done = true;
+
+	pthread_mutex_lock(&pending_lock);
+	for (unsigned i = 0; i < npending && done; i++)
+		done = pending[i] != ticket;
+	pthread_mutex_unlock(&pending_lock);
+	return done;
 }
 
 void probes_settle(void)
 {
 	pthread_mutex_lock(&pending_lock);
-	while (pending > 0)
+	while (npending > 0)
 		pthread_cond_wait(&pending_done, &pending_lock);
 	pthread_mutex_unlock(&pending_lock);
 }

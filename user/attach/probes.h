@@ -28,10 +28,12 @@ int probes_attach(struct memleak_bpf *skel, const struct objlist *objs, pid_t pi
 		  char *err, size_t errlen);
 void probes_detach(struct probes *p);
 /* The same in the background (p is emptied now): for a process that has
- * exited (gone: its links close all at once, no order to keep) or runs
- * another program, or a tracer about to exit. probes_settle waits for all
- * of them. */
-void probes_detach_later(struct probes *p, bool gone);
+ * exited (gone: its links close all at once, no order to keep), runs
+ * another program or is no longer watched, or a tracer about to exit.
+ * Returns a ticket (0: done already) that probes_done(ticket) is true of
+ * once no probe of p can run; probes_settle waits for all of them. */
+unsigned probes_detach_later(struct probes *p, bool gone);
+bool probes_done(unsigned ticket);
 void probes_settle(void);
 /* Before the BPF object is loaded: its uprobe programs are for uprobe_multi links. */
 void probes_prepare(struct memleak_bpf *skel);
