@@ -161,7 +161,7 @@ demo: deps memleak-bpf $(BUILD)/workloads/demo_leaky
 	echo "memleak-bpf exited with status $$status (3: a leak, with --fail-on-leak)"; \
 	test $$status = 3
 
-bench: deps memleak-bpf $(BUILD)/floor_probes $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/flood $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp $(BUILD)/workloads/reach_many
+bench: deps memleak-bpf $(BUILD)/workloads/fill_then_hold $(BUILD)/floor_probes $(BUILD)/workloads/bench_pairs $(BUILD)/workloads/flood $(BUILD)/workloads/deep_nofp $(BUILD)/workloads/deep_fp $(BUILD)/workloads/reach_many
 	@scripts/bench.sh
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the binary, the man page,

@@ -7,8 +7,9 @@
 # only watched), with -k, and --all-stacks. MODES picks some, ONLY_PAIRS=1
 # stops after these tables and the BPF programs' run time per event
 # (scripts/bpf_time.sh). Then the tool's own CPU and RSS while watching the
-# whole machine, stack walking, and pages mode on redis-server
-# (scripts/pages_bench.sh).
+# whole machine, stack walking, pages mode on redis-server
+# (scripts/pages_bench.sh), a live scan's pause, launch latency
+# (scripts/launch_bench.sh) and unprobing many at once (unprobe_bench.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bench=build/workloads/bench_pairs
@@ -245,3 +246,9 @@ scripts/pages_bench.sh
 # The pause of a live scan, on a process holding a million blocks in 100 MiB.
 echo
 /usr/bin/env python3 scripts/scan_bench.py
+
+# Launch latency beside valgrind's, and watch mode while 20 processes are
+# unprobed at once (the report period should not move).
+echo
+scripts/launch_bench.sh
+/usr/bin/env python3 scripts/unprobe_bench.py
