@@ -163,7 +163,7 @@ static int for_each_block(const struct heap_maps *m, entry_fn fn, void *ctx)
 }
 
 struct space_blocks {
-	__u32 space;
+	__u32 space, image;
 	block_fn fn;
 	void *ctx;
 };
@@ -174,13 +174,13 @@ static void of_space(const void *key, const void *val, void *ctx)
 	const struct alloc_info *a = val;
 	const struct space_blocks *sb = ctx;
 
-	if (k->space == sb->space)
+	if (k->space == sb->space && (a->owner != sb->space || a->image == sb->image))
 		sb->fn(sb->ctx, k->addr, a->size, a->stack_id);
 }
 
-int heap_blocks_of(const struct heap_maps *m, __u32 space, block_fn fn, void *ctx)
+int heap_blocks_of(const struct heap_maps *m, __u32 space, __u32 image, block_fn fn, void *ctx)
 {
-	struct space_blocks sb = {.space = space, .fn = fn, .ctx = ctx};
+	struct space_blocks sb = {.space = space, .image = image, .fn = fn, .ctx = ctx};
 
 	return for_each_block(m, of_space, &sb);
 }

@@ -120,9 +120,10 @@ int snapshot_find_oldest(const struct heap_maps *m, const struct snapshot *s,
 bool snapshot_block_lives(const struct heap_maps *m, const struct alloc_key *k, __u64 stack_id,
 			  __u64 time_ns);
 /* Each live block of one address space (a process's: its tgid), in no
- * order. */
+ * order. The process's own are those of its image (the program it runs):
+ * an earlier program's went with its memory at exec. */
 typedef void (*block_fn)(void *ctx, __u64 addr, __u64 size, __u64 stack_id);
-int heap_blocks_of(const struct heap_maps *m, __u32 space, block_fn fn, void *ctx);
+int heap_blocks_of(const struct heap_maps *m, __u32 space, __u32 image, block_fn fn, void *ctx);
 /* A forked child's copy of its parent's live blocks, as valgrind's child
  * has: each recorded as the child's, with its stack and time. How many, or
  * -errno. */

@@ -203,7 +203,8 @@ static void sum_stacks(const struct reach_block *b, size_t n, struct scan_result
 int scan_held(const struct heap_maps *m, pid_t pid, const struct user_regs_struct *regs, size_t n,
 	      struct scan_result *out, char *err, size_t errlen)
 {
-	struct counts c = snapshot_proc(m, (__u32)pid, VIEW_LIVE).c;
+	struct proc_counts pc = snapshot_proc(m, (__u32)pid, VIEW_LIVE);
+	struct counts c = pc.c;
 	struct remote rm = {.pid = pid};
 	struct reach_mem mem = {.read = read_remote, .ctx = &rm};
 	struct block_list l = {0};
@@ -219,7 +220,7 @@ int scan_held(const struct heap_maps *m, pid_t pid, const struct user_regs_struc
 	/* Room for the blocks it holds, as counted, and some. */
 	l.cap = (size_t)(c.allocs - c.frees) + (size_t)(c.allocs - c.frees) / 16 + 1024;
 	l.b = xcalloc(l.cap, sizeof(*l.b));
-	if ((e = heap_blocks_of(m, (__u32)pid, add_block, &l))) {
+	if ((e = heap_blocks_of(m, (__u32)pid, pc.image, add_block, &l))) {
 		free(l.b);
 		snprintf(err, errlen, "pid %d cannot be scanned: its blocks cannot be read: %s",
 			 pid, strerror(-e));

@@ -153,6 +153,25 @@ def test_fail_on_leak_from_the_scan():
     check("scan" not in final_process(out), "--no-scan scanned")
 
 
+def test_a_shell_that_execs_is_scanned_as_the_program_it_became():
+    """A shell that allocates and then execs the program (a test wrapper's
+    way) is scanned as the program run alone: the shell's blocks went with
+    its memory. They used to be called lost, and failed the kept run."""
+    script = 'for i in {1..300}; do a[$i]=$i; done; exec "$0" "$@"'
+    scans = []
+    for argv in ([KINDS_WORKLOAD, "kept"], ["/bin/bash", "-c", script, KINDS_WORKLOAD, "kept"]):
+        status, out, err = run_tool(["--fail-on-leak", "--json", "--"] + argv)
+        check_eq(status, 0, "%s: status, every block reachable (stderr: %s)" % (argv[0],
+                                                                                 err[-300:]))
+        scans.append([final_process(out)["scan"][k + "_bytes"] for k in KINDS])
+    check_eq(scans[0][0:2] + scans[0][3:], [0, 0, 1200], "the kept run's lost, indirect, reachable")
+    check_eq(scans[1], scans[0], "the scan after the exec against the program's alone")
+    status, out, err = run_tool(["--json", "-T", "50", "--", "/bin/bash", "-c", script,
+                                 KINDS_WORKLOAD])
+    check_eq(status, 0, "exit status (stderr: %s)" % err[-300:])
+    check_expected(our_kinds(final_process(out)), EXPECTED)
+
+
 def say(p, text="\n"):
     p.stdin.write(text)
     p.stdin.flush()
