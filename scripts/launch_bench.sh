@@ -21,7 +21,7 @@ wall() { # command...: seconds
 median_of() { for _ in $(seq "$runs"); do wall "$@"; done | median; }
 
 printf '%-22s %10s %12s %10s %10s %14s\n' "launch (median of $runs)" untraced memleak-bpf valgrind heaptrack "memleak/vg"
-for cmd in "/bin/true" "python3 -c pass"; do
+for cmd in "/bin/true" "/usr/bin/python3 -c pass"; do
 	read -ra argv <<<"$cmd"
 	plain=$(median_of "${argv[@]}")
 	ours=$(median_of "$tool" --output /dev/null -- "${argv[@]}")
