@@ -354,6 +354,26 @@ static __always_inline void count_free(const struct alloc_info *info)
 	__sync_val_compare_and_swap(&c->oldest_ns, info->time_ns, 0);
 }
 
+/* How many live blocks each page of the table holds (BLOCK_PAGE_SLOTS
+ * slots): the loader's walks read only the pages that hold some. (Mapped,
+ * an array's values lie 8 bytes apart.) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 2 * MAX_ALLOCS / BLOCK_PAGE_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} block_pages SEC(".maps");
+
+static __always_inline void count_on_page(__u32 slot, __s64 n)
+{
+	__u32 page = slot / BLOCK_PAGE_SLOTS;
+	__u64 *live = bpf_map_lookup_elem(&block_pages, &page);
+
+	if (live)
+		__sync_fetch_and_add(live, n);
+}
+
 static __always_inline struct block_slot *block_at(__u32 home, __u32 d)
 {
 	__u32 i = (home + d) & blocks_mask;
@@ -362,9 +382,9 @@ static __always_inline struct block_slot *block_at(__u32 home, __u32 d)
 }
 
 /* The slot of the live block at key (whose home slot is home), and its
- * state then; NULL if none. */
+ * state then (and its index, if at is given); NULL if none. */
 static __always_inline struct block_slot *find_block(const struct alloc_key *key, __u32 home,
-						     __u32 *state)
+						     __u32 *state, __u32 *at)
 {
 	struct block_slot *s = block_at(home, 0);
 	__u32 reach;
@@ -378,8 +398,11 @@ static __always_inline struct block_slot *find_block(const struct alloc_key *key
 		*state = s->state;
 		asm volatile("" ::: "memory"); /* the state before the key */
 		if ((*state & 3) == BLOCK_LIVE && s->key.addr == key->addr &&
-		    s->key.space == key->space)
+		    s->key.space == key->space) {
+			if (at)
+				*at = (home + d) & blocks_mask;
 			return s;
+		}
 	}
 	return NULL;
 }
@@ -391,7 +414,7 @@ static __always_inline __u64 alloc_time(__u32 space, __u64 addr)
 	struct block_slot *s;
 	__u32 state;
 
-	s = find_block(&key, block_home(&key, blocks_mask), &state);
+	s = find_block(&key, block_home(&key, blocks_mask), &state, NULL);
 	return s ? s->info.time_ns : 0;
 }
 
@@ -401,9 +424,9 @@ static __always_inline int take_block(const struct alloc_key *key, __u32 home, _
 				      struct alloc_info *info)
 {
 	struct block_slot *s;
-	__u32 state;
+	__u32 state, at;
 
-	s = find_block(key, home, &state);
+	s = find_block(key, home, &state, &at);
 	if (!s || (time_ns && s->info.time_ns != time_ns))
 		return -1;
 	*info = s->info;
@@ -411,6 +434,7 @@ static __always_inline int take_block(const struct alloc_key *key, __u32 home, _
 	if (__sync_val_compare_and_swap(&s->state, state, block_next(state, BLOCK_BUSY)) != state)
 		return -1; /* another thread freed it first */
 	__sync_lock_test_and_set(&s->state, block_next(block_next(state, BLOCK_BUSY), BLOCK_FREE));
+	count_on_page(at, -1);
 	return 0;
 }
 
@@ -437,6 +461,7 @@ static __always_inline int put_block(const struct alloc_key *key, __u32 home,
 			__sync_fetch_and_or(&h->reach, 1u << d);
 		__sync_lock_test_and_set(&s->state,
 					 block_next(block_next(state, BLOCK_BUSY), BLOCK_LIVE));
+		count_on_page((home + d) & blocks_mask, 1);
 		return 0;
 	}
 	return -1;
@@ -549,7 +574,7 @@ int block_op(struct block_op *ctx)
 		record_at(op->key.space, op->info.owner, op->key.addr, op->info.size,
 			  op->info.stack_id, op->info.time_ns, NULL);
 		op->done = 1;
-	} else if ((s = find_block(&op->key, home, &state))) {
+	} else if ((s = find_block(&op->key, home, &state, NULL))) {
 		op->info = s->info;
 		asm volatile("" ::: "memory"); /* the record before the state again */
 		op->done = s->state == state;

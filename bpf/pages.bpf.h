@@ -248,7 +248,7 @@ int BPF_PROG(page_freed, struct page *page, unsigned int order)
 		return 0;
 	__sync_fetch_and_and(word, ~bit);
 	home = block_home(&key, blocks_mask);
-	if (!(s = find_block(&key, home, &state)))
+	if (!(s = find_block(&key, home, &state, NULL)))
 		return 0;
 	task = bpf_get_current_task_btf();
 	if (s->info.size != page_size << (order & 31))

@@ -72,6 +72,8 @@ struct alloc_info {
  * sees the same state before and after copying a slot has a whole copy.
  */
 #define BLOCK_PROBES 32
+/* Slots in a page (4 KiB) of the table, whose live blocks BPF counts. */
+#define BLOCK_PAGE_SLOTS 64
 
 enum block_kind {
 	BLOCK_FREE = 0,

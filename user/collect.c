@@ -34,6 +34,9 @@ int heap_maps_size(const struct heap_objects *o, __u32 max_allocs, __u32 max_sta
 	*o->stack_rows_mask = rows - 1;
 	e = bpf_map__set_max_entries(o->blocks, slots);
 	if (!e)
+		e = bpf_map__set_max_entries(o->block_pages,
+					     (slots + BLOCK_PAGE_SLOTS - 1) / BLOCK_PAGE_SLOTS);
+	if (!e)
 		e = bpf_map__set_max_entries(o->stack_rows, rows);
 	if (!e)
 		e = bpf_map__set_max_entries(o->stack_counts, 2 * max_stacks);
@@ -75,7 +78,8 @@ int heap_maps_open(struct heap_maps *m, const struct heap_objects *o)
 
 	h.counts_rows = map_rows(o->counts_copy, &h.counts_cap);
 	h.use_rows = map_rows(o->uses_copy, &h.uses_cap);
-	if (!h.counts_rows || !h.use_rows) {
+	h.block_pages = map_rows(o->block_pages, &h.npages);
+	if (!h.counts_rows || !h.use_rows || !h.block_pages) {
 		int e = -errno;
 
 		heap_maps_close(&h);
@@ -91,8 +95,11 @@ void heap_maps_close(struct heap_maps *m)
 		munmap((void *)m->counts_rows, m->counts_cap * sizeof(*m->counts_rows));
 	if (m->use_rows)
 		munmap((void *)m->use_rows, m->uses_cap * sizeof(*m->use_rows));
+	if (m->block_pages)
+		munmap((void *)m->block_pages, m->npages * sizeof(*m->block_pages));
 	m->counts_rows = NULL;
 	m->use_rows = NULL;
+	m->block_pages = NULL;
 }
 
 typedef void (*entry_fn)(const void *key, const void *val, void *ctx);
@@ -125,30 +132,52 @@ static int for_each_entry(int fd, size_t key_size, size_t val_size, entry_fn fn,
 
 /* Slots a walk maps at once: 4 MiB of the table. */
 #define WALK_SLOTS (1u << 16)
+_Static_assert(sizeof(struct block_slot) * BLOCK_PAGE_SLOTS == 4096, "a page of slots");
+_Static_assert(WALK_SLOTS % BLOCK_PAGE_SLOTS == 0, "whole pages in a part");
+
+/* Whether any page of slots [from, from + n) holds a live block, as BPF
+ * counts them (a count going up or down meanwhile may read either way). */
+static bool any_live(const struct heap_maps *m, size_t from, size_t n)
+{
+	for (size_t p = from / BLOCK_PAGE_SLOTS; p * BLOCK_PAGE_SLOTS < from + n && p < m->npages;
+	     p++)
+		if (__atomic_load_n(&m->block_pages[p], __ATOMIC_RELAXED))
+			return true;
+	return false;
+}
 
 /*
  * One pass over the live blocks, through memory maps of the table made for
  * it, a part at a time (kept mapped, the table's pages would count in the
- * loader's RSS). A slot is copied whole if its state is the same before and
- * after; a block allocated or freed during the pass may or may not be seen,
- * as in a walk of a hash map.
+ * loader's RSS), reading only the pages that hold live blocks. A slot is
+ * copied whole if its state is the same before and after; a block
+ * allocated or freed during the pass may or may not be seen, as in a walk
+ * of a hash map.
  */
 static int for_each_block(const struct heap_maps *m, entry_fn fn, void *ctx)
 {
 	for (size_t from = 0; from < m->block_slots; from += WALK_SLOTS) {
 		size_t n = m->block_slots - from < WALK_SLOTS ? m->block_slots - from : WALK_SLOTS;
 		size_t len = n * sizeof(struct block_slot);
-		const struct block_slot *slots = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, m->blocks,
-						      (off_t)(from * sizeof(struct block_slot)));
+		const struct block_slot *slots;
 
+		if (!any_live(m, from, n))
+			continue;
+		slots = mmap(NULL, len, PROT_READ, MAP_SHARED, m->blocks,
+			     (off_t)(from * sizeof(struct block_slot)));
 		if (slots == MAP_FAILED)
 			return -errno;
 		for (size_t i = 0; i < n; i++) {
 			const struct block_slot *s = &slots[i];
-			__u32 state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+			__u32 state;
 			struct alloc_key k;
 			struct alloc_info a;
 
+			if (i % BLOCK_PAGE_SLOTS == 0 && !any_live(m, from + i, BLOCK_PAGE_SLOTS)) {
+				i += BLOCK_PAGE_SLOTS - 1;
+				continue;
+			}
+			state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
 			if ((state & 3) != BLOCK_LIVE)
 				continue;
 			k = s->key;

@@ -14,6 +14,8 @@
 struct heap_maps {
 	int blocks;			     /* the live blocks' table, mapped for a walk only */
 	size_t block_slots;		     /* its size */
+	const __u64 *block_pages;	     /* live blocks per page of it (mapped), */
+	size_t npages;			     /* its pages */
 	int block_op;			     /* the program that finds or forgets one block, */
 	const struct block_op *block_answer; /* and its answer */
 	int procs, stack_counts, stacks;
@@ -32,7 +34,7 @@ struct heap_maps {
 /* An object's accounting as its skeleton has it (heap.bpf.h). */
 struct heap_objects {
 	__u32 *blocks_mask, *stack_rows_mask; /* in the object's read-only data, before load */
-	struct bpf_map *blocks, *procs, *proc_rows, *stack_counts, *stack_rows, *stacks;
+	struct bpf_map *blocks, *block_pages, *procs, *proc_rows, *stack_counts, *stack_rows, *stacks;
 	struct bpf_map *counts_copy, *uses_copy;
 	struct bpf_map *ended; /* NULL for the kernel's */
 	struct bpf_program *copy_counts, *copy_uses, *block_op;
@@ -74,6 +76,7 @@ struct snapshot {
 /* The accounting of a skeleton (either object's: the names are the same). */
 #define HEAP_OBJECTS(skel)                                                                         \
 	((struct heap_objects){.blocks = (skel)->maps.blocks,                                      \
+			       .block_pages = (skel)->maps.block_pages,                            \
 			       .blocks_mask = (__u32 *)&(skel)->rodata->blocks_mask,               \
 			       .procs = (skel)->maps.procs,                                        \
 			       .proc_rows = (skel)->maps.proc_rows,                                \
