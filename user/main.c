@@ -688,7 +688,6 @@ static bool serve_command(struct tracer *tr)
 		switch (s) {
 		case LAUNCH_EXITED: /* its links go while the last report is made */
 			target_exited(&tr->targets.t[0]);
-			probes_detach_later(&tr->targets.t[0].probes, true);
 			break;
 		case LAUNCH_BORN:
 			if (!tr->finished)
@@ -708,10 +707,8 @@ static bool serve_command(struct tracer *tr)
 			launch_let_exit(c);
 			break;
 		case LAUNCH_GONE:
-			if (t) {
+			if (t)
 				target_exited(t);
-				probes_detach_later(&t->probes, true);
-			}
 			break;
 		case LAUNCH_RUNNING:
 			break;
@@ -830,7 +827,7 @@ static void unprobe_settled(struct tracer *tr)
 		if (t->pages)
 			pages_untrace(tr->skel, t->pid);
 		t->pages = false;
-		target_unprobe(&tr->targets, t);
+		target_unprobe(t);
 	}
 }
 

@@ -175,6 +175,7 @@ void target_refresh(struct target *t)
 void target_exited(struct target *t)
 {
 	t->alive = false;
+	probes_detach_later(&t->probes, true); /* no order to keep */
 	if (t->pidfd >= 0) {
 		close(t->pidfd);
 		t->pidfd = -1;
@@ -670,14 +671,12 @@ static void free_stacks(struct target *t, bool heap_only)
 /* The probes come off in the background (the sampling goes on); its heap
  * records go once they are off (targets_forget_unprobed), not before: a
  * probe still running would record anew. Meanwhile its heap is not reported. */
-void target_unprobe(struct target_set *ts, struct target *t)
+void target_unprobe(struct target *t)
 {
-	t->unprobe_ticket = probes_detach_later(&t->probes, false);
-	t->unprobing = true;
+	t->unprobing = probes_detach_later(&t->probes, false);
 	free_stacks(t, true); /* its kernel stacks are still counted */
 	t->probed = false;
 	t->heap_bytes = 0;
-	targets_forget_unprobed(ts);
 }
 
 void targets_forget_unprobed(struct target_set *ts)
@@ -688,9 +687,9 @@ void targets_forget_unprobed(struct target_set *ts)
 	for (int i = 0; i < ts->n; i++) {
 		struct target *t = &ts->t[i];
 
-		if (!t->unprobing || !probes_done(t->unprobe_ticket))
+		if (!t->unprobing || !probes_done(t->unprobing))
 			continue;
-		t->unprobing = false;
+		t->unprobing = 0;
 		if (t->alive) /* an exited one's go when it is retired */
 			pids[n++] = (__u32)t->pid;
 	}

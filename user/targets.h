@@ -37,8 +37,7 @@ struct target {
 	bool born;	   /* -p: a traced process's new child, to be probed */
 	bool pages;	   /* --pages: its resident pages are counted, not its heap */
 	struct probes probes; /* a watched process's own, while probed */
-	bool unprobing;	      /* its probes are coming off: its heap records go when they are */
-	unsigned unprobe_ticket;
+	unsigned unprobing;   /* its probes' detachment (a ticket; 0: none): its heap records go after */
 	double probed_at;
 	int pidfd; /* -1 if not watched through one */
 	unsigned long long rss_bytes;
@@ -99,11 +98,12 @@ struct target *targets_find(struct target_set *ts, pid_t pid);
 bool targets_newcomer(const struct target_set *ts, pid_t pid);
 /* Reread what /proc says of a live target: name, RSS, memory map. */
 void target_refresh(struct target *t);
+/* The process has exited: its probe links close, in the background. */
 void target_exited(struct target *t);
 /* A watched process's probes come off, in the background: its heap figures
  * and stacks are dropped, from the maps too once the probes are off, which
  * targets_forget_unprobed (at each sample) sees to. */
-void target_unprobe(struct target_set *ts, struct target *t);
+void target_unprobe(struct target *t);
 void targets_forget_unprobed(struct target_set *ts);
 
 struct report_options {

@@ -430,25 +430,21 @@ static void *detach_thread(void *arg)
 
 unsigned probes_detach_later(struct probes *p, bool gone)
 {
-	struct detach_job *job;
-	unsigned ticket = 0;
+	struct detach_job *job = xcalloc(1, sizeof(*job));
+	unsigned ticket;
 	pthread_t th;
 
-	if (!p->nlinks) { /* nothing to wait for */
-		detach(p, gone);
-		return 0;
-	}
-	job = xcalloc(1, sizeof(*job));
 	job->p = *p;
 	job->gone = gone;
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_lock(&pending_lock);
 	if (++last_ticket == 0) /* 0 is no ticket */
 		last_ticket = 1;
-	job->ticket = last_ticket;
-	if (start_thread(&th, detach_thread, job, true)) {
+	ticket = job->ticket = last_ticket;
+	/* No link: nothing to wait for. */
+	if (job->p.nlinks && start_thread(&th, detach_thread, job, true)) {
 		pending = xrealloc(pending, (npending + 1) * sizeof(*pending));
-		ticket = pending[npending++] = job->ticket;
+		pending[npending++] = ticket;
 		job = NULL; /* the thread's */
 	}
 	pthread_mutex_unlock(&pending_lock);

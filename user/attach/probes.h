@@ -30,8 +30,8 @@ void probes_detach(struct probes *p);
 /* The same in the background (p is emptied now): for a process that has
  * exited (gone: its links close all at once, no order to keep), runs
  * another program or is no longer watched, or a tracer about to exit.
- * Returns a ticket (0: done already) that probes_done(ticket) is true of
- * once no probe of p can run; probes_settle waits for all of them. */
+ * Returns a ticket (never 0) that probes_done(ticket) is true of once no
+ * probe of p can run; probes_settle waits for all of them. */
 unsigned probes_detach_later(struct probes *p, bool gone);
 bool probes_done(unsigned ticket);
 void probes_settle(void);
